@@ -1,0 +1,41 @@
+"""QoS profiles of the contract (shared/notes/contract.md, "QoS"), in one place.
+
+- camera input: a parameter, sensor-data by default (best effort, keep last 5), or reliable;
+- ``live/frames`` and ``live/frame_tokens``: reliable, keep last 30 (no frame is lost
+  between our own nodes, and a burst of 15 s at 2 fps fits);
+- ``live/response`` and ``live/response_json``: reliable, transient local, keep last 20 (a
+  headset that joins late still gets the recent responses);
+- ``live/status``: reliable, keep last 1.
+"""
+
+from __future__ import annotations
+
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+CAMERA_QOS_CHOICES = ("sensor_data", "reliable")
+
+
+def camera(policy: str = "sensor_data", depth: int = 5) -> QoSProfile:
+    if policy not in CAMERA_QOS_CHOICES:
+        raise ValueError(f"camera QoS '{policy}' is not one of {', '.join(CAMERA_QOS_CHOICES)}")
+    reliability = ReliabilityPolicy.BEST_EFFORT if policy == "sensor_data" else ReliabilityPolicy.RELIABLE
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def frames() -> QoSProfile:
+    """``live/frames`` and ``live/frame_tokens``."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=30, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def responses() -> QoSProfile:
+    """``live/response`` and ``live/response_json``."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=20, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def status() -> QoSProfile:
+    """``live/status`` (publishers). Subscribers that watch several nodes use a deeper queue."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)

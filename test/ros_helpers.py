@@ -1,0 +1,37 @@
+"""Small rclpy helpers for tests: a private context per test and spinning until a condition."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+
+
+@contextlib.contextmanager
+def ros_node(name: str):
+    """A node in its own context, with an executor; shut down at the end."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(name, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        yield node, executor
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def spin_until(executor, condition, timeout: float, what: str, proc=None) -> None:
+    """Spin until condition() holds; fail naming `what` (and the peer's output) otherwise."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            detail = ""
+            if proc is not None and proc.poll() is not None:
+                detail = f"\npeer exited with {proc.returncode}:\n{proc.stdout.read()}"
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{detail}")
+        executor.spin_once(timeout_sec=0.05)
