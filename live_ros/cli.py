@@ -21,6 +21,26 @@ def _add_status(sub) -> None:
     p.set_defaults(run=lambda a: __import__("live_ros.ros.status_tool", fromlist=["main"]).main(a))
 
 
+def _add_check_model(sub) -> None:
+    from live_ros.model.presets import PRESETS  # no torch import: the registry is plain data
+
+    p = sub.add_parser("check-model", help="load a model preset, run one frame and one short answer",
+                       description="Load a preset (encoder + LLM + adapter), run one real photo through it and "
+                                   "answer one question; print parameter counts, load time, memory and "
+                                   "one-frame time. Presets: " + "; ".join(
+                                       f"{p.name}: {p.description}" for p in PRESETS.values()))
+    p.add_argument("preset", choices=list(PRESETS), help="model preset")
+    p.add_argument("--llm", help="local LLM folder (8B preset: Meta-Llama-3-8B-Instruct)")
+    p.add_argument("--vision", help="local vision weights (8B preset: siglip-large-patch16-384 folder)")
+    p.add_argument("--adapter", help="checkpoint folder (8B preset: videollm-online-8b-v1plus)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: float32)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--max-new-tokens", type=int, default=16, help="answer length limit (default: 16)")
+    p.add_argument("--force", action="store_true", help="run an 8B preset on a CPU anyway")
+    p.set_defaults(run=lambda a: __import__("live_ros.model.check", fromlist=["main"]).main(a))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="live-ros",
@@ -29,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print where this installation's pieces are (package, interfaces, "
                              "share folder, cache, torch build) and exit")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for add in (_add_status,):
+    for add in (_add_status, _add_check_model):
         add(sub)
     return parser
 

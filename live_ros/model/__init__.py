@@ -1,0 +1,1 @@
+"""The LIVE model core: frames, encoders, sequence format, model, presets."""
