@@ -110,7 +110,7 @@ if ! fresh build "$h" || [ ! -e "$VENV/bin/live-ros" ]; then
         -DAMENT_CMAKE_SYMLINK_INSTALL=1 -DPython3_EXECUTABLE="$PYV" \
         -DPython3_FIND_VIRTUALENV=ONLY > "$BUILD.log" 2>&1 \
     && cmake --build "$BUILD" >> "$BUILD.log" 2>&1 \
-    && cmake --install "$BUILD" >> "$BUILD.log" 2>&1 \
+    && (cd "$BUILD" && cmake --install . >> "$BUILD.log" 2>&1) \
     || { tail -n 40 "$BUILD.log"; echo "setup.sh: building live_ros failed; full log: $BUILD.log" >&2; exit 1; }
   mark build "$h"
 fi
