@@ -88,7 +88,7 @@ if [ "${LIVE_ROS_USE_SYSTEM_ROS:-0}" != 1 ]; then
     inc=$("$PYV" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
     npinc=$("$PYV" -c 'import numpy; print(numpy.get_include())')
     say "fixing the wheels' CMake paths (Python include: $inc)"
-    grep -rl --include='*.cmake' -e '/opt/python/cp311-cp311' "$VENV/share" 2>/dev/null | while read -r f; do
+    { grep -rl --include='*.cmake' -e '/opt/python/cp311-cp311' "$VENV/share" 2>/dev/null || true; } | while read -r f; do
       sed -i -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$npinc#g" \
              -e "s#/opt/python/cp311-cp311/include/python3.11#$inc#g" "$f"
     done
