@@ -230,6 +230,8 @@ def load_live(llm_dir: Path, adapter_dir: Path | None, *, vision_hidden_size: in
     weights costs nothing per token)."""
     t0 = time.perf_counter()
     notes = []
+    _require(Path(llm_dir) / "config.json", "the LLM's config", "pass a local Hugging Face model folder "
+             "(config.json + *.safetensors); for the embedded preset run scripts/setup.sh to fill the cache")
     tokenizer = load_tokenizer(tokenizer_dir or llm_dir, (spec or FormatSpec()).frame_token,
                                add=tokenizer_dir is None)
     model = load_base(llm_dir, tokenizer, vision_hidden_size, frame_num_tokens, encoder_id=encoder_id,

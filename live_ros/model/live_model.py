@@ -93,7 +93,7 @@ class LiveLlamaForCausalLM(LlamaForCausalLM):
             raise ValueError(f"frame tokens have dimension {frame_tokens.shape[-1]} but the connector expects "
                              f"{self.config.vision_hidden_size} (encoder '{self.config.encoder_id}'): use the "
                              f"vision encoder this checkpoint was trained with")
-        weight = self.connector[0].weight
+        weight = next(self.connector.parameters())  # (peft may wrap the connector)
         return self.connector(frame_tokens.to(device=weight.device, dtype=weight.dtype))
 
     def embed(self, input_ids: torch.Tensor, frame_tokens: torch.Tensor | None = None) -> torch.Tensor:
