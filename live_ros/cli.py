@@ -16,7 +16,8 @@ def _add_status(sub) -> None:
                                    "every live_ros node (state, fps, lag, cache, frames, queries, "
                                    "last error). Exits 1 when no node reports.")
     p.add_argument("--namespace", default="live", help="namespace of the graph (default: live)")
-    p.add_argument("--timeout", type=float, default=3.0, help="seconds to listen (default: 3)")
+    p.add_argument("--timeout", type=float, default=5.0,
+                   help="seconds to wait for a first report (default: 5); it then listens 2 s more")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     p.set_defaults(run=lambda a: __import__("live_ros.ros.status_tool", fromlist=["main"]).main(a))
 

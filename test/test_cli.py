@@ -45,12 +45,12 @@ def test_info_names_the_installed_pieces():
 def test_status_shows_a_running_node(processes):
     peer = processes.python(PEERS / "status_peer.py", "frame_encoder")
     assert peer.stdout.readline().strip() == "READY"
-    out = run("status", "--json", "--timeout", "3")
+    out = run("status", "--json", "--timeout", "20")
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads(out.stdout)["frame_encoder"]
     assert report["state"] == "active" and report["cache_tokens"] == 1234 and report["queries_answered"] == 2
     assert "bgr16" in report["last_error"]
-    table = run("status", "--timeout", "2")
+    table = run("status", "--timeout", "20")
     assert table.returncode == 0 and "frame_encoder" in table.stdout and "last errors:" in table.stdout
 
 

@@ -24,8 +24,9 @@ def status_to_dict(msg) -> dict:
     return d
 
 
-def collect(namespace: str = "live", timeout: float = 3.0) -> dict[str, dict]:
-    """Listen to ``/<namespace>/status`` for `timeout` seconds; the latest report per node."""
+def collect(namespace: str = "live", timeout: float = 5.0, settle: float = 2.0) -> dict[str, dict]:
+    """Listen to ``/<namespace>/status``: the latest report per node. Stops `settle` seconds
+    after the first report (nodes report about once a second), or after `timeout`."""
     from live_ros.msg import Status
 
     topic = f"/{namespace.strip('/')}/status" if namespace.strip("/") else "/status"
@@ -43,6 +44,8 @@ def collect(namespace: str = "live", timeout: float = 3.0) -> dict[str, dict]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             executor.spin_once(timeout_sec=min(0.1, max(0.0, deadline - time.monotonic())))
+            if seen and deadline - time.monotonic() > settle:
+                deadline = time.monotonic() + settle
         node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
