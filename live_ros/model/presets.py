@@ -91,6 +91,32 @@ def resolve_paths(name: str, llm: str | None = None, vision: str | None = None,
     return paths
 
 
+def frame_size(name: str) -> int:
+    """The letterbox size of a preset's encoder (what the camera node publishes)."""
+    return 224 if get(name).name == "embedded" else 384
+
+
+def load_encoder(name: str, *, vision: str | None = None, device: str = "cpu", dtype: str | None = None):
+    """Only the vision encoder of a preset (the frame encoder node needs no LLM)."""
+    from live_ros.model import encoders
+    from live_ros.model.checkpoint import _dtype
+
+    preset = get(name)
+    if preset.name == "embedded":
+        config = encoders.embedded_encoder_config()
+        if vision:
+            config.weights = str(Path(vision).expanduser())
+    else:
+        vision = vision or os.environ.get(preset.env["vision"])
+        if not vision:
+            raise PresetError(f"preset '{name}' needs the SigLIP folder: --vision (or ${preset.env['vision']})")
+        config = encoders.siglip_release_config(Path(vision).expanduser())
+    encoder = encoders.build_encoder(config).to(device)
+    if dtype and str(device).startswith("cuda"):
+        encoder.to(_dtype(dtype))
+    return encoder
+
+
 @dataclass
 class LiveSystem:
     """What a preset loads: the vision encoder and the LLM side (see checkpoint.Loaded)."""
@@ -108,7 +134,7 @@ def load(name: str, *, llm: str | None = None, vision: str | None = None, adapte
 
     import torch
 
-    from live_ros.model import checkpoint, encoders
+    from live_ros.model import checkpoint
 
     preset = get(name)
     if preset.size == "8b" and not str(device).startswith("cuda") and not force:
@@ -118,15 +144,7 @@ def load(name: str, *, llm: str | None = None, vision: str | None = None, adapte
         raise PresetError("--device cuda asked for, but torch sees no GPU (or is a CPU build)")
     paths = resolve_paths(name, llm, vision, adapter)
     t0 = time.perf_counter()
-    if preset.name == "embedded":
-        enc_config = encoders.embedded_encoder_config()
-        if paths.vision is not None:
-            enc_config.weights = str(paths.vision)
-    else:
-        enc_config = encoders.siglip_release_config(paths.vision)
-    encoder = encoders.build_encoder(enc_config).to(device)
-    if dtype and str(device).startswith("cuda"):
-        encoder.to(checkpoint._dtype(dtype))
+    encoder = load_encoder(name, vision=vision, device=device, dtype=dtype)
     encoder_seconds = time.perf_counter() - t0
     if preset.release:
         loaded = checkpoint.load_release_checkpoint(paths.adapter, paths.llm, encoder_id=encoder.encoder_id,

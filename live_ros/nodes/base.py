@@ -1,0 +1,227 @@
+"""What every live_ros node shares: declared parameters (one table per node, each with a
+description and a range), lifecycle with autostart, ``live/status`` about once a second,
+``last_error`` for every refusal, ``num_threads``, and a ``main`` that runs the node
+until Ctrl-C / SIGTERM.
+
+Style after ros2/demos lifecycle_py: configure loads, activate starts processing,
+deactivate stops it, cleanup frees the model.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType,
+                                SetParametersResult)
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+
+from live_ros.msg import Status
+from live_ros.ros import qos
+
+_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+          float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter: the README's reference table is checked against these."""
+
+    name: str
+    default: Any
+    description: str
+    range: tuple | None = None      # (low, high) for numbers
+    choices: tuple | None = None    # allowed strings
+    dynamic: bool = False           # may change while running
+
+    def descriptor(self) -> ParameterDescriptor:
+        text = self.description
+        if self.choices:
+            text += f" One of: {', '.join(self.choices)}."
+        d = ParameterDescriptor(name=self.name, type=_TYPES[type(self.default)], description=text,
+                                read_only=not self.dynamic)
+        if self.range and isinstance(self.default, float):
+            d.floating_point_range = [FloatingPointRange(from_value=float(self.range[0]),
+                                                         to_value=float(self.range[1]), step=0.0)]
+        elif self.range and isinstance(self.default, int) and not isinstance(self.default, bool):
+            d.integer_range = [IntegerRange(from_value=int(self.range[0]), to_value=int(self.range[1]), step=1)]
+        return d
+
+    def check(self, value) -> str | None:
+        """Why `value` is refused, or None."""
+        if self.choices and value not in self.choices:
+            return f"{self.name}={value!r} is not one of {', '.join(self.choices)}"
+        if self.range and not isinstance(value, (bool, str)) and not (self.range[0] <= value <= self.range[1]):
+            return f"{self.name}={value} is outside [{self.range[0]}, {self.range[1]}]"
+        return None
+
+
+COMMON = (
+    Param("num_threads", 1, "torch / decoding threads of this node (the whole graph fits 2 cores).", (1, 64)),
+    Param("autostart", True, "Configure and activate at start (false: wait for lifecycle transitions)."),
+    Param("status_period", 1.0, "Seconds between live/status reports.", (0.1, 60.0)),
+)
+
+
+class LiveNode(LifecycleNode):
+    """Base of every live_ros node. Subclasses set PARAMS and override the on_* hooks
+    (``configure``, ``activate``, ``deactivate``, ``cleanup``) and ``status_fields``."""
+
+    PARAMS: tuple[Param, ...] = ()
+
+    def __init__(self, name: str, **kwargs):
+        super().__init__(name, **kwargs)
+        self.params = {p.name: p for p in COMMON + self.PARAMS}
+        for p in self.params.values():
+            self.declare_parameter(p.name, p.default, p.descriptor())
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.state = "unconfigured"
+        self.last_error = ""
+        self._lock = threading.Lock()
+        self._status_pub = self.create_publisher(Status, "status", qos.status())
+        self._status_timer = self.create_timer(self.p("status_period"), self._publish_status)
+        self._threads_set = False
+        if self.p("autostart"):
+            self._autostart = self.create_timer(0.0, self._do_autostart)
+
+    # -- parameters ---------------------------------------------------------------------
+    def p(self, name: str):
+        return self.get_parameter(name).value
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for param in params:
+            spec = self.params.get(param.name)
+            if spec is None:
+                continue
+            problem = spec.check(param.value)
+            if problem:
+                self.report_error(f"parameter refused: {problem}", log=False)
+                return SetParametersResult(successful=False, reason=problem)
+        for param in params:
+            if param.name in self.params:
+                self.on_parameter(param.name, param.value)
+        return SetParametersResult(successful=True)
+
+    def on_parameter(self, name: str, value) -> None:
+        """A dynamic parameter changed (already validated)."""
+
+    # -- errors and status ---------------------------------------------------------------
+    def report_error(self, text: str, log: bool = True, once_key: str | None = None) -> None:
+        """Record a refusal or anomaly for Status.last_error (what, where, how to fix)."""
+        with self._lock:
+            repeated = text == self.last_error
+            self.last_error = text
+        if log and not repeated:
+            self.get_logger().warning(text)
+
+    def status_fields(self) -> dict:
+        """fps, lag, cache_tokens, frames_in, frames_dropped, queries_accepted, queries_answered."""
+        return {}
+
+    def _publish_status(self) -> None:
+        msg = Status(node=self.get_name(), state=self.state, last_error=self.last_error)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        for key, value in self.status_fields().items():
+            setattr(msg, key, type(getattr(msg, key))(value))
+        self._status_pub.publish(msg)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def _do_autostart(self) -> None:
+        self._autostart.cancel()
+        self.destroy_timer(self._autostart)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def _apply_threads(self) -> None:
+        if not self._threads_set:
+            try:
+                import torch
+
+                torch.set_num_threads(self.p("num_threads"))
+            except ImportError:
+                pass
+            self._threads_set = True
+
+    def _transition(self, name: str, hook, new_state: str) -> TransitionCallbackReturn:
+        try:
+            hook()
+        except Exception as err:  # a failed transition must say why and keep the node alive
+            self.report_error(f"{name} failed: {err}")
+            return TransitionCallbackReturn.FAILURE
+        self.state = new_state
+        self.get_logger().info(f"{name}: now {new_state}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._apply_threads()
+        return self._transition("configure", self.configure, "inactive")
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = self._transition("activate", self.activate, "active")
+        return super().on_activate(state) if result == TransitionCallbackReturn.SUCCESS else result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = self._transition("deactivate", self.deactivate, "inactive")
+        return super().on_deactivate(state) if result == TransitionCallbackReturn.SUCCESS else result
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("cleanup", self.cleanup, "unconfigured")
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.deactivate()
+            self.cleanup()
+        except Exception:  # shutting down anyway
+            pass
+        self.state = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def configure(self) -> None:
+        """Load what the node needs (models, files)."""
+
+    def activate(self) -> None:
+        """Start processing."""
+
+    def deactivate(self) -> None:
+        """Stop processing (keep what configure loaded)."""
+
+    def cleanup(self) -> None:
+        """Free what configure loaded."""
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
+
+
+def main(node_class, argv: list[str] | None = None) -> int:
+    """Run one node until Ctrl-C or SIGTERM (both end it cleanly)."""
+    args = sys.argv if argv is None else argv
+    rclpy.init(args=args)
+    node = node_class()
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        try:
+            node.on_shutdown(None)
+        except Exception:
+            pass
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
