@@ -42,6 +42,16 @@ def _add_check_model(sub) -> None:
     p.set_defaults(run=lambda a: __import__("live_ros.model.check", fromlist=["main"]).main(a))
 
 
+def _add_launch(sub) -> None:
+    p = sub.add_parser("launch", help="run a launch file's nodes as supervised processes (no ROS install needed)",
+                       description="Read a ROS 2 launch XML file (the subset live_ros uses: arg, let, node with "
+                                   "param/remap, respawn, if/unless) and run its nodes; Ctrl-C stops them all.")
+    p.add_argument("file", nargs="?", default="live_ros.launch.xml",
+                   help="a launch file path, or a name in the package's launch folder (default: live_ros.launch.xml)")
+    p.add_argument("args", nargs="*", metavar="name:=value", help="launch arguments")
+    p.set_defaults(run=lambda a: __import__("live_ros.launcher", fromlist=["main"]).main(a))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="live-ros",
@@ -50,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print where this installation's pieces are (package, interfaces, "
                              "share folder, cache, torch build) and exit")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for add in (_add_status, _add_check_model):
+    for add in (_add_launch, _add_status, _add_check_model):
         add(sub)
     return parser
 
