@@ -52,6 +52,53 @@ def _add_launch(sub) -> None:
     p.set_defaults(run=lambda a: __import__("live_ros.launcher", fromlist=["main"]).main(a))
 
 
+def _tool(name):
+    return lambda a: getattr(__import__("live_ros.ros.tools", fromlist=[name]), name)(a)
+
+
+def _add_tools(sub) -> None:
+    p = sub.add_parser("ask", help="ask the running assistant a question and print its answer",
+                       description="Send a question to <namespace>/query; print the answer(s) from "
+                                   "<namespace>/response. Exit 2 when the query is refused.")
+    p.add_argument("question")
+    p.add_argument("--namespace", default="live")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the service and the answer")
+    p.add_argument("--partial", action="store_true", help="also print partial text while it decodes")
+    p.add_argument("--no-wait", action="store_true", help="return once the query is accepted")
+    p.add_argument("--json", action="store_true", help="one JSON object per response")
+    p.set_defaults(run=_tool("ask"))
+
+    p = sub.add_parser("watch", help="print the assistant's responses as they stream",
+                       description="Subscribe to <namespace>/response (the recent 20 arrive first) and print "
+                                   "narrations and answers with their video time and latency.")
+    p.add_argument("--namespace", default="live")
+    p.add_argument("--partial", action="store_true", help="also print partial text while it decodes")
+    p.add_argument("--json", action="store_true", help="one JSON object per response")
+    p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
+    p.add_argument("--count", type=int, default=0, help="stop after this many responses (0: no limit)")
+    p.set_defaults(run=_tool("watch"))
+
+    p = sub.add_parser("param", help="get, set, list the parameters of a running live_ros node",
+                       description="live-ros param list live_llm | get live_llm theta | set live_llm theta 0.8")
+    p.add_argument("action", choices=["get", "set", "list"])
+    p.add_argument("node", help="node name, e.g. live_llm")
+    p.add_argument("name", nargs="?", help="parameter name (get, set)")
+    p.add_argument("value", nargs="?", help="new value (set), YAML-typed: 0.8, true, text")
+    p.add_argument("--namespace", default="live")
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(run=_checked_param)
+
+
+def _checked_param(args) -> int:
+    if args.action in ("get", "set") and not args.name:
+        print(f"live-ros param {args.action}: name the parameter", file=sys.stderr)
+        return 2
+    if args.action == "set" and args.value is None:
+        print("live-ros param set: give the new value", file=sys.stderr)
+        return 2
+    return _tool("param")(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="live-ros",
@@ -60,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print where this installation's pieces are (package, interfaces, "
                              "share folder, cache, torch build) and exit")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for add in (_add_launch, _add_status, _add_check_model):
+    for add in (_add_launch, _add_tools, _add_status, _add_check_model):
         add(sub)
     return parser
 
