@@ -52,7 +52,6 @@ class CameraSubscriber(LiveNode):
         self.published = 0
         self.refused = 0
         self.fps_window: list[float] = []
-        self._warned = False
         self._activated_at = 0.0
 
     @property
@@ -121,9 +120,10 @@ class CameraSubscriber(LiveNode):
                           f"qos to match the camera (sensor_data for best effort)")
 
     def _check_input(self) -> None:
-        if self._warned or self.received or time.monotonic() - self._activated_at < self.p("no_input_warning"):
+        """While nothing arrives, say why that may be (each distinct reason logged once;
+        re-checked every second, as publishers come and go)."""
+        if self.received or time.monotonic() - self._activated_at < self.p("no_input_warning"):
             return
-        self._warned = True
         topic = self.sub.topic_name
         pubs = self.get_publishers_info_by_topic(topic)
         if not pubs:
@@ -135,7 +135,7 @@ class CameraSubscriber(LiveNode):
         for info in pubs:
             if ours.reliability == ReliabilityPolicy.RELIABLE and \
                     info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT:
-                self.report_error(f"camera_subscriber: no image on {topic}: its publisher {info.node_name} is best "
+                self.report_error(f"camera_subscriber: QoS mismatch, no image on {topic}: its publisher {info.node_name} is best "
                                   f"effort but this node asks reliable (qos:=reliable); set qos:=sensor_data")
                 return
         self.report_error(f"camera_subscriber: {len(pubs)} publisher(s) on {topic} but no image after "

@@ -1,0 +1,144 @@
+"""camera_subscriber and frame_encoder as real processes: sampling on camera stamps,
+letterbox, frame tokens with the camera stamp, refusals in Status.last_error while the
+node keeps going, and the QoS-mismatch / wrong-topic hints."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ros_helpers import ros_node, spin_until
+from sensor_msgs.msg import Image
+
+from live_ros.msg import FrameTokens, Status
+from live_ros.ros import qos
+from live_ros.ros.convert import rgb_to_image, seconds_to_stamp, stamp_to_seconds
+
+pytestmark = pytest.mark.ros
+LIB = Path(sys.prefix) / "lib" / "live_ros"
+
+
+def _image(t: float, w=320, h=240, value=120):
+    rgb = np.full((h, w, 3), value, np.uint8)
+    rgb[: h // 2] = (200, 30, 30)
+    return rgb_to_image(rgb, seconds_to_stamp(t), "camera")
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    from conftest import Processes
+
+    procs = Processes()
+    procs.start(LIB / "camera_subscriber", "--ros-args", "-p", "max_image_pixels:=1000000",
+                "-p", "no_input_warning:=1.0", "-p", "status_period:=0.2")
+    procs.start(LIB / "frame_encoder", "--ros-args", "-p", "status_period:=0.2")
+    yield procs
+    procs.stop_all()
+
+
+def _spin_for(executor, condition, seconds: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not condition():
+        executor.spin_once(timeout_sec=0.05)
+    return condition()
+
+
+def warm_up(executor, pub, probe, stamp: float) -> None:
+    """Discovery is not symmetric: repeat one image until the node has taken it, so the
+    images that follow are not lost to a half-matched connection."""
+    for _ in range(200):
+        pub.publish(_image(stamp))
+        executor.spin_once(timeout_sec=0.1)
+        if any(abs(stamp_to_seconds(f.header.stamp) - stamp) < 1e-6 for f in probe.frames):
+            return
+    raise AssertionError("camera_subscriber never took the warm-up image")
+
+
+class Probe:
+    def __init__(self, node):
+        self.frames, self.tokens, self.status = [], [], {}
+        node.create_subscription(Image, "/live/frames", self.frames.append, qos.frames())
+        node.create_subscription(FrameTokens, "/live/frame_tokens", self.tokens.append, qos.frames())
+        node.create_subscription(Status, "/live/status", lambda m: self.status.__setitem__(m.node, m),
+                                 qos.status())
+
+
+def test_frames_are_sampled_letterboxed_and_encoded_with_camera_stamps(graph):
+    with ros_node("camera_test") as (node, executor):
+        probe = Probe(node)
+        pub = node.create_publisher(Image, "/camera/image_raw", qos.camera("sensor_data"))
+        spin_until(executor, lambda: pub.get_subscription_count() > 0 and
+                   probe.status.get("frame_encoder") and probe.status["frame_encoder"].state == "active",
+                   60, "camera_subscriber and an active frame_encoder")
+        warm_up(executor, pub, probe, 99.5)  # the grid starts at 99.5: 100.0, 100.5, ... are ticks
+        stamps = [100.0 + 0.25 * i for i in range(10)]
+        for t in stamps:
+            pub.publish(_image(t))
+            executor.spin_once(timeout_sec=0.05)
+        spin_until(executor, lambda: len(probe.tokens) >= 6, 30, "6 frame tokens")
+        print("DEBUG", len(probe.frames), len(probe.tokens), {k: (v.state, v.frames_in, v.last_error) for k, v in probe.status.items()})
+    assert [stamp_to_seconds(m.header.stamp) for m in probe.frames] == [99.5, 100.0, 100.5, 101.0, 101.5, 102.0]
+    frame = probe.frames[1]
+    assert (frame.width, frame.height, frame.encoding, frame.header.frame_id) == (224, 224, "rgb8", "camera")
+    pixels = np.frombuffer(frame.data, np.uint8).reshape(224, 224, 3)
+    assert pixels[:27].max() == 0 and pixels[-27:].max() == 0  # 320x240 -> 224x168: black bands
+    assert tuple(pixels[60, 112]) == (200, 30, 30) and tuple(pixels[150, 112]) == (120, 120, 120)
+    tokens = probe.tokens[1:6]
+    assert [stamp_to_seconds(m.header.stamp) for m in tokens] == [100.0, 100.5, 101.0, 101.5, 102.0]
+    assert all(m.num_tokens == 10 and m.dim == 1280 and "tf_efficientnet_lite0" in m.encoder for m in tokens)
+    assert [m.frame_index for m in tokens] == list(range(1, 6))
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda t: Image(header=_image(t).header, height=4, width=4, encoding="bgr16", step=32, data=bytes(128)),
+     "encoding 'bgr16' is not supported"),
+    (lambda t: Image(header=_image(t).header, height=0, width=0, encoding="rgb8", step=0), "empty image"),
+    (lambda t: _image(t, w=1200, h=1000), "over max_image_pixels=1000000"),
+    (lambda t: Image(header=_image(t).header, height=4, width=4, encoding="rgb8", step=8, data=bytes(32)),
+     "step 8 is smaller than width x bytes per pixel = 12"),
+    (lambda t: Image(header=_image(t).header, height=4, width=4, encoding="rgb8", step=12, data=bytes(20)),
+     "image is truncated"),
+])
+def test_bad_images_are_refused_and_the_node_goes_on(graph, make, expected):
+    with ros_node("bad_image_test") as (node, executor):
+        probe = Probe(node)
+        pub = node.create_publisher(Image, "/camera/image_raw", qos.camera("sensor_data"))
+        spin_until(executor, lambda: pub.get_subscription_count() > 0, 30, "camera_subscriber")
+        spin_until(executor, lambda: "camera_subscriber" in probe.status, 10, "a status report")
+        base = 1000.0 + 10 * len(expected)  # a new grid: stamps restart from here (the node says so)
+        warm_up(executor, pub, probe, base - 1.0)
+        refused = lambda: expected in probe.status["camera_subscriber"].last_error  # noqa: E731
+        for k in range(50):  # best effort: a big message may be lost in transport, send again
+            pub.publish(make(base + 0.001 * k))
+            if _spin_for(executor, refused, 0.4):
+                break
+        assert refused(), f"last_error never said '{expected}': {probe.status['camera_subscriber'].last_error}"
+        pub.publish(_image(base + 1.0))  # a good image right after is still taken
+        spin_until(executor, lambda: any(abs(stamp_to_seconds(f.header.stamp) - base - 1.0) < 1e-6
+                                         for f in probe.frames), 20, "the next good frame")
+    assert probe.status["camera_subscriber"].state == "active"
+
+
+def test_qos_mismatch_and_missing_publisher_are_explained(processes):
+    processes.start(LIB / "camera_subscriber", "--ros-args", "-r", "__ns:=/strict", "-p", "qos:=reliable",
+                    "-p", "no_input_warning:=1.0", "-p", "status_period:=0.2",
+                    "-r", "/camera/image_raw:=/strict_cam/image_raw")
+    processes.start(LIB / "camera_subscriber", "--ros-args", "-r", "__ns:=/lonely", "-p", "no_input_warning:=1.0",
+                    "-p", "status_period:=0.2", "-r", "/camera/image_raw:=/nobody/image_raw")
+    status: dict[str, Status] = {}
+    with ros_node("qos_test") as (node, executor):
+        node.create_subscription(Status, "/strict/status", lambda m: status.__setitem__("strict", m), qos.status())
+        node.create_subscription(Status, "/lonely/status", lambda m: status.__setitem__("lonely", m), qos.status())
+        pub = node.create_publisher(Image, "/strict_cam/image_raw", qos.camera("sensor_data"))  # best effort
+        spin_until(executor, lambda: "strict" in status and "lonely" in status, 60, "both nodes' status")
+        for i in range(3):
+            pub.publish(_image(float(i)))
+        spin_until(executor, lambda: "QoS" in status["strict"].last_error, 30,
+                   f"the QoS hint (last: {status['strict'].last_error!r})")
+        spin_until(executor, lambda: "no publisher" in status["lonely"].last_error, 30, "the topic hint")
+    assert "sensor_data" in status["strict"].last_error
+    assert "/nobody/image_raw" in status["lonely"].last_error and "camera_topic" in status["lonely"].last_error
