@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from live_ros.evaluate import add_evaluate
+
 
 def _add_status(sub) -> None:
     p = sub.add_parser("status", help="show what every running live_ros node reports on live/status",
@@ -107,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print where this installation's pieces are (package, interfaces, "
                              "share folder, cache, torch build) and exit")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for add in (_add_launch, _add_tools, _add_status, _add_check_model):
+    for add in (_add_launch, _add_tools, _add_status, _add_check_model, add_evaluate):
         add(sub)
     return parser
 

@@ -256,7 +256,10 @@ class StreamTokenizer:
                 out.turn_spans.append(("user", start, len(out.input_ids)))
                 continue
             if turn.role == "assistant":
-                continue  # consumed by the frames before it
+                if i > 0 and turns[i - 1].role == "stream":
+                    continue  # consumed by the frames before it
+                self._add_assistant(out, turn.text, frame >= learn_from, after_close=False)  # answers a question
+                continue
             nxt_text = _next_response(turns, i)
             for k in range(turn.num_frames):
                 last = k == turn.num_frames - 1
@@ -279,9 +282,13 @@ class StreamTokenizer:
 
 
 def _next_response(turns: list[Turn], i: int) -> str | None:
+    """The response that closes the segment of frames at ``i`` (None when a question or
+    the end of the stream comes first)."""
     for turn in turns[i + 1:]:
         if turn.role == "assistant":
             return turn.text
+        if turn.role == "user":
+            return None
     return None
 
 
