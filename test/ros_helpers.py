@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
+from live_ros.ros.tools import private_node
 
 
-@contextlib.contextmanager
 def ros_node(name: str):
     """A node in its own context, with an executor; shut down at the end."""
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node(name, context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    try:
-        yield node, executor
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=context)
+    return private_node(name)
 
 
 def spin_until(executor, condition, timeout: float, what: str, proc=None) -> None:

@@ -16,10 +16,11 @@ from live_ros.ros import qos
 
 
 @contextlib.contextmanager
-def tool_node(kind: str):
+def private_node(name: str):
+    """A node in a context of its own, with an executor; everything shut down at the end."""
     context = rclpy.Context()
     rclpy.init(context=context)
-    node = rclpy.create_node(f"live_ros_{kind}_{os.getpid()}", context=context)
+    node = rclpy.create_node(name, context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     try:
@@ -28,6 +29,10 @@ def tool_node(kind: str):
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+def tool_node(kind: str):
+    return private_node(f"live_ros_{kind}_{os.getpid()}")
 
 
 def _topic(namespace: str, name: str) -> str:
