@@ -34,6 +34,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["live_ros", "live_ros.*"]),
+    package_data={"live_ros": ["data/assets/*.json", "checkpoints/*/*"]},
     install_requires=requirements(),
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/live_ros"]),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from live_ros.data.verbs import add_extract, add_generate
 from live_ros.evaluate import add_evaluate
 
 
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print where this installation's pieces are (package, interfaces, "
                              "share folder, cache, torch build) and exit")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for add in (_add_launch, _add_tools, _add_status, _add_check_model, add_evaluate):
+    for add in (_add_launch, _add_tools, _add_status, _add_check_model, add_generate, add_extract, add_evaluate):
         add(sub)
     return parser
 

