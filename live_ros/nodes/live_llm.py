@@ -1,0 +1,211 @@
+"""live_llm: the streaming video LLM (paper section 3.4) as a ROS 2 node.
+
+Subscribes ``live/frame_tokens``, keeps one continuous KV cache through the core's
+:class:`~live_ros.engine.ThreadedEngine`, and publishes every response on
+``live/response`` (partial text while decoding, then final) and its JSON mirror
+``live/response_json``. ``live/query`` (``Query``) takes a question and replies at once
+with its id (the answer follows on the response topic); ``live/reset`` (``Trigger``)
+starts a new stream. Callbacks only validate and enqueue; the engine's worker decodes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import torch
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from live_ros.engine import EngineConfig, EngineInputError, ResponseEvent, ThreadedEngine
+from live_ros.model import presets
+from live_ros.msg import FrameTokens, Response
+from live_ros.nodes.base import LiveNode, Param, main as run_main
+from live_ros.ros import qos
+from live_ros.ros.convert import ConversionError, msg_to_tokens, seconds_to_stamp, stamp_to_seconds
+from live_ros.srv import Query
+
+# ROS parameter -> EngineConfig field, for the settings that change while running.
+LIVE_SETTINGS = {"theta": "theta", "max_new_tokens": "max_new_tokens", "system_prompt": "system_prompt",
+                 "cache_budget": "cache_budget", "mute": "mute", "min_response_interval": "min_response_interval"}
+
+
+class LiveLLM(LiveNode):
+    PARAMS = (
+        Param("preset", "embedded", "Model preset (live_ros.model.presets).", choices=tuple(presets.PRESETS)),
+        Param("llm_path", "", "Local LLM folder (8B preset: Meta-Llama-3-8B-Instruct; empty: the preset's)."),
+        Param("vision_path", "", "Local vision weights (only to name the expected encoder; empty: the preset's)."),
+        Param("adapter_path", "", "Checkpoint folder (empty: the preset's; 8B: videollm-online-8b-v1plus)."),
+        Param("device", "cpu", "cpu or cuda.", choices=("cpu", "cuda")),
+        Param("dtype", "float32", "LLM dtype (bfloat16 on a GPU).", choices=("float32", "bfloat16", "float16")),
+        Param("theta", 0.725, "Stay silent while P(interval token) >= theta (paper 3.4; release 0.725). Higher "
+                              "speaks more often.", (0.0, 1.0), dynamic=True),
+        Param("max_new_tokens", 48, "Response length limit in tokens.", (1, 1024), dynamic=True),
+        Param("system_prompt", "", "System prompt (empty: the checkpoint's). Changing it resets the stream.",
+              dynamic=True),
+        Param("cache_budget", 1536, "KV cache budget in tokens (system prompt, sinks, recent frames and "
+                                    "dialogue are kept; 0: unbounded).", (0, 1_000_000), dynamic=True),
+        Param("mute", False, "No proactive narration: speak only when asked.", dynamic=True),
+        Param("min_response_interval", 0.0, "Seconds of video between two proactive responses.", (0.0, 3600.0),
+              dynamic=True),
+        Param("max_query_chars", 2000, "Longer questions are refused.", (1, 100_000)),
+        Param("max_backlog", 64, "Frames waiting while the model speaks; past it the oldest is dropped.",
+              (1, 10_000)),
+        Param("partial_responses", True, "Publish partial text while a response decodes."),
+    )
+
+    def __init__(self):
+        super().__init__("live_llm", namespace="live")
+        self.engine: ThreadedEngine | None = None
+        self.expected_encoder = ""
+        self.frame_ids: dict[int, str] = {}
+        self.taken: list[float] = []
+        self.frames_refused = 0
+        self._engine_error = ""
+        self.pub = self.pub_json = None
+        self.sub = None
+        self.query_srv = self.reset_srv = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def configure(self) -> None:
+        t0 = time.perf_counter()
+        system = presets.load(self.p("preset"), llm=self.p("llm_path") or None,
+                              vision=self.p("vision_path") or None, adapter=self.p("adapter_path") or None,
+                              device=self.p("device"), dtype=self.p("dtype"))
+        loaded = system.loaded
+        self.expected_encoder = loaded.config.encoder_id or system.encoder.encoder_id
+        del system  # the vision encoder runs in frame_encoder
+        for note in loaded.notes:
+            self.get_logger().warning(f"{self.p('preset')}: {note}")
+        config = EngineConfig(theta=self.p("theta"), max_new_tokens=self.p("max_new_tokens"),
+                              system_prompt=self.p("system_prompt") or None,
+                              cache_budget=self.p("cache_budget") or None, mute=self.p("mute"),
+                              min_response_interval=self.p("min_response_interval"),
+                              max_query_chars=self.p("max_query_chars"), max_backlog=self.p("max_backlog"),
+                              partials=self.p("partial_responses"))
+        from live_ros.engine import StreamEngine
+
+        self.core = StreamEngine(loaded.model, loaded.tokens, config)
+        self.pub = self.create_lifecycle_publisher(Response, "response", qos.responses())
+        self.pub_json = self.create_lifecycle_publisher(String, "response_json", qos.responses())
+        self.get_logger().info(f"{self.p('preset')} ready in {time.perf_counter() - t0:.1f} s; expects frame "
+                               f"tokens from {self.expected_encoder}")
+
+    def activate(self) -> None:
+        self.engine = ThreadedEngine(self.core, on_event=self.on_event)
+        self.sub = self.create_subscription(FrameTokens, "frame_tokens", self.on_tokens, qos.frames())
+        self.query_srv = self.create_service(Query, "query", self.on_query)
+        self.reset_srv = self.create_service(Trigger, "reset", self.on_reset)
+
+    def deactivate(self) -> None:
+        for entity, destroy in ((self.sub, self.destroy_subscription), (self.query_srv, self.destroy_service),
+                                (self.reset_srv, self.destroy_service)):
+            if entity is not None:
+                destroy(entity)
+        self.sub = self.query_srv = self.reset_srv = None
+        if self.engine is not None:
+            self.engine.stop()  # waiting queries get their refusal (published by on_event)
+            self.engine = None
+
+    def cleanup(self) -> None:
+        self.core = None
+        for pub in (self.pub, self.pub_json):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self.pub = self.pub_json = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # -- callbacks: validate and enqueue ----------------------------------------------------
+    def on_tokens(self, msg: FrameTokens) -> None:
+        where = f"live_llm: frame {msg.frame_index} on {self.sub.topic_name}"
+        if msg.encoder != self.expected_encoder:
+            self.frames_refused += 1
+            self.report_error(f"{where}: tokens from encoder '{msg.encoder}' but this checkpoint expects "
+                              f"'{self.expected_encoder}': run frame_encoder with the same preset as live_llm")
+            return
+        try:
+            tokens = torch.from_numpy(msg_to_tokens(msg, where))
+            index = self.engine.submit_frame(tokens, stamp_to_seconds(msg.header.stamp))
+        except (ConversionError, EngineInputError) as err:
+            self.frames_refused += 1
+            self.report_error(f"{where}: {err}" if isinstance(err, EngineInputError) else str(err))
+            return
+        self.frame_ids[index] = msg.header.frame_id
+        if len(self.frame_ids) > 1024:
+            self.frame_ids.pop(next(iter(self.frame_ids)))
+
+    def on_query(self, request: Query.Request, response: Query.Response) -> Query.Response:
+        if self.engine is None:
+            response.accepted, response.message = False, "live_llm is not active: activate it (or wait for autostart)"
+            return response
+        try:
+            response.query_id = self.engine.submit_query(request.text)
+            response.accepted = True
+        except EngineInputError as err:
+            response.accepted, response.message = False, str(err)
+            self.report_error(f"live_llm: query refused: {err}", log=False)
+        return response
+
+    def on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self.engine is None:
+            response.success, response.message = False, "live_llm is not active"
+            return response
+        self.engine.reset()
+        self.frame_ids.clear()
+        response.success, response.message = True, "stream reset: the next frame starts a new stream"
+        self.get_logger().info("stream reset")
+        return response
+
+    def on_parameter(self, name: str, value) -> None:
+        if name not in LIVE_SETTINGS or self.engine is None:
+            return
+        if name == "cache_budget":
+            value = value or None
+        elif name == "system_prompt":
+            value = value or None
+        try:
+            self.engine.configure(**{LIVE_SETTINGS[name]: value})
+        except EngineInputError as err:
+            self.report_error(f"live_llm: {name} not applied: {err}")
+
+    # -- events (engine worker thread) -----------------------------------------------------
+    def on_event(self, event) -> None:
+        if not isinstance(event, ResponseEvent):
+            now = time.monotonic()
+            self.taken = [t for t in self.taken if now - t < 5.0] + [now]
+            return
+        if event.final and event.response_kind != "refusal":
+            now = time.monotonic()
+            self.taken = [t for t in self.taken if now - t < 5.0] + [now]
+        clock = self.get_clock().now().nanoseconds * 1e-9
+        msg = Response(response_id=event.response_id, query_id=event.query_id, kind=event.response_kind,
+                       text=event.text, final=event.final, video_time=float(event.video_time or 0.0))
+        if event.stamp is not None:
+            msg.header.stamp = seconds_to_stamp(event.stamp)
+            msg.latency = float(clock - event.stamp)
+        else:
+            msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.frame_ids.get(event.frame_index, "")
+        if self.pub is not None:
+            self.pub.publish(msg)
+            self.pub_json.publish(String(data=json.dumps({
+                "response_id": msg.response_id, "query_id": msg.query_id, "kind": msg.kind, "text": msg.text,
+                "final": msg.final, "video_time": msg.video_time, "latency": round(msg.latency, 4),
+                "stamp": stamp_to_seconds(msg.header.stamp), "frame_id": msg.header.frame_id})))
+
+    def status_fields(self) -> dict:
+        if self.engine is None:
+            return {"frames_dropped": self.frames_refused}
+        st = self.engine.stats()
+        if st.last_error and st.last_error != self._engine_error:
+            self._engine_error = st.last_error
+            self.report_error(f"live_llm: {st.last_error}")
+        return {"fps": st.frames_taken and len([t for t in self.taken if time.monotonic() - t < 5.0]) / 5.0,
+                "lag": st.lag_s, "cache_tokens": st.cache_tokens, "frames_in": st.frames_in,
+                "frames_dropped": st.frames_dropped + self.frames_refused,
+                "queries_accepted": st.queries_accepted, "queries_answered": st.queries_answered}
+
+
+def main(argv=None) -> int:
+    return run_main(LiveLLM, argv)
