@@ -8,7 +8,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@$(VENV)/bin/live-ros check-model embedded
+	@$(VENV)/bin/live-ros demo
 
 test: setup
 	@$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -42,6 +42,7 @@ setup(
         ("share/live_ros/resource", ["resource/executables"]),
         ("share/live_ros/config", [str(p.relative_to(HERE)) for p in sorted((HERE / "config").glob("*.yaml"))]),
         ("share/live_ros/launch", [str(p.relative_to(HERE)) for p in sorted((HERE / "launch").glob("*.xml"))]),
+        ("share/live_ros/media", [str(p.relative_to(HERE)) for p in sorted((HERE / "media").glob("demo.*"))]),
     ],
     entry_points={"console_scripts": list(executables())},
 )

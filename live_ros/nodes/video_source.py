@@ -60,6 +60,7 @@ class VideoSource(LiveNode):
         Param("rate", 1.0, "Playback speed (1 = real time).", (0.01, 100.0)),
         Param("folder_fps", 10.0, "Frame rate of an image folder.", (0.1, 240.0)),
         Param("frame_id", "camera", "frame_id of the published images."),
+        Param("max_seconds", 0.0, "Stop after this many seconds of video (0: play it all).", (0.0, 1e9)),
     )
 
     def __init__(self):
@@ -98,6 +99,8 @@ class VideoSource(LiveNode):
                 for pts, rgb in _open_frames(self.p("source"), self.p("folder_fps")):
                     if not self.running:
                         return
+                    if self.p("max_seconds") and pts > self.p("max_seconds"):
+                        break
                     delay = t0 + pts / self.p("rate") - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)

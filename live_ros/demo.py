@@ -1,0 +1,157 @@
+"""``live-ros demo``: the main job. The full graph (video_source -> camera_subscriber ->
+frame_encoder -> live_llm) from the package's launch file, on the committed demo video with
+the embedded default model; a question asked partway; narration and answers printed as
+they arrive with their video time; a summary at the end (frames, fps, responses, latency
+percentiles)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from live_ros.launcher import Supervisor, parse, resolve_launch_file
+
+MODEL_NODES = ("camera_subscriber", "frame_encoder", "live_llm")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (NaN for no values)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def default_video() -> Path:
+    from live_ros.paths import share_dir
+
+    return share_dir() / "media" / "demo.mp4"
+
+
+def video_seconds(path: Path) -> float:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if stream.duration is not None:
+            return float(stream.duration * stream.time_base)
+        return float(container.duration or 0) / 1e6
+
+
+def run(args) -> int:
+    from live_ros.msg import Response, Status
+    from live_ros.ros import qos
+    from live_ros.ros.tools import format_response, private_node, spin_for
+    from live_ros.srv import Query
+
+    video = Path(args.video) if args.video else default_video()
+    if not video.is_file():
+        print(f"live-ros demo: video {video} not found", file=sys.stderr)
+        return 1
+    length = video_seconds(video)
+    play = min(length, args.seconds) if args.seconds else length
+    ask_at = args.ask_at if args.ask_at is not None else play / 3
+    nodes, _ = parse(resolve_launch_file("live_ros.launch.xml"),
+                     {"use_video": "true", "video": str(video), "preset": args.preset, "namespace": args.namespace})
+    source = next(n for n in nodes if n.name == "video_source")
+    if args.seconds:
+        source.params.append(("max_seconds", str(args.seconds)))
+    log = open(args.log or "/dev/null", "w")  # noqa: SIM115 - closed below
+    supervisor = Supervisor([n for n in nodes if n.name != "video_source"], out=log)
+    status: dict[str, Status] = {}
+    finals: list[Response] = []
+    first_partial: dict[int, float] = {}
+    ns = f"/{args.namespace.strip('/')}"
+    print(f"live-ros demo: {video.name} ({play:.0f} of {length:.0f} s), preset {args.preset}; question at "
+          f"{ask_at:.0f} s: \"{args.question}\"", flush=True)
+    supervisor.start()
+    t_start = time.monotonic()
+    try:
+        with private_node("live_ros_demo") as (node, executor):
+            def on_response(msg: Response) -> None:
+                first_partial.setdefault(msg.response_id, msg.latency)
+                if msg.final:
+                    finals.append(msg)
+                    print(format_response(msg), flush=True)
+
+            node.create_subscription(Status, f"{ns}/status", lambda m: status.__setitem__(m.node, m), qos.status())
+            node.create_subscription(Response, f"{ns}/response", on_response, qos.responses())
+            client = node.create_client(Query, f"{ns}/query")
+            ready = lambda: all(n in status and status[n].state == "active" for n in MODEL_NODES)  # noqa: E731
+            if not spin_for(executor, args.timeout, ready):
+                print(f"live-ros demo: the nodes did not become active within {args.timeout:g} s: "
+                      f"{ {n: (s.state, s.last_error) for n, s in status.items()} }", file=sys.stderr)
+                return 1
+            print(f"graph ready in {time.monotonic() - t_start:.1f} s; playing", flush=True)
+            supervisor.nodes.append(source)
+            supervisor._start(source)
+            t_play = time.monotonic()
+            asked = None
+            while True:
+                executor.spin_once(timeout_sec=0.05)
+                elapsed = time.monotonic() - t_play
+                if asked is None and elapsed >= ask_at and client.service_is_ready():
+                    asked = client.call_async(Query.Request(text=args.question))
+                    print(f"[{elapsed:7.1f} s] user: {args.question}", flush=True)
+                src = status.get("video_source")
+                llm = status.get("live_llm")
+                done_playing = (src is not None and src.state == "finished") or elapsed > play + 5
+                if done_playing and llm is not None and llm.lag < 0.6 and elapsed > play:
+                    spin_for(executor, 2.0)  # the last responses
+                    break
+                if elapsed > play + args.timeout:
+                    print("live-ros demo: the model did not catch up with the video in time", file=sys.stderr)
+                    break
+            wall = time.monotonic() - t_play
+            llm = status.get("live_llm")
+    finally:
+        supervisor.stop()
+        log.close()
+    narrations = [m for m in finals if m.kind == "narration"]
+    answers = [m for m in finals if m.kind == "answer"]
+    firsts = [first_partial[m.response_id] for m in finals if m.response_id in first_partial]
+    summary = {
+        "video": str(video), "seconds": round(play, 1), "wall_seconds": round(wall, 1),
+        "frames": int(llm.frames_in) if llm else 0, "frames_dropped": int(llm.frames_dropped) if llm else 0,
+        "model_fps": round(llm.frames_in / wall, 2) if llm and wall else 0.0,
+        "responses": len(finals), "narrations": len(narrations), "answers": len(answers),
+        "first_partial_latency_p50": round(percentile(firsts, 50), 3),
+        "first_partial_latency_p95": round(percentile(firsts, 95), 3),
+        "final_latency_p50": round(percentile([m.latency for m in finals], 50), 3),
+        "final_latency_p95": round(percentile([m.latency for m in finals], 95), 3),
+    }
+    print("\nsummary")
+    print(f"  frames        {summary['frames']} taken by the LLM in {summary['wall_seconds']} s "
+          f"({summary['model_fps']} fps), {summary['frames_dropped']} dropped")
+    print(f"  responses     {summary['responses']} ({summary['narrations']} narrations, {summary['answers']} answers)")
+    print(f"  latency       first partial p50 {summary['first_partial_latency_p50']} s, p95 "
+          f"{summary['first_partial_latency_p95']} s; final p50 {summary['final_latency_p50']} s, p95 "
+          f"{summary['final_latency_p95']} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"summary": summary, "responses": [
+            {"video_time": m.video_time, "kind": m.kind, "query_id": m.query_id, "text": m.text,
+             "latency": m.latency} for m in finals]}, indent=1))
+    return 0 if finals or not args.require_responses else 1
+
+
+def add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the main job: the full graph on the bundled video, narrated live",
+                       description="Start the whole graph from the package's launch file on the committed demo "
+                                   "video with the embedded model, ask a question partway, print narration and "
+                                   "answers as they arrive, and a summary (frames, fps, responses, latency).")
+    p.add_argument("--video", help="another video file (default: the bundled media/demo.mp4)")
+    p.add_argument("--short", action="store_const", const=30.0, dest="seconds",
+                   help="play only the first 30 s")
+    p.add_argument("--seconds", type=float, default=0.0, help="play only this many seconds")
+    p.add_argument("--question", default="What do you see?", help="the question asked partway")
+    p.add_argument("--ask-at", type=float, default=None, help="video second of the question (default: 1/3)")
+    p.add_argument("--preset", default="embedded")
+    p.add_argument("--namespace", default="live")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the models to load")
+    p.add_argument("--log", help="write the nodes' output to this file")
+    p.add_argument("--json", help="write the responses and the summary as JSON")
+    p.add_argument("--require-responses", action="store_true", help="exit 1 when nothing was said")
+    p.set_defaults(run=run)
+
