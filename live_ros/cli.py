@@ -12,6 +12,7 @@ import sys
 from live_ros.data.verbs import add_extract, add_generate
 from live_ros.demo import add_demo
 from live_ros.evaluate import add_evaluate
+from live_ros.train import add_train
 
 
 def _add_status(sub) -> None:
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print where this installation's pieces are (package, interfaces, "
                              "share folder, cache, torch build) and exit")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for add in (add_demo, _add_launch, _add_tools, _add_status, _add_check_model, add_generate, add_extract, add_evaluate):
+    for add in (add_demo, _add_launch, _add_tools, _add_status, _add_check_model, add_generate, add_extract, add_train, add_evaluate):
         add(sub)
     return parser
 
