@@ -22,9 +22,10 @@ def run(*args, timeout=60):
 def test_help_lists_only_working_verbs():
     out = run("--help")
     assert out.returncode == 0, out.stderr
-    for verb in ("status", "launch", "ask", "watch", "param", "check-model"):
+    for verb in ("demo", "launch", "ask", "watch", "status", "param", "check-model", "generate", "extract", "train",
+                 "evaluate"):
         assert f"    {verb}" in out.stdout
-    for planned in ("train", "record", "replay-eval"):
+    for planned in ("record", "bag-from-video", "replay-eval"):
         assert f"    {planned} " not in out.stdout  # appears only once it works
 
 

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Reproduces the embedded default checkpoint (live_ros/checkpoints/embedded) from scratch:
+# synthetic training and held-out streams, feature extraction, training, evaluation.
+# About 30-60 minutes on a 2-core CPU (see live_ros/checkpoints/embedded/README.md).
+#
+#   scripts/train_embedded.sh [DATA_DIR] [RUN_DIR]      (defaults: data/world, runs/embedded)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+DATA="${1:-data/world}"
+RUN="${2:-runs/embedded}"
+TRAIN_STREAMS="${TRAIN_STREAMS:-200}"
+EVAL_STREAMS="${EVAL_STREAMS:-20}"
+THREADS="${THREADS:-2}"
+LR=.venv/bin/live-ros
+t0=$SECONDS
+$LR generate world --split train --streams "$TRAIN_STREAMS" --seed 0 --out "$DATA/train" --quiet
+$LR generate world --split eval --streams "$EVAL_STREAMS" --seed 1 --out "$DATA/eval" --quiet
+echo "[train_embedded] data generated in $((SECONDS - t0)) s"
+$LR extract "$DATA/train/videos" --out "$DATA/train/features" --threads "$THREADS" --quiet
+$LR extract "$DATA/eval/videos" --out "$DATA/eval/features" --threads "$THREADS" --quiet
+echo "[train_embedded] features extracted at $((SECONDS - t0)) s"
+$LR train --config config/train_embedded.yaml --out "$RUN" --threads "$THREADS" \
+    data.train_streams="$DATA/train/streams.jsonl" data.train_features="$DATA/train/features" \
+    data.eval_streams="$DATA/eval/streams.jsonl" data.eval_features="$DATA/eval/features" \
+    $( [ -d "$RUN" ] && ls -d "$RUN"/checkpoint-* >/dev/null 2>&1 && echo --resume )
+echo "[train_embedded] trained and evaluated at $((SECONDS - t0)) s; checkpoint: $RUN/final"
+echo "[train_embedded] to ship it: cp $RUN/final/* live_ros/checkpoints/embedded/"
