@@ -79,6 +79,7 @@ class LiveNode(LifecycleNode):
         self.params = {p.name: p for p in COMMON + self.PARAMS}
         for p in self.params.values():
             self.declare_parameter(p.name, p.default, p.descriptor())
+        self.add_pre_set_parameters_callback(self._pre_set_parameters)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.state = "unconfigured"
         self.last_error = ""
@@ -92,6 +93,20 @@ class LiveNode(LifecycleNode):
     # -- parameters ---------------------------------------------------------------------
     def p(self, name: str):
         return self.get_parameter(name).value
+
+    def _pre_set_parameters(self, params):
+        """rclpy refuses out-of-range and read-only values before the on-set callback: record
+        why in last_error here, where every attempt passes."""
+        for param in params:
+            spec = self.params.get(param.name)
+            if spec is None:
+                continue
+            problem = spec.check(param.value) or (None if spec.dynamic else
+                                                  f"{param.name} cannot change while running (read-only); set it "
+                                                  f"in the parameter file")
+            if problem:
+                self.report_error(f"{self.get_name()}: parameter refused: {problem}", log=False)
+        return params
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         for param in params:
