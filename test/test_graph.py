@@ -155,8 +155,8 @@ def test_wrong_encoder_is_refused_with_a_clear_error(graph):
             executor.spin_once(timeout_sec=0.1)
             if "live_llm" in c.status and "open_clip/ViT-L-14@other:1" in c.status["live_llm"].last_error:
                 break
-        spin_until(executor, lambda: "open_clip/ViT-L-14@other:1" in c.status["live_llm"].last_error, 20,
+        spin_until(executor, lambda: "live_llm" in c.status and
+                   "open_clip/ViT-L-14@other:1" in c.status["live_llm"].last_error, 20,
                    "the wrong-encoder error")
     assert "run frame_encoder with the same preset" in c.status["live_llm"].last_error
     assert c.status["live_llm"].state == "active"
-    time.sleep(0)
