@@ -86,6 +86,18 @@ class Event:
                    None if end is None else float(end), str(data.get("end_text", "")), dict(data.get("meta", {})))
 
 
+def visible_objects(events: Iterable[Event]) -> list[str]:
+    """Objects on screen after ``events`` (in time order): appeared and not left since, in
+    order of appearance."""
+    count: dict[str, int] = {}
+    for e in events:
+        if e.kind == "appears":
+            count[e.object] = count.get(e.object, 0) + 1
+        elif e.kind == "leaves" and count.get(e.object):
+            count[e.object] -= 1
+    return [o for o, n in count.items() if n > 0]
+
+
 @dataclass
 class VideoAnnotation:
     video_id: str
@@ -135,15 +147,7 @@ class VideoAnnotation:
     def on_screen(self, time: float) -> list[str]:
         """Objects visible at ``time`` (scene domain): appeared at or before, not left since.
         In order of appearance."""
-        seen: dict[str, int] = {}
-        for e in sorted(self.events, key=lambda e: e.time):
-            if e.time > time + 1e-9:
-                break
-            if e.kind == "appears":
-                seen[e.object] = seen.get(e.object, 0) + 1
-            elif e.kind == "leaves" and seen.get(e.object):
-                seen[e.object] -= 1
-        return [o for o, n in seen.items() if n > 0]
+        return visible_objects(e for e in sorted(self.events, key=lambda e: e.time) if e.time <= time + 1e-9)
 
     def box_at(self, actor: str, time: float) -> tuple[list[int] | None, bool]:
         """(drawn box or None, visible) of ``actor`` at ``time`` from ``tracks``."""

@@ -42,7 +42,7 @@ from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
-from live_ros.data.annotations import Event, VideoAnnotation, timeline_text
+from live_ros.data.annotations import Event, VideoAnnotation, timeline_text, visible_objects
 from live_ros.data.streams import StreamSample, TimedTurn
 
 EPS = 1e-6
@@ -222,15 +222,7 @@ def _update_text(e: Event, phase: str, domain: str) -> str:
 
 
 def _visible(past: list[tuple[Event, str]]) -> list[str]:
-    count: dict[str, int] = {}
-    for e, phase in past:
-        if phase != "start":
-            continue
-        if e.kind == "appears":
-            count[e.object] = count.get(e.object, 0) + 1
-        elif e.kind == "leaves" and count.get(e.object):
-            count[e.object] -= 1
-    return [o for o, n in count.items() if n > 0]
+    return visible_objects(e for e, phase in past if phase == "start")
 
 
 def _steps(past: list[tuple[Event, str]]) -> tuple[list[str], list[str]]:
