@@ -213,9 +213,24 @@ class LiveNode(LifecycleNode):
         return self.state == "active"
 
 
+def node_help(node_class) -> str:
+    """What ``<node> --help`` prints: the node's purpose and its parameters."""
+    doc = (sys.modules[node_class.__module__].__doc__ or "").strip()
+    lines = [doc, "", "usage: <node> [--ros-args -p name:=value ... --params-file FILE -r from:=to]", "",
+             "parameters:"]
+    for p in node_class.PARAMS + COMMON:
+        extra = f" [{'/'.join(p.choices)}]" if p.choices else (f" [{p.range[0]} .. {p.range[1]}]" if p.range else "")
+        lines.append(f"  {p.name} (default {p.default!r}{extra}{', dynamic' if p.dynamic else ''}): {p.description}")
+    return "\n".join(lines)
+
+
 def main(node_class, argv: list[str] | None = None) -> int:
     """Run one node until Ctrl-C or SIGTERM (both end it cleanly)."""
     args = sys.argv if argv is None else argv
+    own = args[1:args.index("--ros-args")] if "--ros-args" in args else args[1:]
+    if "-h" in own or "--help" in own:
+        print(node_help(node_class))
+        return 0
     rclpy.init(args=args)
     node = node_class()
     executor = MultiThreadedExecutor(num_threads=2)
