@@ -275,6 +275,9 @@ def run(launch_file: str, arg_pairs: list[str]) -> int:
     def on_signal(signum, frame):
         raise KeyboardInterrupt
 
+    # Both explicitly: a process started in the background by a shell (CI, nohup, cron)
+    # inherits SIGINT ignored, and Python then installs no handler of its own.
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     supervisor.start()
     try:

@@ -12,13 +12,14 @@ def ros_node(name: str):
     return private_node(name)
 
 
-def spin_until(executor, condition, timeout: float, what: str, proc=None) -> None:
+def spin_until(executor, condition, timeout: float, what: str, proc=None, detail=None) -> None:
     """Spin until condition() holds; fail naming `what` (and the peer's output) otherwise."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            detail = ""
+            detail_text = ""
             if proc is not None and proc.poll() is not None:
-                detail = f"\npeer exited with {proc.returncode}:\n{proc.stdout.read()}"
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}{detail}")
+                detail_text = f"\npeer exited with {proc.returncode}:\n{proc.stdout.read()}"
+            extra = f" ({detail()})" if callable(detail) else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{extra}{detail_text}")
         executor.spin_once(timeout_sec=0.05)

@@ -240,6 +240,7 @@ def main(node_class, argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # also when started with SIGINT ignored (a background shell)
     try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
