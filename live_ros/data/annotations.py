@@ -229,6 +229,15 @@ def _video_path(video_dir: Path | None, video_id: str) -> str:
     return str((video_dir / f"{video_id}.mp4").resolve())
 
 
+def _read_mapping(path, what: str, key: str, hint: str) -> dict:
+    """The top-level ``key`` mapping of a public annotation file, or an error naming the fix."""
+    data = _read_json(path, what, hint)
+    mapping = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(mapping, dict):
+        raise AnnotationError(f"{path}: no '{key}' mapping: {hint}")
+    return mapping
+
+
 def load_ego4d_narrations(path: Path, passes: Iterable[str] = ("narration_pass_1",), video_dir: Path | None = None,
                           durations: dict[str, float] | None = None, tail: float = 2.0) -> list[VideoAnnotation]:
     """Ego4D ``all_narrations_redacted.json`` -> one online annotation per video (its
@@ -237,10 +246,7 @@ def load_ego4d_narrations(path: Path, passes: Iterable[str] = ("narration_pass_1
     The narration file has no durations: ``durations`` (video_uid -> seconds, e.g. from
     ``ego4d.json``) gives them, else the last narration time + ``tail`` seconds."""
     hint = "give Ego4D's all_narrations_redacted.json (videos -> {uid: {narration_pass_1: {narrations: [...]}}})"
-    data = _read_json(path, "Ego4D narration file", hint)
-    videos = data.get("videos") if isinstance(data, dict) else None
-    if not isinstance(videos, dict):
-        raise AnnotationError(f"{path}: no 'videos' mapping: {hint}")
+    videos = _read_mapping(path, "Ego4D narration file", "videos", hint)
     out = []
     for uid, entry in videos.items():
         narrations = None
@@ -278,10 +284,7 @@ def load_coin(path: Path, subset: str | None = None, video_dir: Path | None = No
     ``step`` event with ``time``/``end`` and its label. ``subset``: ``training`` or
     ``testing`` (None: all)."""
     hint = "give COIN's COIN.json (database -> {video_id: {annotation: [{segment, label}], ...}})"
-    data = _read_json(path, "COIN annotation file", hint)
-    database = data.get("database") if isinstance(data, dict) else None
-    if not isinstance(database, dict):
-        raise AnnotationError(f"{path}: no 'database' mapping: {hint}")
+    database = _read_mapping(path, "COIN annotation file", "database", hint)
     out = []
     for vid, entry in database.items():
         if subset and entry.get("subset") != subset:
