@@ -15,7 +15,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from live_ros.paths import share_dir
 
-MESSAGES = ("FrameTokens", "Response", "Status")
+MESSAGES = ("Decision", "FrameTokens", "Response", "Status")
 
 
 def msg_dir() -> Path:
@@ -27,7 +27,7 @@ def msg_dir() -> Path:
 
 @lru_cache(maxsize=1)
 def typestore():
-    """The ROS 2 Kilted type store plus live_ros/msg/{FrameTokens,Response,Status}."""
+    """The ROS 2 Kilted type store plus live_ros/msg/{Decision,FrameTokens,Response,Status}."""
     store = get_typestore(Stores.ROS2_KILTED)
     types = {}
     for name in MESSAGES:

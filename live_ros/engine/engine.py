@@ -593,7 +593,7 @@ class StreamEngine(_Stream):
                     suppressed = "min_response_interval"
             self._last_taken = f
             self.stats.frames_taken += 1
-            timings = {"arrival_to_decision_s": time.perf_counter() - f.arrival, "forward_s": t_fwd,
+            timings = {"arrival_to_decision_s": time.perf_counter() - f.arrival, "forward_s": t_fwd, "batch": len(frames),
                        "queue_s": t_start - f.arrival}
             if speak and not suppressed:
                 self._cut_back(start + ends[j] + 1)

@@ -3,7 +3,8 @@
 Subscribes ``live/frame_tokens``, keeps one continuous KV cache through the core's
 :class:`~live_ros.engine.ThreadedEngine`, and publishes every response on
 ``live/response`` (partial text while decoding, then final) and its JSON mirror
-``live/response_json``. ``live/query`` (``Query``) takes a question and replies at once
+``live/response_json``, and one ``live/decision`` per frame taken in (the streaming
+decision, published once the frame is fully handled). ``live/query`` (``Query``) takes a question and replies at once
 with its id (the answer follows on the response topic); ``live/reset`` (``Trigger``)
 starts a new stream. Callbacks only validate and enqueue; the engine's worker decodes.
 """
@@ -17,9 +18,9 @@ import torch
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from live_ros.engine import EngineConfig, EngineInputError, ResponseEvent, ThreadedEngine
+from live_ros.engine import EngineConfig, EngineInputError, ResponseEvent, SilentEvent, ThreadedEngine
 from live_ros.model import presets
-from live_ros.msg import FrameTokens, Response
+from live_ros.msg import Decision, FrameTokens, Response
 from live_ros.nodes.base import LiveNode, Param, main as run_main
 from live_ros.ros import qos
 from live_ros.ros.convert import ConversionError, msg_to_tokens, seconds_to_stamp, stamp_to_seconds
@@ -62,7 +63,7 @@ class LiveLLM(LiveNode):
         self.taken: list[float] = []
         self.frames_refused = 0
         self._engine_error = ""
-        self.pub = self.pub_json = None
+        self.pub = self.pub_json = self.pub_decision = None
         self.sub = None
         self.query_srv = self.reset_srv = None
 
@@ -88,6 +89,7 @@ class LiveLLM(LiveNode):
         self.core = StreamEngine(loaded.model, loaded.tokens, config)
         self.pub = self.create_lifecycle_publisher(Response, "response", qos.responses())
         self.pub_json = self.create_lifecycle_publisher(String, "response_json", qos.responses())
+        self.pub_decision = self.create_lifecycle_publisher(Decision, "decision", qos.decisions())
         self.get_logger().info(f"{self.p('preset')} ready in {time.perf_counter() - t0:.1f} s; expects frame "
                                f"tokens from {self.expected_encoder}")
 
@@ -109,10 +111,10 @@ class LiveLLM(LiveNode):
 
     def cleanup(self) -> None:
         self.core = None
-        for pub in (self.pub, self.pub_json):
+        for pub in (self.pub, self.pub_json, self.pub_decision):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
-        self.pub = self.pub_json = None
+        self.pub = self.pub_json = self.pub_decision = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -171,9 +173,13 @@ class LiveLLM(LiveNode):
 
     # -- events (engine worker thread) -----------------------------------------------------
     def on_event(self, event) -> None:
-        if not isinstance(event, ResponseEvent):
+        if isinstance(event, SilentEvent):
             now = time.monotonic()
             self.taken = [t for t in self.taken if now - t < 5.0] + [now]
+            self.publish_decision(event.frame_index, event.stamp, event.video_time, event.p_interval,
+                                  suppressed=event.suppressed, batch=event.batch)
+            return
+        if not isinstance(event, ResponseEvent):
             return
         if event.final and event.response_kind != "refusal":
             now = time.monotonic()
@@ -193,6 +199,21 @@ class LiveLLM(LiveNode):
                 "response_id": msg.response_id, "query_id": msg.query_id, "kind": msg.kind, "text": msg.text,
                 "final": msg.final, "video_time": msg.video_time, "latency": round(msg.latency, 4),
                 "stamp": stamp_to_seconds(msg.header.stamp), "frame_id": msg.header.frame_id})))
+        if event.final and event.proactive and event.stamp is not None:
+            self.publish_decision(event.frame_index, event.stamp, event.video_time, event.p_interval,
+                                  response_id=event.response_id, batch=int(event.timings.get("batch", 1)))
+
+    def publish_decision(self, index: int, stamp: float, video_time, p_interval, *, suppressed: str = "",
+                         batch: int = 1, response_id: int = 0) -> None:
+        if self.pub_decision is None:
+            return
+        msg = Decision(frame_index=max(0, int(index)), video_time=float(video_time or 0.0),
+                       p_interval=float("nan") if p_interval is None else float(p_interval),
+                       theta=float(self.core.cfg.theta) if self.core is not None else float("nan"),
+                       spoke=bool(response_id), suppressed=suppressed, batch=int(batch), response_id=response_id)
+        msg.header.stamp = seconds_to_stamp(stamp)
+        msg.header.frame_id = self.frame_ids.get(index, "")
+        self.pub_decision.publish(msg)
 
     def status_fields(self) -> dict:
         if self.engine is None:

@@ -5,6 +5,7 @@
   between our own nodes, and a burst of 15 s at 2 fps fits);
 - ``live/response`` and ``live/response_json``: reliable, transient local, keep last 20 (a
   headset that joins late still gets the recent responses);
+- ``live/decision``: reliable, keep last 100 (a replay in lockstep waits on every one);
 - ``live/status``: reliable, keep last 1.
 """
 
@@ -33,6 +34,12 @@ def responses() -> QoSProfile:
     """``live/response`` and ``live/response_json``."""
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=20, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def decisions() -> QoSProfile:
+    """``live/decision``: one message per frame taken in by live_llm."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
 
 
 def status() -> QoSProfile:
