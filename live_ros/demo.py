@@ -1,6 +1,7 @@
 """``live-ros demo``: the main job. The full graph (video_source -> camera_subscriber ->
 frame_encoder -> live_llm) from the package's launch file, on the committed demo video with
-the embedded default model; a question asked partway; narration and answers printed as
+the embedded default model; an instruction at the start ("Narrate what you see.": the
+model was trained to narrate after such a request, paper section 3.2), a question asked partway; narration and answers printed as
 they arrive with their video time; a summary at the end (frames, fps, responses, latency
 percentiles)."""
 
@@ -64,8 +65,9 @@ def run(args) -> int:
     finals: list[Response] = []
     first_partial: dict[int, float] = {}
     ns = f"/{args.namespace.strip('/')}"
-    print(f"live-ros demo: {video.name} ({play:.0f} of {length:.0f} s), preset {args.preset}; question at "
-          f"{ask_at:.0f} s: \"{args.question}\"", flush=True)
+    print(f"live-ros demo: {video.name} ({play:.0f} of {length:.0f} s), preset {args.preset}; "
+          + (f"instruction at {args.instruct_at:g} s: \"{args.instruction}\"; " if args.instruction else "")
+          + f"question at {ask_at:.0f} s: \"{args.question}\"", flush=True)
     supervisor.start()
     t_start = time.monotonic()
     try:
@@ -89,9 +91,13 @@ def run(args) -> int:
             supervisor._start(source)
             t_play = time.monotonic()
             asked = None
+            instructed = None if args.instruction else False
             while True:
                 executor.spin_once(timeout_sec=0.05)
                 elapsed = time.monotonic() - t_play
+                if instructed is None and elapsed >= args.instruct_at and client.service_is_ready():
+                    instructed = client.call_async(Query.Request(text=args.instruction))
+                    print(f"[{elapsed:7.1f} s] user: {args.instruction}", flush=True)
                 if asked is None and elapsed >= ask_at and client.service_is_ready():
                     asked = client.call_async(Query.Request(text=args.question))
                     print(f"[{elapsed:7.1f} s] user: {args.question}", flush=True)
@@ -145,6 +151,9 @@ def add_demo(sub) -> None:
     p.add_argument("--short", action="store_const", const=30.0, dest="seconds",
                    help="play only the first 30 s")
     p.add_argument("--seconds", type=float, default=0.0, help="play only this many seconds")
+    p.add_argument("--instruction", default="Narrate what you see.",
+                   help="asked at the start (--instruct-at) so that the model narrates; '' for none")
+    p.add_argument("--instruct-at", type=float, default=1.0, help="video second of the instruction (default: 1)")
     p.add_argument("--question", default="What do you see?", help="the question asked partway")
     p.add_argument("--ask-at", type=float, default=None, help="video second of the question (default: 1/3)")
     p.add_argument("--preset", default="embedded")

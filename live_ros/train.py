@@ -120,7 +120,7 @@ class OptimSection:
     batch_size: int = 2                  # streams per micro-batch
     grad_accum: int = 4                  # micro-batches per optimizer step
     max_grad_norm: float = 1.0
-    max_steps: int | None = None         # overrides epochs
+    max_steps: int | None = None         # overrides epochs; 0: no training (the ablation's untrained arm)
 
 
 @dataclass
@@ -181,8 +181,8 @@ class TrainConfig:
             raise ConfigError(f"optim.warmup_ratio must be in [0, 1), got {p.warmup_ratio}")
         if p.max_steps is None and not p.epochs > 0:
             raise ConfigError(f"optim.epochs must be > 0 (or set optim.max_steps), got {p.epochs}")
-        if p.max_steps is not None and p.max_steps < 1:
-            raise ConfigError(f"optim.max_steps must be >= 1, got {p.max_steps}")
+        if p.max_steps is not None and p.max_steps < 0:
+            raise ConfigError(f"optim.max_steps must be >= 0 (0: save the untrained model), got {p.max_steps}")
         if self.lora.r < 1:
             raise ConfigError(f"lora.r must be >= 1, got {self.lora.r}")
         if self.augment.active and o.mode != "streaming":
@@ -443,7 +443,8 @@ def resolve_model(section: ModelSection) -> ModelSpec:
         c = enc.config
         known = {"id": enc.encoder_id, "dim": enc.dim, "num_tokens": enc.num_tokens, "image_size": enc.image_size}
         encoder = {k: (known[k] if v is None else v) for k, v in encoder.items()}
-        encoder.update(backend=c.backend, model_name=c.model_name, spatial=c.spatial, mean=list(c.mean),
+        spatial = c.spatial if section.frame_num_tokens is None else round((int(section.frame_num_tokens) - 1) ** 0.5)
+        encoder.update(backend=c.backend, model_name=c.model_name, spatial=spatial, mean=list(c.mean),
                        std=list(c.std))
         del enc
     encoder["preset"] = section.preset
@@ -710,8 +711,8 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, resume: boo
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda asked for, but torch sees no GPU (or is a CPU build)")
     if max_steps is not None:
-        if int(max_steps) < 1:
-            raise ConfigError(f"--max-steps must be >= 1, got {max_steps}")
+        if int(max_steps) < 0:
+            raise ConfigError(f"--max-steps must be >= 0, got {max_steps}")
         config.optim.max_steps = int(max_steps)
     existing = latest_checkpoint(out)
     if existing is not None and not resume:
@@ -734,7 +735,7 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, resume: boo
                             fps=config.model.fps)
     opt = config.optim
     layout = Layout(len(dataset), opt.batch_size, opt.grad_accum, config.seed)
-    total = opt.max_steps or max(1, math.ceil(opt.epochs * layout.steps_per_epoch))
+    total = opt.max_steps if opt.max_steps is not None else max(1, math.ceil(opt.epochs * layout.steps_per_epoch))
     trainable = [p for _, p in model.named_parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=opt.lr, weight_decay=opt.weight_decay)
     scheduler = cosine_schedule(optimizer, math.ceil(opt.warmup_ratio * total), total)

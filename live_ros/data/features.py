@@ -196,6 +196,28 @@ def extract_all(videos: Sequence[str | Path], encoder, fps: float = 2.0, out_dir
     return out
 
 
+def pooled_only(src_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """Derive 1-token features (the pooled token alone) from ``1+SxS`` features: every
+    backend puts its pooled token first, so ``tokens[:, :1]`` equals what the same encoder
+    with no spatial grid gives, and its id ends in ``:1`` instead of ``:1+SxS``. Used for the
+    small-scale ablation (1 token per frame) without encoding the videos again."""
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    files = sorted(src_dir.glob("*.safetensors"))
+    if not files:
+        raise FeaturesError(f"no features files in {src_dir}: extract them first with `live-ros extract VIDEOS "
+                            f"--out {src_dir}`")
+    out = []
+    for path in files:
+        tokens, times, meta = load_features(path)
+        layout = meta.get("encoder_id", "").rsplit(":", 1)
+        if len(layout) != 2 or not layout[1].startswith("1"):
+            raise FeaturesError(f"{path}: encoder id {meta.get('encoder_id')!r} does not end in a token layout "
+                                f"(':1+3x3'): it was not written by live-ros extract")
+        meta.update(encoder_id=f"{layout[0]}:1", num_tokens=1, derived_from=str(path))
+        out.append(save_features(out_dir / path.name, tokens[:, :1].clone(), times, meta))
+    return out
+
+
 def load_features(path: str | Path, expect_encoder: str | None = None, expect_fps: float | None = None):
     """(tokens ``[T, N, dim]`` float16, times ``[T]`` float64, meta dict) of a features file.
     Raises naming the file and the fix when it is missing, unreadable, or from another

@@ -202,8 +202,17 @@ def add_generate(sub) -> None:
 
 
 def _run_extract(args) -> int:
-    from live_ros.data.features import extract_all, video_files
+    from live_ros.data.features import FeaturesError, extract_all, pooled_only, video_files
 
+    if args.pooled_from:
+        try:
+            paths = pooled_only(args.pooled_from, args.out)
+        except (OSError, FeaturesError) as err:
+            return _err(str(err))
+        print(f"{len(paths)} pooled-token feature files in {args.out} (from {args.pooled_from})")
+        return 0
+    if not args.videos:
+        return _err("give the video files or folders to extract (or --pooled-from FEATURES_DIR)")
     try:
         videos = video_files(args.videos)
     except FileNotFoundError as err:
@@ -234,8 +243,11 @@ def add_extract(sub) -> None:
                                    "vision encoder and write OUT/<video_id>.safetensors (frame_tokens [T, N, dim] "
                                    "float16, frame_times [T] seconds). Resumable: videos already extracted with "
                                    "the same encoder and fps are skipped.")
-    p.add_argument("videos", nargs="+", help="video files or folders of videos")
+    p.add_argument("videos", nargs="*", help="video files or folders of videos")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--pooled-from", default=None, metavar="FEATURES_DIR",
+                   help="instead of encoding videos: keep only the pooled token of the features in FEATURES_DIR "
+                        "(1 token per frame, encoder id ending in ':1'; the small-scale ablation uses it)")
     p.add_argument("--preset", choices=list(PRESETS), default="embedded", help="model preset (default: embedded)")
     p.add_argument("--vision", default=None, help="local vision weights (8B preset: the SigLIP folder)")
     p.add_argument("--fps", type=_fps, default=2.0, help="frames per second to sample (default: 2)")
