@@ -4,7 +4,9 @@ Subscribes ``/camera/image_raw`` (remap it, or set ``compressed`` for
 ``/camera/image_raw/compressed``) with the QoS of the ``qos`` parameter, samples with the
 core's one sampling rule (first frame at or after each fps tick) and letterboxes with the
 core's one function, then publishes ``live/frames`` (reliable, keep last 30) with the
-camera's stamp and frame_id. Only sampled frames are converted.
+camera's stamp and frame_id. Images arrive serialized: the stamp is read from the bytes
+and only sampled frames are deserialized and converted, so a 240 fps camera costs little
+more than a 30 fps one.
 
 When nothing arrives it says once why that may be: no publisher on the topic, or a
 publisher whose QoS does not match (the most frequent "no output" of ML nodes in ROS).
@@ -16,13 +18,14 @@ import time
 
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.qos import ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
 from live_ros.model import frames as core_frames
 from live_ros.model import presets
 from live_ros.nodes.base import LiveNode, Param, main as run_main
 from live_ros.ros import qos
-from live_ros.ros.convert import ConversionError, compressed_to_rgb, image_to_rgb, rgb_to_image, stamp_to_seconds
+from live_ros.ros.convert import ConversionError, cdr_header_stamp, compressed_to_rgb, image_to_rgb, rgb_to_image
 
 CAMERA_TOPIC = "/camera/image_raw"
 
@@ -66,11 +69,11 @@ class CameraSubscriber(LiveNode):
                                f"(QoS {self.p('qos')})")
 
     def activate(self) -> None:
-        msg_type = CompressedImage if self.p("compressed") else Image
+        self.msg_type = CompressedImage if self.p("compressed") else Image
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
-        self.sub = self.create_subscription(msg_type, CAMERA_TOPIC + ("/compressed" if self.p("compressed") else ""),
-                                            self.on_image, qos.camera(self.p("qos"), self.p("qos_depth")),
-                                            event_callbacks=events)
+        self.sub = self.create_subscription(self.msg_type, self.topic, self.on_image,
+                                            qos.camera(self.p("qos"), self.p("qos_depth")),
+                                            event_callbacks=events, raw=True)
         self._activated_at = time.monotonic()
         self._watchdog = self.create_timer(1.0, self._check_input)
 
@@ -85,12 +88,18 @@ class CameraSubscriber(LiveNode):
             self.destroy_lifecycle_publisher(self.pub)
             self.pub = None
 
-    def on_image(self, msg) -> None:
+    def on_image(self, data: bytes) -> None:
+        """A serialized camera image: sample on its stamp, convert only sampled ones."""
         self.received += 1
         if not self.active:
             return
-        stamp = stamp_to_seconds(msg.header.stamp)
         where = f"camera_subscriber: image {self.received} on {self.sub.topic_name}"
+        try:
+            stamp = cdr_header_stamp(data, where)
+        except ConversionError as err:
+            self.refused += 1
+            self.report_error(str(err))
+            return
         next_tick = self.sampler.next_tick
         if self.sampler.last is not None and stamp < self.sampler.last:
             self.report_error(f"{where}: stamp {stamp:.3f} s went backwards from {self.sampler.last:.3f} s; "
@@ -101,7 +110,14 @@ class CameraSubscriber(LiveNode):
             self.sampler.accept(stamp)  # not due: keep the sampler's notion of the last stamp
             return
         try:
-            rgb = (compressed_to_rgb if isinstance(msg, CompressedImage) else image_to_rgb)(
+            msg = deserialize_message(data, self.msg_type)
+        except Exception as err:  # the bytes are not a valid message of this type
+            self.refused += 1
+            self.report_error(f"{where}: not a valid {self.msg_type.__name__} message ({err}); is the publisher's "
+                              f"type the same?")
+            return
+        try:
+            rgb = (compressed_to_rgb if self.msg_type is CompressedImage else image_to_rgb)(
                 msg, self.p("max_image_pixels"), where)
             frame = core_frames.letterbox(rgb, self.size)
         except (ConversionError, ValueError) as err:

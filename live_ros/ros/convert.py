@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import array
 import io
+import struct
 
 import numpy as np
 
@@ -120,6 +121,16 @@ def msg_to_tokens(msg, where: str = "frame_tokens") -> np.ndarray:
         raise ConversionError(f"{where}: frame {msg.frame_index} contains NaN or inf; check the encoder "
                               f"(weights, input normalisation)")
     return data.reshape(n, d).copy()
+
+
+def cdr_header_stamp(data: bytes, where: str = "message") -> float:
+    """The ``header.stamp`` (seconds) of a serialized message whose first field is a
+    ``std_msgs/Header`` (Image, CompressedImage), read from the CDR bytes without
+    deserializing the rest: the 4-byte encapsulation header, then int32 sec, uint32 nanosec."""
+    if len(data) < 12 or data[0] != 0 or data[1] not in (0, 1):
+        raise ConversionError(f"{where}: {len(data)} bytes are not a CDR-serialized message with a header")
+    sec, nanosec = struct.unpack_from("<iI" if data[1] == 1 else ">iI", data, 4)
+    return sec + nanosec * 1e-9
 
 
 def stamp_to_seconds(stamp) -> float:
