@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from live_ros.bags.verbs import add_bag_from_video, add_record, add_replay_eval
 from live_ros.data.verbs import add_extract, add_generate
 from live_ros.demo import add_demo
 from live_ros.evaluate import add_evaluate
+from live_ros.online import add_evaluate_online
 from live_ros.train import add_train
 
 
@@ -112,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print where this installation's pieces are (package, interfaces, "
                              "share folder, cache, torch build) and exit")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for add in (add_demo, _add_launch, _add_tools, _add_status, _add_check_model, add_generate, add_extract, add_train, add_evaluate):
+    for add in (add_demo, _add_launch, _add_tools, _add_status, _add_check_model, add_generate, add_extract, add_train, add_evaluate,
+                add_evaluate_online, add_record, add_bag_from_video, add_replay_eval):
         add(sub)
     return parser
 

@@ -1,0 +1,217 @@
+"""``live-ros replay-eval``: replay a camera bag into the graph and score it.
+
+1. Check the bag (:func:`live_ros.bags.bagio.scan_camera`: clear errors naming the bag and
+   topic; gaps and reordered stamps reported), read the annotation (``--annotations`` or the
+   bag's custom_data) and the questions.
+2. Start camera_subscriber, frame_encoder and live_llm from the launch file with
+   ``use_sim_time`` and a reliable camera QoS (or ``--attach`` to a running graph).
+3. Play (:class:`live_ros.ros.replay.Player`: warm-up and reset, then lockstep or real time).
+4. Stop the graph, run the offline evaluation on the same stream (the model in this
+   process), score, print the table, write ``report.json``, ``table.txt``, ``timeline.png``.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from live_ros.bags import bagio
+from live_ros.bags.score import DEFAULT_WINDOW, FUZZY_THRESHOLD
+
+
+@dataclass
+class ReplayOptions:
+    bag: Path
+    out: Path
+    topic: str | None = None
+    annotations: Path | None = None
+    questions: Path | None = None
+    realtime: bool = False
+    speed: float = 1.0
+    attach: bool = False
+    namespace: str = "live"
+    preset: str = "embedded"
+    launch_file: str = "live_ros.launch.xml"
+    params_file: str | None = None
+    sets: list = field(default_factory=list)          # (node, name, value)
+    fps: float = 2.0
+    camera_qos: str | None = None
+    publish_topic: str | None = None
+    window: tuple = DEFAULT_WINDOW
+    prefer_object: bool = True
+    fuzzy_threshold: float = FUZZY_THRESHOLD
+    offline: bool = True
+    png: bool = True
+    timeout: float = 300.0
+    frame_timeout: float = 120.0
+    drain: float = 5.0
+    log: Path | None = None
+    progress: bool = True
+
+
+def _say(opts: ReplayOptions, text: str) -> None:
+    if opts.progress:
+        print(text, file=sys.stderr, flush=True)
+
+
+def load_inputs(opts: ReplayOptions):
+    """(scan, events, annotation source, questions); raises BagError / ValueError."""
+    from live_ros.bags.schedule import load_questions
+    from live_ros.bags.score import events_from_annotation
+
+    scan = bagio.scan_camera(opts.bag, opts.topic)
+    annotation, source = scan.annotation, "bag custom_data" if scan.annotation else None
+    if opts.annotations:
+        from live_ros.data.annotations import load_annotation
+
+        annotation, source = load_annotation(Path(opts.annotations)).to_dict(), str(opts.annotations)
+    events = events_from_annotation(annotation) if annotation else []
+    questions = load_questions(opts.questions) if opts.questions else []
+    return scan, events, source, questions
+
+
+def run(opts: ReplayOptions) -> dict:
+    """Replay and score; returns the report (also written to ``opts.out``)."""
+    from live_ros.bags.report import build_report, write_outputs
+    from live_ros.ros.graph import OwnGraph, get_params, set_param
+    from live_ros.ros.replay import Player
+    from live_ros.ros.tools import private_node
+
+    scan, events, source, questions = load_inputs(opts)
+    mode = "realtime" if opts.realtime else "lockstep"
+    camera_qos = opts.camera_qos or ("sensor_data" if opts.realtime else "reliable")
+    topic = opts.publish_topic or (scan.topic if not scan.compressed or scan.topic.endswith("/compressed")
+                                   else scan.topic + "/compressed")
+    base_topic = topic[: -len("/compressed")] if scan.compressed else topic
+    _say(opts, f"bag {scan.bag}: {len(scan.images)} images on {scan.topic} ({scan.msgtype}), "
+               f"{scan.images[-1].stamp - scan.images[0].stamp:.1f} s; {len(events)} annotated events "
+               f"({source or 'no annotation'}), {len(questions)} questions")
+    for line in scan.report.lines():
+        _say(opts, f"  {line}")
+    graph = None
+    notes: list[str] = []
+    ns = "/" + opts.namespace.strip("/")
+    if not opts.attach:
+        graph = OwnGraph(launch_file=opts.launch_file, namespace=opts.namespace, preset=opts.preset,
+                         camera_topic=base_topic, compressed=scan.compressed, fps=opts.fps, camera_qos=camera_qos,
+                         params_file=opts.params_file, sets=opts.sets, log=opts.log)
+        graph.start()
+        _say(opts, f"graph started ({', '.join(n.name for n in graph.nodes)}, use_sim_time, camera QoS {camera_qos})")
+    try:
+        with private_node("live_ros_replay") as (node, executor):
+            player = None
+            waited = [0.0]
+
+            def on_wait(elapsed):
+                if elapsed - waited[0] >= 15:
+                    waited[0] = elapsed
+                    _say(opts, f"  waiting for the graph ({elapsed:.0f} s)")
+            try:
+                if opts.attach:
+                    for n, name, value in opts.sets:
+                        set_param(node, executor, f"{ns}/{n}", name, value)
+                    cam = get_params(node, executor, f"{ns}/camera_subscriber",
+                                     ["fps", "qos", "compressed", "use_sim_time"])
+                    if cam["use_sim_time"] is False:
+                        notes.append("attached graph does not use sim time (use_sim_time:=true): its latencies and "
+                                     "timers follow the wall clock, not the bag's /clock")
+                    fps = float(cam["fps"] or opts.fps)
+                    if cam["compressed"] is not None and bool(cam["compressed"]) != scan.compressed:
+                        raise bagio.BagError(f"bag {scan.bag}: topic {scan.topic} is {scan.msgtype} but the running "
+                                             f"camera_subscriber has compressed={cam['compressed']}: restart it with "
+                                             f"compressed:={str(scan.compressed).lower()}")
+                    if cam["qos"] in ("reliable", "sensor_data") and not opts.camera_qos:
+                        camera_qos = cam["qos"]   # a best-effort publisher never reaches a reliable subscriber
+                    if mode == "lockstep" and cam["qos"] != "reliable":
+                        notes.append(f"attached camera_subscriber has qos {cam['qos']}: lockstep needs reliable "
+                                     f"(a lost image stops the replay)")
+                else:
+                    fps = opts.fps
+                player = Player(node, executor, scan, namespace=opts.namespace, topic=topic, camera_qos=camera_qos)
+                player.warm_up(fps, opts.timeout, opts.frame_timeout, on_wait)
+                llm = get_params(node, executor, f"{ns}/live_llm", ["preset", "theta", "llm_path", "vision_path",
+                                                                      "adapter_path", "max_new_tokens", "num_threads"])
+                _say(opts, f"graph ready; playing {mode}" + (f" x{opts.speed:g}" if opts.realtime else ""))
+                play = player.play(fps, questions, realtime=opts.realtime, speed=opts.speed,
+                                   frame_timeout=opts.frame_timeout, drain=opts.drain)
+            except Exception as err:
+                if graph is not None and not isinstance(err, bagio.BagError):
+                    tail = graph.tail()
+                    if tail:
+                        err.args = (f"{err.args[0] if err.args else err}\n--- graph log (last lines) ---\n{tail}",)
+                raise
+            finally:
+                if graph is not None and player is not None:
+                    stamp_ns = [scan.images[-1].log_ns]
+
+                    def keep_clock():
+                        stamp_ns[0] += 50_000_000
+                        player.clock(stamp_ns[0])
+                    graph.stop(keep_clock)
+                    graph = None
+    finally:
+        if graph is not None:
+            graph.stop()
+    settings = {"fps": fps, "theta": llm.get("theta"), "preset": llm.get("preset"), "speed": opts.speed,
+                "camera_qos": camera_qos, "window": list(opts.window), "prefer_object": opts.prefer_object,
+                "fuzzy_threshold": opts.fuzzy_threshold, "graph": "attached" if opts.attach else "started",
+                "namespace": ns, "max_new_tokens": llm.get("max_new_tokens")}
+    report = build_report(scan=scan, play=play, mode=mode, settings=settings, events=events, asked=play.asked,
+                          annotation_source=source, notes=notes)
+    offline, offline_note = None, ""
+    if not events:
+        offline_note = "no annotated events (give --annotations, or a bag made with bag-from-video --annotations)"
+    elif not opts.offline:
+        offline_note = "skipped (--no-offline)"
+    else:
+        _say(opts, "offline evaluation on the same stream (live-ros evaluate) ...")
+        try:
+            offline = offline_eval(scan, play, report, events, llm, fps, opts.out)
+        except Exception as err:  # noqa: BLE001 - the online scores stand on their own
+            offline_note = f"failed: {type(err).__name__}: {err}"
+    report["offline"], report["offline_note"] = offline, offline_note
+    report["outputs"] = write_outputs(report, opts.out, png=opts.png)
+    return report
+
+
+@functools.lru_cache(maxsize=1)
+def load_system(preset: str, llm: str | None, vision: str | None, adapter: str | None):
+    """The graph's model in this process (the offline side), loaded once per settings."""
+    from live_ros.model import presets
+
+    return presets.load(preset, llm=llm, vision=vision, adapter=adapter)
+
+
+def offline_eval(scan, play, report: dict, events, llm: dict, fps: float, out: Path) -> dict:
+    """Encode the frames the LLM took (from the bag), build the stream, run live-ros evaluate;
+    with the graph's torch threads (num_threads), so the numbers are the nodes' own."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(llm.get("num_threads") or 1))
+    try:
+        return _offline_eval(scan, play, report, events, llm, fps, out)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _offline_eval(scan, play, report: dict, events, llm: dict, fps: float, out: Path) -> dict:
+    from live_ros.bags.offline import encode_frames, offline_stream, offline_metrics, safe_id
+    from live_ros.bags.score import Asked
+
+    taken = [p for p in play.plans if p.acked]
+    keep = {p.order for p in taken}
+    frames = [bagio.decode_rgb(raw, scan.msgtype) for img, raw in bagio.iter_camera(scan) if img.order in keep]
+    system = load_system(llm.get("preset") or "embedded", llm.get("llm_path") or None, llm.get("vision_path") or None,
+                         llm.get("adapter_path") or None)
+    tokens = encode_frames(system.encoder, frames)
+    first = taken[0].stamp
+    times = [p.stamp - first for p in taken]
+    asked = [Asked(a["time"], a["question"], a["expected"], a["query_id"], a["answer"], a["refused"])
+             for a in report["score"]["answers"]]
+    sample = offline_stream(safe_id(Path(scan.bag).name), times, events, asked, fps)
+    theta = report["settings"].get("theta")
+    return offline_metrics(system.loaded.model, system.loaded.tokens, tokens, times, sample, Path(out) / "offline",
+                           theta=theta, encoder_id=system.encoder.encoder_id)

@@ -1,0 +1,48 @@
+"""The committed embedded checkpoint against its model card: the first held-out streams of
+the card's evaluation (same generator, split and seed, so the same videos and turns) are
+rendered and extracted here, and `live-ros evaluate` gives the card's per-stream metrics
+for them."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from live_ros.model.presets import EMBEDDED_CHECKPOINT
+
+pytestmark = pytest.mark.slow
+
+CARD = EMBEDDED_CHECKPOINT / "metrics.json"
+STREAMS = 2
+
+
+def _cli(argv) -> int:
+    from live_ros.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def test_evaluate_reproduces_the_model_card(tmp_path, capsys):
+    card = json.loads(CARD.read_text())
+    rows = card["per_stream"][:STREAMS]
+    assert _cli(["generate", "world", "--split", "eval", "--streams", STREAMS, "--seed", 1, "--out", tmp_path / "eval",
+                 "--quiet"]) == 0
+    ids = [json.loads(line)["video_id"] for line in (tmp_path / "eval" / "streams.jsonl").read_text().splitlines()]
+    assert ids == [r["video_id"] for r in rows], "the generator no longer gives the card's held-out streams"
+    assert _cli(["extract", tmp_path / "eval" / "videos", "--out", tmp_path / "features", "--quiet"]) == 0
+    out = tmp_path / "metrics.json"
+    assert _cli(["evaluate", tmp_path / "eval" / "streams.jsonl", "--features", tmp_path / "features",
+                 "--preset", "embedded", "--theta", card["settings"]["theta"], "--json", out]) == 0
+    got = {r["video_id"]: r for r in json.loads(out.read_text())["per_stream"]}
+    for want in rows:
+        have = got[want["video_id"]]
+        assert have["tokens"] == want["tokens"] and have["frames"] == want["frames"]
+        for key in ("lm_ppl", "time_diff", "time_diff_theta", "fluency", "lm_correctness"):
+            a, b = have[key], want[key]
+            if a is None or b is None:
+                assert a is b, (want["video_id"], key, a, b)
+                continue
+            # fp16 features and fp32 vs. merged-LoRA arithmetic: small drift, same decisions
+            assert math.isclose(a, b, rel_tol=0.03, abs_tol=0.02), (want["video_id"], key, a, b)
