@@ -242,7 +242,10 @@ def main(node_class, argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)  # also when started with SIGINT ignored (a background shell)
     try:
-        executor.spin()
+        # spin_once with a timeout, not spin(): Python runs signal handlers only between
+        # bytecodes, and on sim time with no /clock yet nothing would ever wake spin() up.
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.5)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
