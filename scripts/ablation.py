@@ -8,7 +8,7 @@ dialogue (EOS turns), with interleaved dialogue, untrained, and with stream weig
                                          [--table-only] [-- key=value ...]
 
 Every arm is one `live-ros train --config config/train_ablation.yaml` run (1 token per
-frame, 50 steps of 4 streams; see the config). Arms already finished (their metrics.json
+frame, 30 steps of 4 streams; see the config). Arms already finished (their metrics.json
 exists) are skipped, so an interrupted ablation continues where it stopped. Writes
 OUT/table.md and OUT/table.json and prints the table.
 """
