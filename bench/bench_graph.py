@@ -535,6 +535,7 @@ def proactive_latency(probe: Probe, video: Video, args, supervisor) -> dict:
     from live_ros.ros.convert import stamp_to_seconds
 
     probe.set_params("live_llm", {"theta": args.theta, "max_new_tokens": args.max_new_tokens,
+                                  "min_new_tokens": args.max_new_tokens,
                                   "min_response_interval": args.min_response_interval, "mute": False})
     result = measured(probe, supervisor, video, args.camera_fps, args.latency_seconds, "latency")
     keys = {k for k, p in probe.expected.items() if p == "latency"}

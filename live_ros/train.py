@@ -82,6 +82,7 @@ class ModelSection:
     frame_resolution: int | None = None
     fps: float = 2.0
     connector_seed: int = 0
+    init_from: str | None = None         # start LoRA + connector from this checkpoint folder (a later stage)
 
 
 @dataclass
@@ -473,10 +474,35 @@ def build_model(config: TrainConfig, spec: ModelSpec, device: str):
         peft_model = add_lora(model, LoraSettings(r=lora.r, alpha=lora.alpha, dropout=lora.dropout,
                                                   target_modules=lora.target_modules),
                               untie_embeddings=lora.untie_embeddings)
+    if config.model.init_from:
+        init_adapter(peft_model, Path(config.model.init_from))
     if config.run.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     peft_model.to(device)
     return peft_model, tokenizer, StreamTokenizer(tokenizer, fmt)
+
+
+def init_adapter(peft_model, folder: Path) -> None:
+    """Load LoRA + connector weights of a saved checkpoint (``final/``) into a fresh run's
+    model, to train a later stage from it (model.init_from)."""
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from live_ros.model.checkpoint import ADAPTER_WEIGHTS
+
+    path = folder / ADAPTER_WEIGHTS
+    if not path.is_file():
+        raise ConfigError(f"model.init_from: {path} does not exist: give a checkpoint folder written by live-ros "
+                          f"train (its final/ folder)")
+    weights = {k: v.float() for k, v in load_file(str(path)).items()}
+    try:
+        result = set_peft_model_state_dict(peft_model, weights)
+    except RuntimeError as err:
+        raise ConfigError(f"model.init_from: {folder} does not fit this run's model ({err})") from None
+    unexpected = list(getattr(result, "unexpected_keys", []) or [])
+    if unexpected:
+        raise ConfigError(f"model.init_from: {folder} holds weights this run's model lacks, e.g. {unexpected[0]}: "
+                          f"use the same LoRA settings and encoder")
 
 
 def bf16_autocast(precision: str, device: str) -> bool:

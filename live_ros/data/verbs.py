@@ -193,9 +193,33 @@ def add_generate(sub) -> None:
     _common(a, responder=True)
     a.set_defaults(run=_run_annotations)
 
+    g = gen.add_parser("grounding", help="short 'what do you see?' clips cut from a world dataset (alignment stage)",
+                       description="From WORLD_DIR (streams.jsonl, annotations/, features/ of `generate world` + "
+                                   "`extract`): clips of --context frames ending at random frames, a present-tense "
+                                   "question and the objects visible then as the answer; OUT/streams.jsonl and "
+                                   "OUT/features/ (slices of the videos' features).")
+    g.add_argument("world_dir", help="a `generate world` output folder with its features/ extracted")
+    g.add_argument("--out", required=True, help="output folder")
+    g.add_argument("--per-video", type=_positive_int, default=24, help="clips per video (default: 24)")
+    g.add_argument("--context", type=_positive_int, default=2, help="frames per clip (default: 2)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    g.set_defaults(run=_run_grounding)
+
     d = gen.add_parser("demo", help="re-render the bundled demo (media/demo.mp4 + media/demo.json)")
     d.add_argument("--out", default=_default_media(), help="output folder (default: media/ of the checkout)")
     d.set_defaults(run=_run_demo)
+
+
+def _run_grounding(args) -> int:
+    from live_ros.data.grounding import build_grounding
+
+    try:
+        path = build_grounding(args.world_dir, args.out, per_video=args.per_video, context=args.context, seed=args.seed)
+    except (OSError, ValueError) as err:
+        return _err(str(err))
+    n = sum(1 for _ in path.open())
+    print(f"wrote {n} grounding clips: {path} (features in {Path(args.out) / 'features'})")
+    return 0
 
 
 # ------------------------------------------------------------------------------- extract

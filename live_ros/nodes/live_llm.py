@@ -27,7 +27,8 @@ from live_ros.ros.convert import ConversionError, msg_to_tokens, seconds_to_stam
 from live_ros.srv import Query
 
 # ROS parameter -> EngineConfig field, for the settings that change while running.
-LIVE_SETTINGS = {"theta": "theta", "max_new_tokens": "max_new_tokens", "system_prompt": "system_prompt",
+LIVE_SETTINGS = {"theta": "theta", "max_new_tokens": "max_new_tokens", "min_new_tokens": "min_new_tokens",
+                 "system_prompt": "system_prompt",
                  "cache_budget": "cache_budget", "mute": "mute", "min_response_interval": "min_response_interval"}
 
 
@@ -42,6 +43,8 @@ class LiveLLM(LiveNode):
         Param("theta", 0.725, "Stay silent while P(interval token) >= theta (paper 3.4; release 0.725). Higher "
                               "speaks more often.", (0.0, 1.0), dynamic=True),
         Param("max_new_tokens", 48, "Response length limit in tokens.", (1, 1024), dynamic=True),
+        Param("min_new_tokens", 0, "End of response banned before this many tokens (benchmarks that need "
+                                   "responses of a fixed length; 0 for normal use).", (0, 1024), dynamic=True),
         Param("system_prompt", "", "System prompt (empty: the checkpoint's). Changing it resets the stream.",
               dynamic=True),
         Param("cache_budget", 1280, "KV cache budget in tokens (system prompt, sinks, recent frames and "
@@ -79,6 +82,7 @@ class LiveLLM(LiveNode):
         for note in loaded.notes:
             self.get_logger().warning(f"{self.p('preset')}: {note}")
         config = EngineConfig(theta=self.p("theta"), max_new_tokens=self.p("max_new_tokens"),
+                              min_new_tokens=self.p("min_new_tokens"),
                               system_prompt=self.p("system_prompt") or None,
                               cache_budget=self.p("cache_budget") or None, mute=self.p("mute"),
                               min_response_interval=self.p("min_response_interval"),
