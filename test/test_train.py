@@ -271,3 +271,20 @@ def test_baseline_formats_train(setup, tmp_path, mode):
     assert json.loads((result.final_dir / "live_config.json").read_text())["mode"] == mode
     # the baselines spend more tokens per stream than streaming EOS (the ablation's point)
     assert result.stats["tokens_per_stream"] > streaming.stats["tokens_per_stream"]
+
+
+def test_a_later_stage_starts_from_a_saved_checkpoint_and_zero_steps_saves_it_untrained(setup, tmp_path):
+    root, path = setup
+    first = train(load_config(path, ["augment.enabled=false"]), out_dir=tmp_path / "a", max_steps=1, progress=False,
+                  evaluate_at_end=False)
+    # 0 steps from init_from: the saved adapter is exactly the one started from (the ablation's untrained arm
+    # is the same with no init_from)
+    second = train(load_config(path, ["augment.enabled=false", f"model.init_from={first.final_dir}"]),
+                   out_dir=tmp_path / "b", max_steps=0, progress=False, evaluate_at_end=False)
+    assert second.steps == 0
+    a = load_file(str(first.final_dir / "adapter_model.safetensors"))
+    b = load_file(str(second.final_dir / "adapter_model.safetensors"))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="init_from"):
+        train(load_config(path, [f"model.init_from={tmp_path / 'nowhere'}"]), out_dir=tmp_path / "c", max_steps=1,
+              progress=False, evaluate_at_end=False)
