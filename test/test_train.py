@@ -244,7 +244,8 @@ def test_config_errors_and_overrides(tmp_path, setup):
         load_config(tmp_path / "nope.yaml")
     shipped = load_config(ROOT / "config" / "train_embedded.yaml")
     assert shipped.model.preset == "embedded" and shipped.lora.r <= 32 and "lm_head" not in shipped.lora.target_modules
-    assert shipped.optim.lr == pytest.approx(2e-4) and shipped.objective.mode == "streaming"
+    assert shipped.optim.lr == pytest.approx(1e-3) and shipped.objective.mode == "streaming"
+    assert (shipped.optim.grad_accum, shipped.optim.epochs) == (4, 2)  # the committed checkpoint's recipe
 
 
 def test_cli_runs_one_step(setup, tmp_path, capsys):
