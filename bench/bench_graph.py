@@ -323,18 +323,14 @@ class Probe:
         return sent, future.result()
 
     def set_params(self, node: str, values: dict) -> None:
-        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+        from rcl_interfaces.msg import Parameter
         from rcl_interfaces.srv import SetParameters
+
+        from live_ros.ros.tools import parameter_value
 
         params = []
         for name, value in values.items():
-            pv = ParameterValue()
-            if isinstance(value, bool):
-                pv.type, pv.bool_value = ParameterType.PARAMETER_BOOL, value
-            elif isinstance(value, int):
-                pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value
-            else:
-                pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, float(value)
+            pv = parameter_value(value if isinstance(value, (bool, int)) else float(value))
             params.append(Parameter(name=name, value=pv))
         _, reply = self.call(SetParameters, f"{self.ns}/{node}/set_parameters", SetParameters.Request(parameters=params))
         refused = [f"{p.name}: {r.reason}" for p, r in zip(params, reply.results) if not r.successful]

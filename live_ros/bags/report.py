@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from live_ros.bags.score import Asked, EventRef, Said, format_report, score
+from live_ros.evaluate import _finite
 
 FORMAT = "live_ros.replay-eval/1"
 
@@ -131,16 +132,6 @@ def build_report(*, scan, play, mode: str, settings: dict, events: list[EventRef
         "plan": [p.to_dict() for p in play.plans if p.sampled or p.note],
     }
     return report
-
-
-def _finite(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def write_outputs(report: dict, out_dir: str | Path, png: bool = True) -> dict:

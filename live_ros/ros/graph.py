@@ -130,11 +130,9 @@ class _ClockKicker:
 
 
 def _value(pv):
-    from rcl_interfaces.msg import ParameterType
+    from live_ros.ros.tools import _parameter_value
 
-    return {ParameterType.PARAMETER_BOOL: lambda: pv.bool_value, ParameterType.PARAMETER_INTEGER: lambda: pv.integer_value,
-            ParameterType.PARAMETER_DOUBLE: lambda: pv.double_value,
-            ParameterType.PARAMETER_STRING: lambda: pv.string_value}.get(pv.type, lambda: None)()
+    return _parameter_value(pv)
 
 
 def _call(node, executor, srv_type, name: str, request, timeout: float):
@@ -164,22 +162,16 @@ def get_params(node, executor, target: str, names: list[str], timeout: float = 1
 def set_param(node, executor, target: str, name: str, text: str, timeout: float = 10.0) -> None:
     """Set one parameter of a running node from YAML text ("0.8", "true", "words")."""
     import yaml
-    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.msg import Parameter
     from rcl_interfaces.srv import SetParameters
+
+    from live_ros.ros.tools import parameter_value
 
     raw = yaml.safe_load(text) if text.strip() else ""
     current = get_params(node, executor, target, [name], timeout).get(name)
     if isinstance(current, float) and isinstance(raw, int) and not isinstance(raw, bool):
         raw = float(raw)  # "1" for a double parameter
-    pv = ParameterValue()
-    if isinstance(raw, bool):
-        pv.type, pv.bool_value = ParameterType.PARAMETER_BOOL, raw
-    elif isinstance(raw, int):
-        pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, raw
-    elif isinstance(raw, float):
-        pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, raw
-    else:
-        pv.type, pv.string_value = ParameterType.PARAMETER_STRING, str(text)
+    pv = parameter_value(raw if isinstance(raw, (bool, int, float)) else str(text))
     reply = _call(node, executor, SetParameters, f"{target}/set_parameters",
                   SetParameters.Request(parameters=[Parameter(name=name, value=pv)]), timeout)
     if not reply.results[0].successful:

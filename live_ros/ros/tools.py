@@ -135,10 +135,26 @@ def _parameter_value(value) -> object:
             ParameterType.PARAMETER_STRING: lambda: value.string_value}.get(value.type, lambda: None)()
 
 
+def parameter_value(value):
+    """A ParameterValue of a bool, int, float or (anything else) its text."""
+    from rcl_interfaces.msg import ParameterType, ParameterValue
+
+    pv = ParameterValue()
+    if isinstance(value, bool):
+        pv.type, pv.bool_value = ParameterType.PARAMETER_BOOL, value
+    elif isinstance(value, int):
+        pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value
+    elif isinstance(value, float):
+        pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, value
+    else:
+        pv.type, pv.string_value = ParameterType.PARAMETER_STRING, str(value)
+    return pv
+
+
 def param(args) -> int:
     """get / set / list / describe the parameters of a running live_ros node."""
     import yaml
-    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.msg import Parameter, ParameterType
     from rcl_interfaces.srv import DescribeParameters, GetParameters, ListParameters, SetParameters
 
     base = _topic(args.namespace, args.node)
@@ -169,15 +185,7 @@ def param(args) -> int:
                 print(_parameter_value(value[0]))
                 return 0
             raw = yaml.safe_load(args.value) if args.value.strip() else ""
-            pv = ParameterValue()
-            if isinstance(raw, bool):
-                pv.type, pv.bool_value = ParameterType.PARAMETER_BOOL, raw
-            elif isinstance(raw, int):
-                pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, raw
-            elif isinstance(raw, float):
-                pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, raw
-            else:
-                pv.type, pv.string_value = ParameterType.PARAMETER_STRING, str(args.value)
+            pv = parameter_value(raw if isinstance(raw, (bool, int, float)) else str(args.value))
             result = call(SetParameters, "set_parameters",
                           SetParameters.Request(parameters=[Parameter(name=args.name, value=pv)])).results[0]
             if not result.successful:
