@@ -211,12 +211,8 @@ class Player:
                     self.executor.spin_once(timeout_sec=min(0.01, max(0.0, due - now)))
                 res.late.append(time.monotonic() - due)
             while qi < len(questions) and slots[qi] <= img.order:
-                q, future = self._ask(questions[qi])
+                self._ask_at(questions[qi], realtime, pending, frame_timeout)
                 qi += 1
-                if realtime:
-                    pending.append((q, future))
-                else:
-                    self._wait_answer(q, future, frame_timeout)
             plan = model.step(img.stamp, lambda raw=raw: self.convertible(raw))
             res.plans.append(plan)
             self.publish(raw, img.log_ns, img.stamp)
@@ -229,12 +225,8 @@ class Player:
             else:
                 self.executor.spin_once(timeout_sec=0.0)
         while qi < len(questions):
-            q, future = self._ask(questions[qi])
+            self._ask_at(questions[qi], realtime, pending, frame_timeout)
             qi += 1
-            if realtime:
-                pending.append((q, future))
-            else:
-                self._wait_answer(q, future, frame_timeout)
         if realtime:
             self._drain(res, drain, frame_timeout)
             for q, future in pending:
@@ -250,6 +242,14 @@ class Player:
             self.executor.spin_once(timeout_sec=0.05)
         self.phase = "done"
         return res
+
+    def _ask_at(self, question, realtime: bool, pending: list, timeout: float) -> None:
+        """Ask now; in lockstep wait for the answer, in real time collect it later."""
+        q, future = self._ask(question)
+        if realtime:
+            pending.append((q, future))
+        else:
+            self._wait_answer(q, future, timeout)
 
     def _wait_answer(self, q: Question, future, timeout: float) -> None:
         self.spin_until(future.done, 30.0, "reply from live/query")
