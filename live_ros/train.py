@@ -108,6 +108,7 @@ class DataSection:
     eval_streams: str | None = None
     eval_features: str | None = None
     redraw_questions: bool = True        # fresh question insertions each epoch (streams with a plan)
+    extra_streams: str | None = None     # more training streams with their own features paths (event windows)
     limit: int | None = None             # use only the first N training streams
     eval_limit: int | None = None
 
@@ -753,6 +754,8 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, resume: boo
 
     spec = resolve_model(config.model)
     samples = load_samples(Path(config.data.train_streams))[:config.data.limit or None]
+    if config.data.extra_streams:
+        samples += load_samples(Path(config.data.extra_streams))
     model, tokenizer, tokens = build_model(config, spec, device)
     dataset = StreamDataset(samples, config.data.train_features, tokens, mode=config.objective.mode,
                             stream_weight=config.objective.stream_weight, max_length=config.objective.max_length,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the embedded default checkpoint (live_ros/checkpoints/embedded) from scratch:
-# synthetic training and held-out streams, feature extraction, training, evaluation.
+# synthetic training and held-out streams, feature extraction, event windows, training, evaluation.
 # About 30-60 minutes on a 2-core CPU (see live_ros/checkpoints/embedded/README.md).
 #
 #   scripts/train_embedded.sh [DATA_DIR] [RUN_DIR]      (defaults: data/world, runs/embedded)
@@ -20,8 +20,11 @@ echo "[train_embedded] data generated in $((SECONDS - t0)) s"
 $LR extract "$DATA/train/videos" --out "$DATA/train/features" --threads "$THREADS" --quiet
 $LR extract "$DATA/eval/videos" --out "$DATA/eval/features" --threads "$THREADS" --quiet
 echo "[train_embedded] features extracted at $((SECONDS - t0)) s"
+rm -rf "$DATA/windows"
+$LR generate windows "$DATA/train" --out "$DATA/windows" --per-video 8 --seed 0
 $LR train --config config/train_embedded.yaml --out "$RUN" --threads "$THREADS" \
     data.train_streams="$DATA/train/streams.jsonl" data.train_features="$DATA/train/features" \
+    data.extra_streams="$DATA/windows/streams.jsonl" \
     data.eval_streams="$DATA/eval/streams.jsonl" data.eval_features="$DATA/eval/features" \
     $( [ -d "$RUN" ] && ls -d "$RUN"/checkpoint-* >/dev/null 2>&1 && echo --resume )
 echo "[train_embedded] trained and evaluated at $((SECONDS - t0)) s; checkpoint: $RUN/final"

@@ -132,3 +132,25 @@ def test_report_table_json_and_timeline(tmp_path):
     png = (tmp_path / "out" / "timeline.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert set(paths) == {"json", "table", "png"}
+
+
+def test_a_reminder_is_graded_on_the_response_at_its_event_not_the_acknowledgement():
+    from live_ros.bags.report import resolve_answers
+    from live_ros.bags.schedule import QuestionsError, parse_questions
+
+    qs = parse_questions([{"time": 5, "text": "Tell me when the cat appears.", "expected": "The cat appears.",
+                           "expected_at": 12.5}, {"time": 1, "text": "What do you see?"}])
+    assert [(q.time, q.expected_at) for q in qs] == [(1.0, None), (5.0, 12.5)]
+    with pytest.raises(QuestionsError, match="expected_at"):
+        parse_questions([{"time": 5, "text": "Tell me when the cat appears.", "expected_at": 4}])
+    responses = [{"query_id": 7, "kind": "answer", "text": "Okay, I am watching.", "time": 5.0, "proactive": False},
+                 {"query_id": 7, "kind": "answer", "text": "Now I see a dog.", "time": 9.0, "proactive": True},
+                 {"query_id": 7, "kind": "answer", "text": "The cat appears.", "time": 12.5, "proactive": True},
+                 {"query_id": 8, "kind": "answer", "text": "I see a cat.", "time": 13.0, "proactive": False}]
+    reminder = Asked(5.0, qs[1].text, qs[1].expected, 7, expected_at=12.5)
+    plain = Asked(5.0, "What is there?", "I see a cat.", 7)
+    resolve_answers([reminder, plain], responses)
+    assert (reminder.answer, reminder.answer_time) == ("The cat appears.", 12.5)
+    assert (plain.answer, plain.answer_time) == ("Okay, I am watching.", 5.0)
+    rows = score([], [], [reminder, plain]).answers
+    assert rows[0]["exact"] and rows[0]["expected_at"] == 12.5 and not rows[1]["exact"]

@@ -38,3 +38,32 @@ def world_visible(ann, t):
     from live_ros.data.annotations import visible_objects
 
     return visible_objects(e for e in sorted(ann.events, key=lambda e: e.time) if e.time <= t + 1e-6)
+
+
+def test_windows_cut_a_question_and_its_update_from_the_plan(tmp_path):
+    from live_ros.data.dialogue import _answer_at, offline_stream
+    from live_ros.data.grounding import build_windows
+
+    scene = world.check_scene()
+    ann = world.render_video(scene, tmp_path / "w" / "videos" / "check.mp4", tmp_path / "w" / "annotations" / "check.json")
+    stream = offline_stream(ann, 2.0, rng=3)
+    save_samples([stream], tmp_path / "w" / "streams.jsonl")
+    n = stream.num_frames
+    tokens = torch.arange(n, dtype=torch.float16)[:, None, None].expand(n, 10, 4).contiguous()
+    save_features(tmp_path / "w" / "features" / "check.safetensors", tokens, torch.arange(n) / 2.0,
+                  {"format": "live_ros.features/1", "encoder_id": "e", "fps": "2.0"})
+    windows = load_samples(build_windows(tmp_path / "w", tmp_path / "win", per_video=20, seed=2))
+    assert len(windows) >= 15
+    questions = {q["text"]: q for q in stream.meta["plan"]["questions"]}
+    for win in windows:
+        a, b = win.meta["frames"]
+        feats, _, _ = load_features(win.features)
+        assert feats.shape == (b - a + 1, 10, 4) and feats[0, 0, 0].item() == a and feats[-1, 0, 0].item() == b
+        assert win.num_frames == b - a + 1 and win.meta["fixed"] and win.meta["category"] != "past"
+        q = questions[win.meta["question"]]
+        user, ans, *updates = win.turns
+        assert (user.role, user.time, user.text) == ("user", 0.0, q["text"])
+        assert (ans.role, ans.time, ans.text) == ("assistant", 0.0, _answer_at(q, a / 2.0))
+        plan_updates = {round(t - a / 2.0, 6): text for t, text in q["updates"] if a / 2.0 < t <= b / 2.0 + 1e-6}
+        assert updates and {u.time: u.text for u in updates} == plan_updates
+        assert all(u.role == "assistant" and u.time > 0 for u in updates)

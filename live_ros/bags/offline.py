@@ -41,6 +41,8 @@ def offline_stream(video_id: str, frame_times: Sequence[float], events: Sequence
         if q.time > duration + EPS:
             continue
         turns.append(TimedTurn("user", q.time, q.text, kind="question"))
+        if q.expected_at is not None:   # a reminder: the expected answer is due later, at its event
+            continue
         answer = q.expected if q.expected is not None else q.answer
         if answer:
             turns.append(TimedTurn("assistant", q.time, answer, kind="answer"))

@@ -80,18 +80,24 @@ def collect(play, t0: float, realtime: bool) -> Collected:
     return out
 
 
-def resolve_answers(asked: list[Asked], responses: list[dict]) -> None:
-    """Each accepted question's answer: its first final response (answer or refusal)."""
+def resolve_answers(asked: list[Asked], responses: list[dict], window: tuple[float, float] = (-0.5, 3.0)) -> None:
+    """Each accepted question's answer: its first final response (answer or refusal); for a
+    question with ``expected_at`` (a reminder), the first response with its query id from
+    ``expected_at + window[0]`` on, spoken on a frame or not."""
     for q in asked:
         if not q.query_id:
             continue
-        first = next((r for r in responses if r["query_id"] == q.query_id and not r["proactive"]), None)
+        if q.expected_at is not None:
+            first = next((r for r in responses if r["query_id"] == q.query_id and r["kind"] != "refusal"
+                          and r["time"] >= q.expected_at + window[0]), None)
+        else:
+            first = next((r for r in responses if r["query_id"] == q.query_id and not r["proactive"]), None)
         if first is None:
             continue
         if first["kind"] == "refusal":
             q.refused = first["text"]
         else:
-            q.answer = first["text"]
+            q.answer, q.answer_time = first["text"], first["time"]
 
 
 def build_report(*, scan, play, mode: str, settings: dict, events: list[EventRef], asked: list[Asked],
@@ -100,7 +106,7 @@ def build_report(*, scan, play, mode: str, settings: dict, events: list[EventRef
     realtime = mode == "realtime"
     t0 = scan.images[0].stamp
     got = collect(play, t0, realtime)
-    resolve_answers(asked, got.responses)
+    resolve_answers(asked, got.responses, tuple(settings["window"]))
     thetas = {round(d["theta"], 6) for d in got.decisions if not math.isnan(d["theta"])}
     if len(thetas) == 1:
         settings = {**settings, "theta": thetas.pop()}

@@ -85,6 +85,7 @@ class Question:
     time: float
     text: str
     expected: str | None = None
+    expected_at: float | None = None   # when the expected answer is due (a reminder's event), video seconds
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,22 +99,32 @@ def parse_questions(data, where: str = "questions") -> list[Question]:
     if isinstance(data, dict):
         data = data.get("questions")
     if not isinstance(data, list):
-        raise QuestionsError(f"{where}: expected a list of {{time, text, expected?}} (or {{questions: [...]}})")
+        raise QuestionsError(f"{where}: expected a list of {{time, text, expected?, expected_at?}} (or "
+                             f"{{questions: [...]}})")
     out = []
     for n, item in enumerate(data, 1):
         if not isinstance(item, dict) or "time" not in item or "text" not in item:
             raise QuestionsError(f"{where}: entry {n} needs 'time' (video seconds) and 'text', got {item!r}")
-        unknown = set(item) - {"time", "text", "expected"}
+        unknown = set(item) - {"time", "text", "expected", "expected_at"}
         if unknown:
-            raise QuestionsError(f"{where}: entry {n} has unknown keys {sorted(unknown)} (time, text, expected)")
+            raise QuestionsError(f"{where}: entry {n} has unknown keys {sorted(unknown)} (time, text, expected, "
+                                 f"expected_at)")
         try:
             t = float(item["time"])
         except (TypeError, ValueError):
             raise QuestionsError(f"{where}: entry {n}: time {item['time']!r} is not a number of seconds") from None
         if t < 0 or not str(item["text"]).strip():
             raise QuestionsError(f"{where}: entry {n}: time must be >= 0 and text not empty")
-        expected = item.get("expected")
-        out.append(Question(t, str(item["text"]), None if expected is None else str(expected)))
+        expected, due = item.get("expected"), item.get("expected_at")
+        if due is not None:
+            try:
+                due = float(due)
+            except (TypeError, ValueError):
+                raise QuestionsError(f"{where}: entry {n}: expected_at {due!r} is not a number of seconds") from None
+            if due < t or expected is None:
+                raise QuestionsError(f"{where}: entry {n}: expected_at (when the expected answer is due, e.g. a "
+                                     f"reminder's event) needs 'expected' and must be >= time")
+        out.append(Question(t, str(item["text"]), None if expected is None else str(expected), due))
     return sorted(out, key=lambda q: q.time)
 
 

@@ -10,7 +10,9 @@ when, compared with the annotated events and the expected answers.
 - **Online TimeDiff**: mean |response time - event time| over matched events (the signed
   mean says early or late); **missed**: events with no match; **spurious**: proactive
   responses that match no event.
-- **Answers**: the first final response to each question, against its ``expected`` text:
+- **Answers**: the first final response to each question (with ``expected_at``, e.g. a
+  reminder, the first one from ``expected_at`` + ``window[0]`` on, so that "Okay, I am
+  watching." is not graded), against its ``expected`` text:
   exact (after lower-casing, dropping punctuation and extra spaces) and fuzzy
   (``difflib.SequenceMatcher`` ratio; correct when >= ``fuzzy_threshold``).
 - **Latency** (real-time mode): percentiles of wall-clock receive time minus the wall
@@ -60,6 +62,8 @@ class Asked:
     query_id: int = 0
     answer: str | None = None
     refused: str = ""
+    expected_at: float | None = None
+    answer_time: float | None = None
 
 
 def events_from_annotation(annotation, include_ends: bool = True) -> list[EventRef]:
@@ -170,7 +174,8 @@ def score(events: Sequence[EventRef], said: Sequence[Said], asked: Sequence[Aske
     graded = []
     for q in asked:
         row = {"time": q.time, "question": q.text, "expected": q.expected, "answer": q.answer, "query_id": q.query_id,
-               "refused": q.refused, "exact": None, "fuzzy": None, "correct": None}
+               "refused": q.refused, "exact": None, "fuzzy": None, "correct": None, "expected_at": q.expected_at,
+               "answer_time": q.answer_time}
         if q.expected is not None:
             exact, ratio = answer_scores(q.expected, q.answer)
             row.update(exact=exact, fuzzy=round(ratio, 4), correct=exact or ratio >= fuzzy_threshold)
@@ -257,7 +262,9 @@ def format_report(report: dict, max_rows: int = 40) -> str:
             lines.append(f"    [{row['time']:6.1f} s] {_clip(row['question'], 40)} -> "
                          f"{_clip(row['answer'] if row['answer'] is not None else row['refused'] or 'NO ANSWER', 40)}"
                          + (f"  (expected: {_clip(row['expected'], 30)}, fuzzy {row['fuzzy']:.2f})"
-                            if row["expected"] is not None else ""))
+                            if row["expected"] is not None else "")
+                         + (f" at {row['answer_time']:.1f} s for {row['expected_at']:.1f} s"
+                            if row.get("expected_at") is not None and row.get("answer_time") is not None else ""))
     lat = report["score"].get("latency")
     if lat:
         lines.append("")

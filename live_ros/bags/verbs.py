@@ -152,7 +152,8 @@ def add_replay_eval(sub) -> None:
                                    "timeline.png.")
     p.add_argument("bag", help="a rosbag2 bag folder (or .mcap file) with a camera topic")
     p.add_argument("--annotations", help="live_ros.annotation/1 file (default: the one stored in the bag, if any)")
-    p.add_argument("--questions", help="JSON/YAML list of {time, text, expected?} (time: video seconds)")
+    p.add_argument("--questions", help="JSON/YAML list of {time, text, expected?, expected_at?} (video seconds; "
+                   "expected_at: when a reminder's answer is due)")
     p.add_argument("--out", help="output folder (default: ./<bag name>-eval)")
     p.add_argument("--topic", help="the bag's camera topic (default: its only image topic)")
     mode = p.add_argument_group("mode")

@@ -16,6 +16,7 @@ of the video's features file, written as its own file.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -75,4 +76,67 @@ def build_grounding(world_dir: str | Path, out_dir: str | Path, per_video: int =
                                      TimedTurn("assistant", end, answer(visible), kind="answer")],
                                     features=str(path), meta={"source": "grounding", "fixed": True,
                                                               "from": sample.video_id, "frame": k}))
+    return save_samples(out, out_dir / "streams.jsonl")
+
+
+def build_windows(world_dir: str | Path, out_dir: str | Path, per_video: int = 8, before: tuple[int, int] = (1, 12),
+                  after: tuple[int, int] = (0, 3), seed: int = 0) -> Path:
+    """Event windows: short streams cut around the responses of a training stream's plan,
+    so that naming the object that just appeared gets more gradient per second of compute
+    than the full streams give it (a 70 s stream names about five events in ~1,500
+    positions; a window names one in ~120).
+
+    Per window: a question of the plan that has an update at grid frame ``u`` (present-tense
+    narration, a reminder, "tell me about anything that comes into view"), inserted ``before`` frames earlier
+    (uniform in the closed range, not before frame 0) with its answer then, its updates as
+    :func:`~live_ros.data.dialogue.assemble_turns` schedules them, and ``after`` more
+    silent frames. Past-tense questions are left out: their answer at the insertion tells of
+    frames the window does not hold. Windows are ``fixed`` (no redraw) and carry their own features slice.
+    Writes ``out_dir/streams.jsonl`` and ``out_dir/features/``; returns the streams file."""
+    from live_ros.data.dialogue import assemble_turns
+    from live_ros.data.features import features_path, load_features, save_features
+
+    world_dir, out_dir = Path(world_dir), Path(out_dir)
+    samples = load_samples(world_dir / "streams.jsonl")
+    rng = np.random.default_rng(seed)
+    out: list[StreamSample] = []
+    for sample in samples:
+        plan = sample.meta.get("plan")
+        if not plan:
+            raise ValueError(f"stream '{sample.video_id}' has no plan: windows need `live-ros generate world` streams")
+        feats_file = features_path(world_dir / "features", sample.video_id)
+        if not feats_file.is_file():
+            raise FileNotFoundError(f"windows need {feats_file}: extract the world dataset's features first "
+                                    f"(live-ros extract {world_dir / 'videos'} --out {world_dir / 'features'})")
+        tokens, times, meta = load_features(feats_file)
+        n = min(int(tokens.shape[0]), int(plan["num_frames"]))
+        fps = float(plan["fps"])
+        # (question, update frame) pairs, drawn evenly over the question categories
+        by_cat: dict[str, list[tuple[dict, int]]] = {}
+        for q in plan["questions"]:
+            if q["category"] == "past":
+                continue
+            for tu, _ in q["updates"]:
+                u = int(round(tu * fps))
+                if 0 < u < n:
+                    by_cat.setdefault(q["category"], []).append((q, u))
+        cats = sorted(by_cat)
+        for w in range(per_video if cats else 0):
+            pool = by_cat[cats[int(rng.integers(len(cats)))]]
+            q, u = pool[int(rng.integers(len(pool)))]
+            lo_q = int(math.ceil(q["window"][0] * fps - 1e-6))
+            a = max(0, lo_q, u - int(rng.integers(before[0], before[1] + 1)))
+            if a >= u:
+                continue
+            b = min(n - 1, u + int(rng.integers(after[0], after[1] + 1)))
+            t0, t1 = a / fps, b / fps
+            turns = [TimedTurn(t.role, round(t.time - t0, 6), t.text, kind=t.kind, event=t.event)
+                     for t in assemble_turns([(t0, q)]) if t.time <= t1 + 1e-6]
+            clip_id = f"{sample.video_id}-w{w:02d}-{a:04d}"
+            path = save_features(features_path(out_dir / "features", clip_id), tokens[a:b + 1].clone(),
+                                 times[a:b + 1] - times[a], {**meta, "num_frames": b - a + 1,
+                                                             "derived_from": f"{feats_file}[{a}:{b + 1}]"})
+            out.append(StreamSample(clip_id, round(t1 - t0, 6), fps, turns, features=str(path),
+                                    meta={"source": "window", "fixed": True, "from": sample.video_id,
+                                          "frames": [a, b], "question": q["text"], "category": q["category"]}))
     return save_samples(out, out_dir / "streams.jsonl")

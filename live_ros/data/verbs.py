@@ -205,6 +205,17 @@ def add_generate(sub) -> None:
     g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     g.set_defaults(run=_run_grounding)
 
+    w = gen.add_parser("windows", help="short event windows cut from a world dataset's plans (naming signal)",
+                       description="From WORLD_DIR (streams.jsonl with plans, features/): per video, --per-video "
+                                   "short streams, each a question of the plan inserted a few frames before one of "
+                                   "its updates, the update and a few silent frames; OUT/streams.jsonl and "
+                                   "OUT/features/ (slices of the videos' features).")
+    w.add_argument("world_dir", help="a `generate world` output folder with its features/ extracted")
+    w.add_argument("--out", required=True, help="output folder")
+    w.add_argument("--per-video", type=_positive_int, default=8, help="windows per video (default: 8)")
+    w.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    w.set_defaults(run=_run_windows)
+
     d = gen.add_parser("demo", help="re-render the bundled demo (media/demo.mp4 + media/demo.json)")
     d.add_argument("--out", default=_default_media(), help="output folder (default: media/ of the checkout)")
     d.set_defaults(run=_run_demo)
@@ -219,6 +230,18 @@ def _run_grounding(args) -> int:
         return _err(str(err))
     n = sum(1 for _ in path.open())
     print(f"wrote {n} grounding clips: {path} (features in {Path(args.out) / 'features'})")
+    return 0
+
+
+def _run_windows(args) -> int:
+    from live_ros.data.grounding import build_windows
+
+    try:
+        path = build_windows(args.world_dir, args.out, per_video=args.per_video, seed=args.seed)
+    except (OSError, ValueError) as err:
+        return _err(str(err))
+    n = sum(1 for _ in path.open())
+    print(f"wrote {n} event windows: {path} (features in {Path(args.out) / 'features'})")
     return 0
 
 

@@ -188,7 +188,7 @@ class Player:
     def _asked(self, q: Question, future) -> Asked:
         reply = future.result()
         return Asked(q.time, q.text, q.expected, reply.query_id if reply.accepted else 0,
-                     refused="" if reply.accepted else f"refused: {reply.message}")
+                     refused="" if reply.accepted else f"refused: {reply.message}", expected_at=q.expected_at)
 
     def play(self, fps: float, questions: list[Question], *, realtime: bool = False, speed: float = 1.0,
              frame_timeout: float = 120.0, drain: float = 5.0) -> PlayResult:

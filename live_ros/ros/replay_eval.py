@@ -209,8 +209,8 @@ def _offline_eval(scan, play, report: dict, events, llm: dict, fps: float, out: 
     tokens = encode_frames(system.encoder, frames)
     first = taken[0].stamp
     times = [p.stamp - first for p in taken]
-    asked = [Asked(a["time"], a["question"], a["expected"], a["query_id"], a["answer"], a["refused"])
-             for a in report["score"]["answers"]]
+    asked = [Asked(a["time"], a["question"], a["expected"], a["query_id"], a["answer"], a["refused"],
+                   a.get("expected_at"), a.get("answer_time")) for a in report["score"]["answers"]]
     sample = offline_stream(safe_id(Path(scan.bag).name), times, events, asked, fps)
     theta = report["settings"].get("theta")
     return offline_metrics(system.loaded.model, system.loaded.tokens, tokens, times, sample, Path(out) / "offline",
