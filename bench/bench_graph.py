@@ -3,7 +3,8 @@
 otherwise: camera_subscriber -> frame_encoder -> live_llm from the package's launch file, as
 child processes (live_ros.launcher.Supervisor), with this process as the camera.
 
-The camera: an rclpy publisher on /camera/image_raw with sensor-data QoS (as a camera driver),
+The camera: an rclpy publisher on /camera/image_raw with sensor-data QoS (as a camera driver;
+--camera-qos reliable makes it and camera_subscriber reliable),
 publishing the real frames of media/demo.mp4 (decoded once with PyAV; the frame shown at a
 moment is the video's frame at that moment, looping) at the requested rate, each stamped with
 the node clock's now at publish (truncated to 10 us, so stamps survive live_llm's float
@@ -207,7 +208,7 @@ def stamp_key(seconds: float) -> int:
 
 
 class Probe:
-    def __init__(self, namespace: str, model_fps: float):
+    def __init__(self, namespace: str, model_fps: float, camera_qos: str = "sensor_data"):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile
@@ -233,7 +234,7 @@ class Probe:
         self.status_log: list[tuple[float, object]] = []
         self.samples: dict[str, object] = {}
         self.clients: dict[str, object] = {}
-        self.camera = self.node.create_publisher(Image, "/camera/image_raw", qos.camera("sensor_data"))
+        self.camera = self.node.create_publisher(Image, "/camera/image_raw", qos.camera(camera_qos))
         st = qos.status()
         self.node.create_subscription(Decision, f"{self.ns}/decision", self._on_decision, qos.decisions())
         self.node.create_subscription(Response, f"{self.ns}/response", self._on_response, qos.responses())
@@ -356,6 +357,9 @@ def start_graph(args, log_path: str):
     for spec in nodes:
         if spec.name == "camera_subscriber":
             spec.params.append(("fps", str(args.model_fps)))
+            spec.params.append(("qos", args.camera_qos))
+            if args.camera_depth:
+                spec.params.append(("qos_depth", str(args.camera_depth)))
     log = open(log_path, "w")  # noqa: SIM115 - closed in run()
     supervisor = Supervisor(nodes, out=log)
     supervisor.start()
@@ -930,11 +934,13 @@ def run(args) -> dict:
     log = lambda s: say(f"  [{time.monotonic() - t_start:6.1f} s] {s}")  # noqa: E731
     video = Video(Path(args.video) if args.video else share_dir() / "media" / "demo.mp4", args.camera_size)
     say(f"# bench_graph: preset {args.preset}, camera {video.width}x{video.height} rgb8 ({video.nbytes:,} B) at "
-        f"{args.camera_fps:g} fps, sensor-data QoS -> {args.model_fps:g} fps model; ROS_DOMAIN_ID="
+        f"{args.camera_fps:g} fps, camera QoS {args.camera_qos} (camera_subscriber depth "
+        f"{args.camera_depth or 'from the params file'}) -> {args.model_fps:g} fps model; Fast DDS transports "
+        f"{os.environ.get('FASTDDS_BUILTIN_TRANSPORTS', 'DEFAULT')}; ROS_DOMAIN_ID="
         f"{os.environ['ROS_DOMAIN_ID']} ({os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE']}); "
         f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start{' (--quick)' if args.quick else ''}")
     log_path = args.log or tempfile.mkstemp(prefix="bench_graph_nodes_", suffix=".log")[1]
-    probe = Probe(args.namespace, args.model_fps)
+    probe = Probe(args.namespace, args.model_fps, args.camera_qos)
     supervisor, log_file = start_graph(args, log_path)
     res: dict = {"args": {k: v for k, v in vars(args).items() if k != "job"}, "camera_size": [video.width,
                                                                                                  video.height]}
@@ -993,6 +999,11 @@ def parse_args(argv=None):
     p.add_argument("--sweep-seconds", type=float, default=None, help="seconds per sweep rate (default 60; quick 10)")
     p.add_argument("--phases", default=",".join(PHASES), help=f"phases to run (default {','.join(PHASES)})")
     p.add_argument("--model-fps", type=float, default=2.0, help="camera_subscriber's fps (default 2)")
+    p.add_argument("--camera-qos", default="sensor_data", choices=("sensor_data", "reliable"),
+                   help="QoS of the bench's camera publisher and camera_subscriber's qos parameter (default "
+                        "sensor_data: best effort, as camera drivers publish)")
+    p.add_argument("--camera-depth", type=int, default=0, help="camera_subscriber's qos_depth (default: the "
+                   "params file's, 30); the bench's camera publishes with the sensor-data depth, 5")
     p.add_argument("--camera-size", default="", help="resize the video's frames to WxH (default: as decoded, "
                    "320x240 for the demo video)")
     p.add_argument("--video", default="", help="video to publish (default: the package's media/demo.mp4)")

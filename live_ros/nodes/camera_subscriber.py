@@ -40,7 +40,8 @@ class CameraSubscriber(LiveNode):
         Param("compressed", False, "Subscribe to <camera topic>/compressed (CompressedImage, jpeg/png)."),
         Param("qos", "sensor_data", "Camera QoS: sensor_data (best effort) or reliable.",
               choices=qos.CAMERA_QOS_CHOICES),
-        Param("qos_depth", 5, "Camera subscription queue depth.", (1, 100)),
+        Param("qos_depth", 30, "Camera subscription queue depth (keep last N; not part of QoS matching): "
+              "30 holds 1 s of a 30 fps camera through scheduling stalls of this process.", (1, 100)),
         Param("max_image_pixels", 8_294_400, "Refuse camera images larger than this (width x height).",
               (1, 100_000_000)),
         Param("no_input_warning", 5.0, "Seconds without any image before saying why that may be.", (0.5, 600.0)),
