@@ -89,6 +89,12 @@ def run(args) -> int:
             print(f"graph ready in {time.monotonic() - t_start:.1f} s; playing", flush=True)
             supervisor.nodes.append(source)
             supervisor._start(source)
+            # video time 0 is the first frame: video_source waits for camera_subscriber to match, then plays
+            playing = lambda: "video_source" in status and status["video_source"].frames_in > 0  # noqa: E731
+            if not spin_for(executor, args.timeout, playing):
+                print(f"live-ros demo: video_source published no frame within {args.timeout:g} s: "
+                      f"{status.get('video_source')}", file=sys.stderr)
+                return 1
             t_play = time.monotonic()
             asked = None
             instructed = None if args.instruction else False

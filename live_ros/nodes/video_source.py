@@ -61,6 +61,8 @@ class VideoSource(LiveNode):
         Param("folder_fps", 10.0, "Frame rate of an image folder.", (0.1, 240.0)),
         Param("frame_id", "camera", "frame_id of the published images."),
         Param("max_seconds", 0.0, "Stop after this many seconds of video (0: play it all).", (0.0, 1e9)),
+        Param("wait_for_subscribers", 1, "Start playing once this many subscriptions match the camera topic (0: at "
+              "once), so that the video's first frames are not lost while discovery completes.", (0, 100)),
     )
 
     def __init__(self):
@@ -92,7 +94,21 @@ class VideoSource(LiveNode):
             self.destroy_lifecycle_publisher(self.pub)
             self.pub = None
 
+    def _wait_for_subscribers(self) -> bool:
+        """Block until enough subscriptions match (False when deactivated meanwhile)."""
+        want, t0, told = self.p("wait_for_subscribers"), time.monotonic(), False
+        while self.running and self.pub.get_subscription_count() < want:
+            if not told and time.monotonic() - t0 > 5.0:
+                told = True
+                self.get_logger().info(f"waiting for {want} subscriber(s) on {self.pub.topic_name} before playing "
+                                       f"(is camera_subscriber running with a matching QoS? set "
+                                       f"wait_for_subscribers:=0 to play at once)")
+            time.sleep(0.02)
+        return self.running
+
     def _play(self) -> None:
+        if not self._wait_for_subscribers():
+            return
         while self.running:
             t0 = time.monotonic()
             try:
@@ -106,6 +122,8 @@ class VideoSource(LiveNode):
                         time.sleep(delay)
                     self.pub.publish(rgb_to_image(rgb, self.get_clock().now().to_msg(), self.p("frame_id")))
                     self.published += 1
+                    if self.published == 1:
+                        self._publish_status()   # playing: tools time their questions from here
             except Exception as err:  # a broken file must not kill the node silently
                 self.report_error(f"video_source: reading {self.p('source')} failed: {err}")
                 return
