@@ -245,7 +245,11 @@ def test_config_errors_and_overrides(tmp_path, setup):
     shipped = load_config(ROOT / "config" / "train_embedded.yaml")
     assert shipped.model.preset == "embedded" and shipped.lora.r <= 32 and "lm_head" not in shipped.lora.target_modules
     assert shipped.optim.lr == pytest.approx(1e-3) and shipped.objective.mode == "streaming"
-    assert (shipped.optim.grad_accum, shipped.optim.epochs) == (4, 2)  # the committed checkpoint's recipe
+    # the committed checkpoint's recipe (stage 1; stage 2's overrides are in scripts/train_embedded.sh)
+    assert (shipped.optim.grad_accum, shipped.optim.epochs) == (12, 1)
+    assert shipped.data.extra_streams == "data/world/windows/streams.jsonl" and not shipped.augment.enabled
+    script = (ROOT / "scripts" / "train_embedded.sh").read_text()
+    assert "model.init_from=" in script and "optim.max_steps=60" in script and "optim.lr=5e-4" in script
 
 
 def test_cli_runs_one_step(setup, tmp_path, capsys):
