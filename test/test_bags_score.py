@@ -146,10 +146,13 @@ def test_a_reminder_is_graded_on_the_response_at_its_event_not_the_acknowledgeme
     responses = [{"query_id": 7, "kind": "answer", "text": "Okay, I am watching.", "time": 5.0, "proactive": False},
                  {"query_id": 7, "kind": "answer", "text": "Now I see a dog.", "time": 9.0, "proactive": True},
                  {"query_id": 7, "kind": "answer", "text": "The cat appears.", "time": 12.5, "proactive": True},
-                 {"query_id": 8, "kind": "answer", "text": "I see a cat.", "time": 13.0, "proactive": False}]
+                 {"query_id": 8, "kind": "answer", "text": "I see a cat.", "time": 13.0, "proactive": False},
+                 {"query_id": 9, "kind": "answer", "text": "The cat appears.", "time": 20.0, "proactive": True}]
     reminder = Asked(5.0, qs[1].text, qs[1].expected, 7, expected_at=12.5)
     plain = Asked(5.0, "What is there?", "I see a cat.", 7)
-    resolve_answers([reminder, plain], responses)
+    late = Asked(5.0, qs[1].text, qs[1].expected, 9, expected_at=12.5)
+    resolve_answers([reminder, plain, late], responses)
+    assert late.answer is None  # 7.5 s after the event: outside the window (-0.5, 3)
     assert (reminder.answer, reminder.answer_time) == ("The cat appears.", 12.5)
     assert (plain.answer, plain.answer_time) == ("Okay, I am watching.", 5.0)
     rows = score([], [], [reminder, plain]).answers

@@ -82,14 +82,14 @@ def collect(play, t0: float, realtime: bool) -> Collected:
 
 def resolve_answers(asked: list[Asked], responses: list[dict], window: tuple[float, float] = (-0.5, 3.0)) -> None:
     """Each accepted question's answer: its first final response (answer or refusal); for a
-    question with ``expected_at`` (a reminder), the first response with its query id from
-    ``expected_at + window[0]`` on, spoken on a frame or not."""
+    question with ``expected_at`` (a reminder), the first response with its query id within
+    ``expected_at + window`` (spoken on a frame or not): a later one is no answer."""
     for q in asked:
         if not q.query_id:
             continue
         if q.expected_at is not None:
             first = next((r for r in responses if r["query_id"] == q.query_id and r["kind"] != "refusal"
-                          and r["time"] >= q.expected_at + window[0]), None)
+                          and q.expected_at + window[0] <= r["time"] <= q.expected_at + window[1]), None)
         else:
             first = next((r for r in responses if r["query_id"] == q.query_id and not r["proactive"]), None)
         if first is None:

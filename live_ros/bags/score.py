@@ -11,8 +11,8 @@ when, compared with the annotated events and the expected answers.
   mean says early or late); **missed**: events with no match; **spurious**: proactive
   responses that match no event.
 - **Answers**: the first final response to each question (with ``expected_at``, e.g. a
-  reminder, the first one from ``expected_at`` + ``window[0]`` on, so that "Okay, I am
-  watching." is not graded), against its ``expected`` text:
+  reminder, the first one within ``expected_at`` + ``window``, so that "Okay, I am
+  watching." is not graded and a late one is no answer), against its ``expected`` text:
   exact (after lower-casing, dropping punctuation and extra spaces) and fuzzy
   (``difflib.SequenceMatcher`` ratio; correct when >= ``fuzzy_threshold``).
 - **Latency** (real-time mode): percentiles of wall-clock receive time minus the wall
