@@ -198,50 +198,45 @@ def add_generate(sub) -> None:
                                    "`extract`): clips of --context frames ending at random frames, a present-tense "
                                    "question and the objects visible then as the answer; OUT/streams.jsonl and "
                                    "OUT/features/ (slices of the videos' features).")
-    g.add_argument("world_dir", help="a `generate world` output folder with its features/ extracted")
-    g.add_argument("--out", required=True, help="output folder")
-    g.add_argument("--per-video", type=_positive_int, default=24, help="clips per video (default: 24)")
+    _cut_args(g, "clips", 24)
     g.add_argument("--context", type=_positive_int, default=2, help="frames per clip (default: 2)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    g.set_defaults(run=_run_grounding)
+    g.set_defaults(run=_run_cut, what="grounding clips")
 
     w = gen.add_parser("windows", help="short event windows cut from a world dataset's plans (naming signal)",
                        description="From WORLD_DIR (streams.jsonl with plans, features/): per video, --per-video "
                                    "short streams, each a question of the plan inserted a few frames before one of "
                                    "its updates, the update and a few silent frames; OUT/streams.jsonl and "
                                    "OUT/features/ (slices of the videos' features).")
-    w.add_argument("world_dir", help="a `generate world` output folder with its features/ extracted")
-    w.add_argument("--out", required=True, help="output folder")
-    w.add_argument("--per-video", type=_positive_int, default=8, help="windows per video (default: 8)")
-    w.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    w.set_defaults(run=_run_windows)
+    _cut_args(w, "windows", 8)
+    w.set_defaults(run=_run_cut, what="event windows")
 
     d = gen.add_parser("demo", help="re-render the bundled demo (media/demo.mp4 + media/demo.json)")
     d.add_argument("--out", default=_default_media(), help="output folder (default: media/ of the checkout)")
     d.set_defaults(run=_run_demo)
 
 
-def _run_grounding(args) -> int:
-    from live_ros.data.grounding import build_grounding
+def _cut_args(p, noun: str, per_video: int) -> None:
+    """The arguments of the verbs that cut short streams from a world dataset."""
+    p.add_argument("world_dir", help="a `generate world` output folder with its features/ extracted")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--per-video", type=_positive_int, default=per_video, help=f"{noun} per video (default: "
+                   f"{per_video})")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def _run_cut(args) -> int:
+    from live_ros.data.grounding import build_grounding, build_windows
 
     try:
-        path = build_grounding(args.world_dir, args.out, per_video=args.per_video, context=args.context, seed=args.seed)
+        if args.what == "grounding clips":
+            path = build_grounding(args.world_dir, args.out, per_video=args.per_video, context=args.context,
+                                   seed=args.seed)
+        else:
+            path = build_windows(args.world_dir, args.out, per_video=args.per_video, seed=args.seed)
     except (OSError, ValueError) as err:
         return _err(str(err))
     n = sum(1 for _ in path.open())
-    print(f"wrote {n} grounding clips: {path} (features in {Path(args.out) / 'features'})")
-    return 0
-
-
-def _run_windows(args) -> int:
-    from live_ros.data.grounding import build_windows
-
-    try:
-        path = build_windows(args.world_dir, args.out, per_video=args.per_video, seed=args.seed)
-    except (OSError, ValueError) as err:
-        return _err(str(err))
-    n = sum(1 for _ in path.open())
-    print(f"wrote {n} event windows: {path} (features in {Path(args.out) / 'features'})")
+    print(f"wrote {n} {args.what}: {path} (features in {Path(args.out) / 'features'})")
     return 0
 
 
