@@ -18,7 +18,7 @@ from typing import Any
 import rclpy
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType,
                                 SetParametersResult)
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from live_ros.msg import Status
@@ -233,7 +233,10 @@ def main(node_class, argv: list[str] | None = None) -> int:
         return 0
     rclpy.init(args=args)
     node = node_class()
-    executor = MultiThreadedExecutor(num_threads=2)
+    # one thread: callbacks only enqueue or convert (the model runs in its own thread), and rclpy's
+    # MultiThreadedExecutor queued a task per wake-up while a message waited for a worker: at
+    # 30 fps camera_subscriber spent 40-70 % of a core there and overflowed its queue
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
 
     def stop(signum, frame):
