@@ -233,9 +233,9 @@ def main(node_class, argv: list[str] | None = None) -> int:
         return 0
     rclpy.init(args=args)
     node = node_class()
-    # one thread: callbacks only enqueue or convert (the model runs in its own thread), and rclpy's
-    # MultiThreadedExecutor queued a task per wake-up while a message waited for a worker: at
-    # 30 fps camera_subscriber spent 40-70 % of a core there and overflowed its queue
+    # one thread: callbacks only enqueue or convert (the model runs in its own thread); with rclpy's
+    # MultiThreadedExecutor camera_subscriber spent 40-70 % of a core at 30 fps in the executor's
+    # task bookkeeping (py-spy) and overflowed its queue
     executor = SingleThreadedExecutor()
     executor.add_node(node)
 
