@@ -646,16 +646,16 @@ def type_of(kind: str):
 
 def run_echo() -> int:
     """The far side of the ping-pong: every /bench_graph/ping/<kind> straight back on .../pong/<kind>,
-    from the executor the nodes use (live_ros.nodes.base.main: multi-threaded, 2 threads)."""
+    from the executor the nodes use (live_ros.nodes.base.main: single-threaded)."""
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     rclpy.init()
     node = rclpy.create_node(f"live_ros_bench_echo_{os.getpid()}")
     for kind, _ in HOPS:
         pub = node.create_publisher(type_of(kind), f"/bench_graph/pong/{kind}", qos_of(kind))
         node.create_subscription(type_of(kind), f"/bench_graph/ping/{kind}", pub.publish, qos_of(kind))
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
 
     def on_signal(signum, frame):
