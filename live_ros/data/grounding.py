@@ -41,11 +41,20 @@ def answer(visible: list[str]) -> str:
     return f"I see {_join([_article(v) for v in visible])}."
 
 
+def _save_slice(out_dir: Path, clip_id: str, source: Path, tokens, times, meta: dict, a: int, b: int) -> Path:
+    """Frames a..b (inclusive) of a video's features as the clip's own features file, times from 0."""
+    from live_ros.data.features import features_path, save_features
+
+    return save_features(features_path(out_dir / "features", clip_id), tokens[a:b + 1].clone(),
+                         times[a:b + 1] - times[a],
+                         {**meta, "num_frames": b - a + 1, "derived_from": f"{source}[{a}:{b + 1}]"})
+
+
 def build_grounding(world_dir: str | Path, out_dir: str | Path, per_video: int = 24, context: int = 2,
                     seed: int = 0) -> Path:
     """Write ``out_dir/streams.jsonl`` and ``out_dir/features/*.safetensors``; returns the
     streams file. ``world_dir`` holds streams.jsonl, annotations/ and features/."""
-    from live_ros.data.features import features_path, load_features, save_features
+    from live_ros.data.features import features_path, load_features
 
     world_dir, out_dir = Path(world_dir), Path(out_dir)
     samples = load_samples(world_dir / "streams.jsonl")
@@ -66,9 +75,7 @@ def build_grounding(world_dir: str | Path, out_dir: str | Path, per_video: int =
             t = k / sample.fps
             visible = visible_objects(e for e in events if e.time <= t + 1e-6)
             clip_id = f"{sample.video_id}-g{k:04d}"
-            path = save_features(features_path(out_dir / "features", clip_id),
-                                 tokens[k - context + 1:k + 1].clone(), times[k - context + 1:k + 1] - times[k - context + 1],
-                                 {**meta, "num_frames": context, "derived_from": f"{feats_file}[{k - context + 1}:{k + 1}]"})
+            path = _save_slice(out_dir, clip_id, feats_file, tokens, times, meta, k - context + 1, k)
             end = (context - 1) / sample.fps
             q = questions[int(rng.integers(len(questions)))]
             out.append(StreamSample(clip_id, end, sample.fps,
@@ -94,7 +101,7 @@ def build_windows(world_dir: str | Path, out_dir: str | Path, per_video: int = 8
     frames the window does not hold. Windows are ``fixed`` (no redraw) and carry their own features slice.
     Writes ``out_dir/streams.jsonl`` and ``out_dir/features/``; returns the streams file."""
     from live_ros.data.dialogue import assemble_turns
-    from live_ros.data.features import features_path, load_features, save_features
+    from live_ros.data.features import features_path, load_features
 
     world_dir, out_dir = Path(world_dir), Path(out_dir)
     samples = load_samples(world_dir / "streams.jsonl")
@@ -133,9 +140,7 @@ def build_windows(world_dir: str | Path, out_dir: str | Path, per_video: int = 8
             turns = [TimedTurn(t.role, round(t.time - t0, 6), t.text, kind=t.kind, event=t.event)
                      for t in assemble_turns([(t0, q)]) if t.time <= t1 + 1e-6]
             clip_id = f"{sample.video_id}-w{w:02d}-{a:04d}"
-            path = save_features(features_path(out_dir / "features", clip_id), tokens[a:b + 1].clone(),
-                                 times[a:b + 1] - times[a], {**meta, "num_frames": b - a + 1,
-                                                             "derived_from": f"{feats_file}[{a}:{b + 1}]"})
+            path = _save_slice(out_dir, clip_id, feats_file, tokens, times, meta, a, b)
             out.append(StreamSample(clip_id, round(t1 - t0, 6), fps, turns, features=str(path),
                                     meta={"source": "window", "fixed": True, "from": sample.video_id,
                                           "frames": [a, b], "question": q["text"], "category": q["category"]}))
