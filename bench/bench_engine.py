@@ -82,7 +82,8 @@ def load(args, tokens_per_frame: int, lora: bool = True):
     from live_ros.assets import smollm2_dir
     from live_ros.model.checkpoint import LoraSettings, add_lora, load_live
 
-    loaded = load_live(smollm2_dir(), None, vision_hidden_size=1280, encoder_id="timm/tf_efficientnet_lite0",
+    # the embedded preset's frame tokens: EfficientNet-Lite0, frame and difference (2 x 1280)
+    loaded = load_live(smollm2_dir(), None, vision_hidden_size=2560, encoder_id="timm/tf_efficientnet_lite0",
                        frame_num_tokens=tokens_per_frame)
     model = loaded.model
     if lora:   # a LoRA with non-zero weights, merged for inference (section 3.4)
@@ -92,7 +93,7 @@ def load(args, tokens_per_frame: int, lora: bool = True):
                 if "lora_B" in name:
                     p.normal_(0, 1e-3)
         model = peft_model.merge_and_unload().eval()
-    return model, loaded.tokens, 1280
+    return model, loaded.tokens, 2560
 
 
 def load_llama3_8b(args, tokens_per_frame: int):

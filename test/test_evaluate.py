@@ -238,12 +238,13 @@ def _cli(argv):
 
 def test_evaluate_verb_with_the_embedded_preset(tmp_path, capsys):
     """The verb end to end: the untrained embedded model (SmolLM2-135M, EfficientNet-Lite0
-    features: 10 tokens of 1280) on one short hand-made stream."""
+    features: 10 tokens of 2 x 1280, frame and difference) on one short hand-made stream."""
     from live_ros.model.encoders import build_encoder, embedded_encoder_config
 
-    encoder_id = build_encoder(embedded_encoder_config()).encoder_id
+    encoder = build_encoder(embedded_encoder_config())
+    encoder_id = encoder.encoder_id
     sample = kitchen()
-    write_features(tmp_path / "features", sample.video_id, sample.num_frames, dim=1280, ntok=10,
+    write_features(tmp_path / "features", sample.video_id, sample.num_frames, dim=encoder.dim, ntok=10,
                    encoder_id=encoder_id)
     streams = save_samples([sample, garden()], tmp_path / "streams.jsonl")
     args = _cli(["evaluate", str(streams), "--features", str(tmp_path / "features"), "--preset", "embedded",

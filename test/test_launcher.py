@@ -70,7 +70,7 @@ def test_supervised_graph_respawns_and_stops(processes):
     with ros_node("launcher_test") as (node, executor):
         node.create_subscription(FrameTokens, "/live/frame_tokens", received.append, qos.frames())
         spin_until(executor, lambda: len(received) >= 3, 60, "frame tokens from the launched graph", launch)
-        assert received[-1].num_tokens == 10 and received[-1].dim == 1280
+        assert received[-1].num_tokens == 10 and received[-1].dim == 2560
         pid = int(next(re.search(r"started frame_encoder \(pid (\d+)\)", line).group(1)
                        for line in lines if "started frame_encoder" in line))
         os.kill(pid, signal.SIGKILL)  # the encoder dies mid-stream

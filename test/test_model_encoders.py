@@ -13,7 +13,7 @@ import skimage.data
 import torch
 
 from live_ros.model.encoders import (EncoderConfig, OpenClipEncoder, SiglipEncoder, TimmEncoder, build_encoder,
-                                     embedded_encoder_config, siglip_release_config)
+                                     embedded_encoder_config, siglip_release_config, temporal_difference)
 from live_ros.model.frames import preprocess
 
 CAT_CLASSES = range(281, 286)      # ImageNet tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -27,7 +27,8 @@ def photos() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def lite0() -> TimmEncoder:
-    return build_encoder(embedded_encoder_config())
+    """The backbone alone (no frame difference): its tokens are a pure function of the frame."""
+    return build_encoder(embedded_encoder_config(frame_delta=False))
 
 
 # ------------------------------------------------------------------------- EfficientNet-Lite0
@@ -58,14 +59,38 @@ def test_embedded_weights_classify_real_photos(lite0, photos):
 
 
 def test_spatial_zero_and_encoder_id(lite0, photos):
-    pooled_only = build_encoder(embedded_encoder_config(spatial=0))
+    pooled_only = build_encoder(embedded_encoder_config(spatial=0, frame_delta=False))
     tokens = pooled_only.encode(photos)
     assert tokens.shape == (2, 1, 1280)
     torch.testing.assert_close(tokens[:, 0], lite0.encode(photos)[:, 0])
     assert lite0.encoder_id == "timm/tf_efficientnet_lite0@57934424:224px:1+3x3"  # sha256 of the .pth
+    assert build_encoder(embedded_encoder_config()).encoder_id == "timm/tf_efficientnet_lite0@57934424:224px:1+3x3+delta"
     assert pooled_only.encoder_id == "timm/tf_efficientnet_lite0@57934424:224px:1"
     assert build_encoder(EncoderConfig("timm", "tf_efficientnet_lite0", spatial=2, random_init=True)).encoder_id \
         == "timm/tf_efficientnet_lite0@random:224px:1+2x2"
+
+
+def test_frame_difference_tokens(lite0, photos):
+    """The embedded default appends x_t - x_{t-1} to every token: zero for a stream's first
+    frame, continued across encode() calls, restarted by reset(); one frame at a time (the
+    node) gives what a batch (extraction) gives."""
+    delta = build_encoder(embedded_encoder_config())
+    assert (delta.dim, delta.feature_dim, delta.num_tokens) == (2560, 1280, 10)
+    frames = [photos[0], photos[1], photos[0]]
+    plain = lite0.encode(frames)
+    batched = delta.encode(frames)
+    assert batched.shape == (3, 10, 2560)
+    torch.testing.assert_close(batched[..., :1280], plain)
+    assert batched[0, :, 1280:].abs().max() == 0
+    torch.testing.assert_close(batched[1:, :, 1280:], plain[1:] - plain[:-1])
+    delta.reset()
+    one_by_one = torch.cat([delta.encode(f) for f in frames])
+    torch.testing.assert_close(one_by_one, batched, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(delta.encode(photos[1])[0, :, 1280:], plain[1] - plain[0], atol=1e-4, rtol=1e-4)
+    delta.reset()
+    assert delta.encode(photos[1])[0, :, 1280:].abs().max() == 0
+    with pytest.raises(ValueError, match=r"\[T, N, D\]"):
+        temporal_difference(plain[0])
 
 
 def test_encode_frames_of_any_size(lite0, photos):

@@ -100,7 +100,7 @@ def test_frames_are_sampled_letterboxed_and_encoded_with_camera_stamps(graph):
     assert tuple(pixels[60, 112]) == (200, 30, 30) and tuple(pixels[150, 112]) == (120, 120, 120)
     tokens = [m for m in probe.tokens if stamp_to_seconds(m.header.stamp) >= 100.0]
     assert [stamp_to_seconds(m.header.stamp) for m in tokens] == [100.0, 100.5, 101.0, 101.5, 102.0]
-    assert all(m.num_tokens == 10 and m.dim == 1280 and "tf_efficientnet_lite0" in m.encoder for m in tokens)
+    assert all(m.num_tokens == 10 and m.dim == 2560 and "tf_efficientnet_lite0" in m.encoder for m in tokens)
     assert [m.frame_index for m in tokens] == list(range(tokens[0].frame_index, tokens[0].frame_index + 5))
 
 
@@ -132,6 +132,28 @@ def test_bad_images_are_refused_and_the_node_goes_on(graph, make, expected):
         spin_until(executor, lambda: any(abs(stamp_to_seconds(f.header.stamp) - base - 1.0) < 1e-6
                                          for f in probe.frames), 20, "the next good frame")
     assert probe.status["camera_subscriber"].state == "active"
+
+
+def test_frame_difference_restarts_when_the_stamps_go_back(graph):
+    """The embedded encoder's tokens carry the difference from the previous frame: non-zero
+    after a change, zero again once the stamps go back (a new stream: a looping bag)."""
+    with ros_node("delta_test") as (node, executor):
+        probe = Probe(node)
+        pub = node.create_publisher(Image, "/camera/image_raw", qos.camera("reliable"))
+        spin_until(executor, lambda: pub.get_subscription_count() > 0 and
+                   probe.status.get("frame_encoder") and probe.status["frame_encoder"].state == "active",
+                   60, "camera_subscriber and an active frame_encoder")
+        warm_up(executor, pub, probe, 4999.0)
+        sent = [(5000.0, 30), (5000.5, 220), (4000.0, 30)]
+        for t, value in sent:
+            pub.publish(_image(t, value=value))
+            spin_until(executor, lambda: any(abs(stamp_to_seconds(m.header.stamp) - t) < 1e-6 for m in probe.tokens),
+                       30, f"the frame tokens of {t} s")
+    by_stamp = {round(stamp_to_seconds(m.header.stamp), 3): np.asarray(m.data).reshape(m.num_tokens, m.dim)
+                for m in probe.tokens}
+    change = {t: float(np.abs(by_stamp[t][:, 1280:]).max()) for t, _ in sent}
+    assert change[5000.5] > 0.1, change                       # the lower half changed
+    assert change[4000.0] == 0.0, change                      # back in time: a new stream
 
 
 def test_qos_mismatch_and_missing_publisher_are_explained(processes):

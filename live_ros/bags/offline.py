@@ -25,9 +25,11 @@ EPS = 1e-6
 
 
 def encode_frames(encoder, frames: Sequence[np.ndarray]):
-    """Frame tokens [T, N, D] float32, one frame per call (as frame_encoder in lockstep)."""
+    """Frame tokens [T, N, D] float32, one frame per call (as frame_encoder in lockstep),
+    as one new stream."""
     import torch
 
+    encoder.reset()
     return torch.cat([encoder.encode([f]).float().cpu() for f in frames]) if frames else torch.zeros(0)
 
 

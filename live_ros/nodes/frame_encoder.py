@@ -4,7 +4,9 @@ Subscribes ``live/frames`` (rgb8, already sampled and letterboxed by camera_subs
 encodes with the preset's vision encoder and publishes ``live/frame_tokens``
 (``FrameTokens``: the camera stamp, ``num_tokens x dim`` floats, and the encoder id that the
 LLM node checks). The callback only queues; a worker encodes, several frames in one batch
-when it is behind.
+when it is behind. A frame-difference encoder (the embedded preset, ``+delta``) compares each
+frame with the one before; it starts a new stream on activation and when the stamps go back
+(a replayed bag or video starting over), so a difference never spans two streams.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class FrameEncoder(LiveNode):
         self.frames_out = 0
         self.dropped = 0
         self.lag = 0.0
+        self.last_stamp: float | None = None
         self.times: collections.deque = collections.deque(maxlen=10)
 
     def configure(self) -> None:
@@ -58,6 +61,8 @@ class FrameEncoder(LiveNode):
         self.pub = self.create_lifecycle_publisher(FrameTokens, "frame_tokens", qos.frames())
 
     def activate(self) -> None:
+        self.encoder.reset()
+        self.last_stamp = None
         self.sub = self.create_subscription(Image, "frames", self.on_frame, qos.frames())
         self.running = True
         self.worker = threading.Thread(target=self._work, name="frame_encoder", daemon=True)
@@ -111,6 +116,12 @@ class FrameEncoder(LiveNode):
                 self.report_error(str(err))
         if not images:
             return
+        first = headers[0].stamp.sec + headers[0].stamp.nanosec * 1e-9
+        if self.last_stamp is not None and first <= self.last_stamp:
+            self.encoder.reset()  # the stamps went back: a new stream
+            self.get_logger().info("frame_encoder: frame stamps went back; starting a new stream")
+        last = headers[-1].stamp
+        self.last_stamp = last.sec + last.nanosec * 1e-9
         t0 = time.perf_counter()
         tokens = self.encoder.encode(images).float().cpu().numpy()
         if not np.isfinite(tokens).all():
