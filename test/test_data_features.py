@@ -135,3 +135,8 @@ def test_pooled_only_drops_the_grid_and_the_difference(encoder, short_video, tmp
     first = next(features.decode_sampled(short_video, 2.0))[0]
     assert tokens.shape == (13, 1, 1280)
     assert torch.allclose(tokens[0, 0].float(), plain.encode(first)[0, 0].float(), atol=2e-2)
+    (kept,) = features.pooled_only(tmp_path / "full", tmp_path / "pooled_delta", keep_delta=True)
+    both, _, meta = features.load_features(kept)
+    assert meta["encoder_id"].endswith(":1+delta") and both.shape == (13, 1, 2560)
+    full, _, _ = features.load_features(path)
+    assert torch.equal(both[:, 0], full[:, 0])

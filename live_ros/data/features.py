@@ -198,11 +198,12 @@ def extract_all(videos: Sequence[str | Path], encoder, fps: float = 2.0, out_dir
     return out
 
 
-def pooled_only(src_dir: str | Path, out_dir: str | Path) -> list[Path]:
+def pooled_only(src_dir: str | Path, out_dir: str | Path, keep_delta: bool = False) -> list[Path]:
     """Derive 1-token features (the pooled token alone) from ``1+SxS`` features: every
     backend puts its pooled token first, so ``tokens[:, :1]`` equals what the same encoder
     with no spatial grid gives, and its id ends in ``:1`` instead of ``:1+SxS``; from
-    frame-difference features (``:1+SxS+delta``) the difference is left out. Used for the
+    frame-difference features (``:1+SxS+delta``) the difference is left out unless
+    ``keep_delta`` (then ``:1+delta``, the pooled token and its difference). Used for the
     small-scale ablation (1 token per frame) without encoding the videos again."""
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     files = sorted(src_dir.glob("*.safetensors"))
@@ -216,10 +217,12 @@ def pooled_only(src_dir: str | Path, out_dir: str | Path) -> list[Path]:
         if len(layout) != 2 or not layout[1].startswith("1"):
             raise FeaturesError(f"{path}: encoder id {meta.get('encoder_id')!r} does not end in a token layout "
                                 f"(':1+3x3'): it was not written by live-ros extract")
-        pooled = tokens[:, :1]
-        if layout[1].endswith("+delta"):  # keep the frame's own half: the pooled token as the paper has it
+        pooled, delta = tokens[:, :1], layout[1].endswith("+delta")
+        if delta and not keep_delta:  # keep the frame's own half: the pooled token as the paper has it
             pooled = pooled[..., :pooled.shape[-1] // 2]
-        meta.update(encoder_id=f"{layout[0]}:1", num_tokens=1, dim=pooled.shape[-1], derived_from=str(path))
+        pooled_layout = "1+delta" if delta and keep_delta else "1"
+        meta.update(encoder_id=f"{layout[0]}:{pooled_layout}", num_tokens=1, dim=pooled.shape[-1],
+                    derived_from=str(path))
         out.append(save_features(out_dir / path.name, pooled.clone(), times, meta))
     return out
 

@@ -248,7 +248,7 @@ def _run_extract(args) -> int:
 
     if args.pooled_from:
         try:
-            paths = pooled_only(args.pooled_from, args.out)
+            paths = pooled_only(args.pooled_from, args.out, keep_delta=args.keep_delta)
         except (OSError, FeaturesError) as err:
             return _err(str(err))
         print(f"{len(paths)} pooled-token feature files in {args.out} (from {args.pooled_from})")
@@ -290,6 +290,8 @@ def add_extract(sub) -> None:
     p.add_argument("--pooled-from", default=None, metavar="FEATURES_DIR",
                    help="instead of encoding videos: keep only the pooled token of the features in FEATURES_DIR "
                         "(1 token per frame, encoder id ending in ':1'; the small-scale ablation uses it)")
+    p.add_argument("--keep-delta", action="store_true",
+                   help="with --pooled-from: keep the pooled token's frame difference (id ending in ':1+delta')")
     p.add_argument("--preset", choices=list(PRESETS), default="embedded", help="model preset (default: embedded)")
     p.add_argument("--vision", default=None, help="local vision weights (8B preset: the SigLIP folder)")
     p.add_argument("--fps", type=_fps, default=2.0, help="frames per second to sample (default: 2)")
