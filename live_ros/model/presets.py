@@ -35,7 +35,8 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "embedded": Preset(
-        "embedded", "EfficientNet-Lite0 (1+3x3 tokens) + SmolLM2-135M-Instruct + committed adapter; CPU, offline",
+        "embedded", "EfficientNet-Lite0 (1+3x3 tokens + frame difference) + SmolLM2-135M-Instruct + committed adapter; "
+        "CPU, offline",
         "small"),
     "videollm-online-8b-v1plus": Preset(
         "videollm-online-8b-v1plus",
