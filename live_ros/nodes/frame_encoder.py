@@ -127,6 +127,7 @@ class FrameEncoder(LiveNode):
         if not np.isfinite(tokens).all():
             self.report_error("frame_encoder: the encoder produced NaN/inf tokens; check its weights and dtype "
                               "(float32 on a CPU)")
+            self.encoder.reset()  # no frame difference against them
             return
         self.times.append((time.perf_counter() - t0) / len(images))
         for header, frame_tokens in zip(headers, tokens):
