@@ -2,7 +2,7 @@
 # Reproduces the embedded default checkpoint (live_ros/checkpoints/embedded) from scratch:
 # synthetic training and held-out streams, feature extraction, event windows, two training
 # stages (config/train_embedded.yaml; stage 2 continues stage 1 with a fresh order and half
-# the learning rate), evaluation. About 55 minutes on a 2-core CPU
+# the learning rate), evaluation. 58 minutes measured end to end on a 2-core CPU
 # (see live_ros/checkpoints/embedded/README.md).
 #
 #   scripts/train_embedded.sh [DATA_DIR] [RUN_DIR]      (defaults: data/world, runs/embedded)

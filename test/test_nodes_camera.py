@@ -69,13 +69,19 @@ class Probe:
                                  qos.status())
 
 
+def camera_publisher(node, executor, probe):
+    """A reliable camera publisher, once camera_subscriber matches it and frame_encoder is active."""
+    pub = node.create_publisher(Image, "/camera/image_raw", qos.camera("reliable"))
+    spin_until(executor, lambda: pub.get_subscription_count() > 0 and
+               probe.status.get("frame_encoder") and probe.status["frame_encoder"].state == "active",
+               60, "camera_subscriber and an active frame_encoder")
+    return pub
+
+
 def test_frames_are_sampled_letterboxed_and_encoded_with_camera_stamps(graph):
     with ros_node("camera_test") as (node, executor):
         probe = Probe(node)
-        pub = node.create_publisher(Image, "/camera/image_raw", qos.camera("reliable"))
-        spin_until(executor, lambda: pub.get_subscription_count() > 0 and
-                   probe.status.get("frame_encoder") and probe.status["frame_encoder"].state == "active",
-                   60, "camera_subscriber and an active frame_encoder")
+        pub = camera_publisher(node, executor, probe)
         # Discovery: new grid ticks (90.0, 90.5, ...) until a frame token comes back, so the
         # frames and tokens that follow are not lost to a half-matched connection.
         for k in range(100):
@@ -139,10 +145,7 @@ def test_frame_difference_restarts_when_the_stamps_go_back(graph):
     after a change, zero again once the stamps go back (a new stream: a looping bag)."""
     with ros_node("delta_test") as (node, executor):
         probe = Probe(node)
-        pub = node.create_publisher(Image, "/camera/image_raw", qos.camera("reliable"))
-        spin_until(executor, lambda: pub.get_subscription_count() > 0 and
-                   probe.status.get("frame_encoder") and probe.status["frame_encoder"].state == "active",
-                   60, "camera_subscriber and an active frame_encoder")
+        pub = camera_publisher(node, executor, probe)
         warm_up(executor, pub, probe, 4999.0)
         sent = [(5000.0, 30), (5000.5, 220), (4000.0, 30)]
         for t, value in sent:

@@ -100,8 +100,7 @@ def extract_video(video_path: str | Path, encoder, fps: float = 2.0, batch_size:
     import torch
 
     chunks, times, batch = [], [], []
-    if hasattr(encoder, "reset"):
-        encoder.reset()  # a new stream (frame-difference encoders)
+    encoder.reset()  # a new stream (frame-difference encoders)
 
     def flush():
         if batch:

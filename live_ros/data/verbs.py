@@ -200,7 +200,7 @@ def add_generate(sub) -> None:
                                    "OUT/features/ (slices of the videos' features).")
     _cut_args(g, "clips", 24)
     g.add_argument("--context", type=_positive_int, default=2, help="frames per clip (default: 2)")
-    g.set_defaults(run=_run_cut, what="grounding clips")
+    g.set_defaults(run=_run_cut, cut="grounding", what="grounding clips")
 
     w = gen.add_parser("windows", help="short event windows cut from a world dataset's plans (naming signal)",
                        description="From WORLD_DIR (streams.jsonl with plans, features/): per video, --per-video "
@@ -208,7 +208,7 @@ def add_generate(sub) -> None:
                                    "its updates, the update and a few silent frames; OUT/streams.jsonl and "
                                    "OUT/features/ (slices of the videos' features).")
     _cut_args(w, "windows", 8)
-    w.set_defaults(run=_run_cut, what="event windows")
+    w.set_defaults(run=_run_cut, cut="windows", what="event windows")
 
     d = gen.add_parser("demo", help="re-render the bundled demo (media/demo.mp4 + media/demo.json)")
     d.add_argument("--out", default=_default_media(), help="output folder (default: media/ of the checkout)")
@@ -228,7 +228,7 @@ def _run_cut(args) -> int:
     from live_ros.data.grounding import build_grounding, build_windows
 
     try:
-        if args.what == "grounding clips":
+        if args.cut == "grounding":
             path = build_grounding(args.world_dir, args.out, per_video=args.per_video, context=args.context,
                                    seed=args.seed)
         else:

@@ -22,7 +22,7 @@ from live_ros.model import presets
 from live_ros.msg import FrameTokens
 from live_ros.nodes.base import LiveNode, Param, main as run_main
 from live_ros.ros import qos
-from live_ros.ros.convert import ConversionError, image_to_rgb, tokens_to_msg
+from live_ros.ros.convert import ConversionError, image_to_rgb, stamp_to_seconds, tokens_to_msg
 
 
 class FrameEncoder(LiveNode):
@@ -116,12 +116,10 @@ class FrameEncoder(LiveNode):
                 self.report_error(str(err))
         if not images:
             return
-        first = headers[0].stamp.sec + headers[0].stamp.nanosec * 1e-9
-        if self.last_stamp is not None and first <= self.last_stamp:
+        if self.last_stamp is not None and stamp_to_seconds(headers[0].stamp) <= self.last_stamp:
             self.encoder.reset()  # the stamps went back: a new stream
             self.get_logger().info("frame_encoder: frame stamps went back; starting a new stream")
-        last = headers[-1].stamp
-        self.last_stamp = last.sec + last.nanosec * 1e-9
+        self.last_stamp = stamp_to_seconds(headers[-1].stamp)
         t0 = time.perf_counter()
         tokens = self.encoder.encode(images).float().cpu().numpy()
         if not np.isfinite(tokens).all():
