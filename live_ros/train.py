@@ -99,6 +99,7 @@ class ObjectiveSection:
     mode: str = "streaming"              # streaming | per_frame | interleaved
     stream_weight: float = 1.0           # w: weight of the frame-decision positions
     max_length: int = 2048               # positions per stream (longer: cut to a prefix)
+    name_weight: float = 1.0             # weight of the targets that start an object's name (1: the paper's loss)
 
 
 @dataclass
@@ -171,6 +172,8 @@ class TrainConfig:
             raise ConfigError(f"objective.mode is '{o.mode}': use one of {', '.join(MODES)}")
         if not o.stream_weight > 0:
             raise ConfigError(f"objective.stream_weight (w) must be > 0, got {o.stream_weight}")
+        if not o.name_weight > 0:
+            raise ConfigError(f"objective.name_weight must be > 0, got {o.name_weight}")
         if o.max_length < 64:
             raise ConfigError(f"objective.max_length must be >= 64 (the system prompt and a frame), got {o.max_length}")
         p = self.optim
@@ -295,7 +298,7 @@ class StreamDataset:
     def __init__(self, samples: Sequence[StreamSample], features_dir: str | Path, tokens: StreamTokenizer, *,
                  mode: str = "streaming", stream_weight: float = 1.0, max_length: int = 2048, seed: int = 0,
                  redraw: bool = True, augment: AugmentConfig | None = None, encoder_id: str | None = None,
-                 vision_hidden_size: int | None = None, fps: float | None = None):
+                 vision_hidden_size: int | None = None, fps: float | None = None, name_weight: float = 1.0):
         self.samples = list(samples)
         if not self.samples:
             raise ConfigError("no training streams")
@@ -303,6 +306,12 @@ class StreamDataset:
         self.tokens = tokens
         self.mode = mode
         self.stream_weight = stream_weight
+        self.name_weight = name_weight
+        self.name_ids: set[int] = set()
+        if name_weight != 1.0:
+            from live_ros.data.world import object_catalog
+
+            self.name_ids = tokens.first_token_ids(sorted(object_catalog()))
         self.max_length = max_length
         self.seed = seed
         self.augment = augment or AugmentConfig()
@@ -340,6 +349,7 @@ class StreamDataset:
 
         from live_ros.augment import augment_turns, mask_context_only
         from live_ros.evaluate import fit_context, load_stream_features
+        from live_ros.model.format import weight_targets
 
         sample = self.draw(index, epoch)
         feats, _, meta = load_stream_features(sample, self.features_dir, expect_encoder=self.encoder_id)
@@ -373,6 +383,8 @@ class StreamDataset:
             context_only = [i for i in context_only if i < len(turns)]
         if context_only:
             mask_context_only(enc, turns, context_only)
+        if self.name_ids:
+            weight_targets(enc, self.name_ids, self.name_weight)
         return TrainItem(sample.video_id, enc, feats[:enc.num_frames], truncated, applied)
 
 
@@ -761,7 +773,7 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, resume: boo
                             stream_weight=config.objective.stream_weight, max_length=config.objective.max_length,
                             seed=config.seed, redraw=config.data.redraw_questions, augment=config.augment,
                             encoder_id=spec.encoder_id, vision_hidden_size=int(spec.encoder["dim"]),
-                            fps=config.model.fps)
+                            fps=config.model.fps, name_weight=config.objective.name_weight)
     opt = config.optim
     layout = Layout(len(dataset), opt.batch_size, opt.grad_accum, config.seed)
     total = opt.max_steps if opt.max_steps is not None else max(1, math.ceil(opt.epochs * layout.steps_per_epoch))

@@ -194,6 +194,34 @@ def test_loss_at_labelled_positions_equals_the_model_loss(setup):
     torch.testing.assert_close(total / count, full, rtol=1e-5, atol=1e-6)
 
 
+def test_name_weight_scales_only_the_targets_that_start_an_object_name(setup):
+    tokens = tiny_model(smollm2_tokenizer(), vision_dim=DIM, frame_num_tokens=NTOK)[1]
+    _, path = setup
+    features = load_config(path).data.train_features
+    plain = StreamDataset(streams(), features, tokens, stream_weight=2.0, encoder_id=ENC, vision_hidden_size=DIM)
+    named = StreamDataset(streams(), features, tokens, stream_weight=2.0, encoder_id=ENC, vision_hidden_size=DIM,
+                          name_weight=4.0)
+    cup, = tokens.first_token_ids(["coffee cup"])  # "desk": "A cup appears." has no " coffee"
+    cat_ids = tokens.first_token_ids(["cat"])
+    assert named.name_ids >= cat_ids | {cup} and not plain.name_ids
+    for index in range(len(streams())):
+        a, b = plain.item(index, 0).encoded, named.item(index, 0).encoded
+        assert a.labels == b.labels
+        for label, wa, wb in zip(a.labels, a.weights, b.weights):
+            assert wb == (4.0 * wa if label in named.name_ids else wa)
+    from live_ros.model.format import Turn
+
+    enc = tokens.encode([Turn("stream", num_frames=2), Turn("assistant", "The cat appears.")], stream_weight=2.0)
+    before = list(enc.weights)
+    from live_ros.model.format import weight_targets
+
+    assert weight_targets(enc, cat_ids, 3.0) == 1
+    changed = [i for i, (x, y) in enumerate(zip(before, enc.weights)) if x != y]
+    assert [enc.labels[i] for i in changed] == list(cat_ids) and enc.weights[changed[0]] == 3.0
+    with pytest.raises(ConfigError, match="name_weight"):
+        load_config(path, ["objective.name_weight=0"])
+
+
 def test_dataset_draws_questions_per_epoch_and_cuts_long_streams(setup, tmp_path):
     dialogue = pytest.importorskip("live_ros.data.dialogue")
     from live_ros.data.annotations import Event, VideoAnnotation

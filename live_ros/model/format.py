@@ -163,6 +163,10 @@ class StreamTokenizer:
         """The assistant's text and eos (what is learned / decoded after the prefix)."""
         return self.text_ids(self.spec.text_space + text) + [self.eos_id] if text else [self.eos_id]
 
+    def first_token_ids(self, phrases: Sequence[str]) -> set[int]:
+        """The first token of each phrase as it appears inside a response (after a space)."""
+        return {self.text_ids(" " + phrase)[0] for phrase in phrases}
+
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
 
@@ -290,6 +294,17 @@ def _next_response(turns: list[Turn], i: int) -> str | None:
         if turn.role == "user":
             return None
     return None
+
+
+def weight_targets(enc: Encoded, token_ids: set[int], weight: float) -> int:
+    """Multiply the loss weight of every labelled position whose target is in ``token_ids``
+    (e.g. the first token of an object's name: ``objective.name_weight``); returns how many."""
+    count = 0
+    for i, label in enumerate(enc.labels):
+        if label in token_ids:
+            enc.weights[i] *= weight
+            count += 1
+    return count
 
 
 def add_frame_token(tokenizer, frame_token: str = "<v>") -> int:
