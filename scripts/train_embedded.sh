@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Reproduces the embedded default checkpoint (live_ros/checkpoints/embedded) from scratch:
-# synthetic training and held-out streams, feature extraction, event windows, two training
-# stages (config/train_embedded.yaml; stage 2 continues stage 1 with a fresh order and half
-# the learning rate), evaluation. 58 minutes measured end to end on a 2-core CPU
-# (see live_ros/checkpoints/embedded/README.md).
+# synthetic training and held-out streams, feature extraction, event windows and grounding
+# clips, three training stages (config/train_embedded.yaml: stage 0 aligns the connector on
+# the grounding clips, stage 1 trains on the streams and windows from it, stage 2 continues
+# with a fresh order and half the learning rate), evaluation. 59 min 50 s measured end to
+# end on a 2-core CPU (see live_ros/checkpoints/embedded/README.md).
 #
 #   scripts/train_embedded.sh [DATA_DIR] [RUN_DIR]      (defaults: data/world, runs/embedded)
 set -euo pipefail
@@ -24,17 +25,27 @@ $LR extract "$DATA/eval/videos" --out "$DATA/eval/features" --threads "$THREADS"
 echo "[train_embedded] features extracted at $((SECONDS - t0)) s"
 rm -rf "$DATA/windows"
 $LR generate windows "$DATA/train" --out "$DATA/windows" --per-video 8 --seed 0
+rm -rf "$DATA/grounding"
+$LR generate grounding "$DATA/train" --out "$DATA/grounding" --per-video 8 --seed 0
 DATA_ARGS=(data.train_streams="$DATA/train/streams.jsonl" data.train_features="$DATA/train/features"
            data.extra_streams="$DATA/windows/streams.jsonl"
            data.eval_streams="$DATA/eval/streams.jsonl" data.eval_features="$DATA/eval/features")
 resume() { ls -d "$1"/checkpoint-* >/dev/null 2>&1 && echo --resume || true; }
-# stage 1: 200 streams + 1,600 windows once (150 steps of 12), evaluated only at the end of stage 2
+# stage 0 (alignment): 1,440 of the 1,600 grounding clips ("What do you see now?" after 1-3 frames),
+# 60 steps of 24: teaches the connector which frame tokens mean which object
+[ -f "$RUN/stage0/final/adapter_model.safetensors" ] || \
+  $LR train --config config/train_embedded.yaml --out "$RUN/stage0" --threads "$THREADS" \
+      data.train_streams="$DATA/grounding/streams.jsonl" data.train_features="$DATA/grounding/features" \
+      data.extra_streams=null data.eval_streams=null eval.enabled=false \
+      optim.max_steps=60 optim.batch_size=8 optim.grad_accum=3 $(resume "$RUN/stage0")
+echo "[train_embedded] stage 0 trained at $((SECONDS - t0)) s"
+# stage 1: 200 streams + 1,600 windows once (150 steps of 12) from stage 0, evaluated only at the end
 [ -f "$RUN/stage1/final/adapter_model.safetensors" ] || \
   $LR train --config config/train_embedded.yaml --out "$RUN/stage1" --threads "$THREADS" "${DATA_ARGS[@]}" \
-      eval.enabled=false $(resume "$RUN/stage1")
+      model.init_from="$RUN/stage0/final" eval.enabled=false $(resume "$RUN/stage1")
 echo "[train_embedded] stage 1 trained at $((SECONDS - t0)) s"
-# stage 2: 60 more steps of 12 from stage 1, another order (seed 1), lr 5e-4
+# stage 2: 40 more steps of 12 from stage 1, another order (seed 1), lr 5e-4
 $LR train --config config/train_embedded.yaml --out "$RUN" --threads "$THREADS" "${DATA_ARGS[@]}" \
-    model.init_from="$RUN/stage1/final" seed=1 optim.lr=5e-4 optim.max_steps=60 $(resume "$RUN")
+    model.init_from="$RUN/stage1/final" seed=1 optim.lr=5e-4 optim.max_steps=40 $(resume "$RUN")
 echo "[train_embedded] trained and evaluated at $((SECONDS - t0)) s; checkpoint: $RUN/final"
 echo "[train_embedded] to ship it: cp $RUN/final/* $RUN/metrics.json $RUN/loss_curve.png live_ros/checkpoints/embedded/"
