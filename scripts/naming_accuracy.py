@@ -26,7 +26,7 @@ from live_ros.data.streams import load_samples
 from live_ros.data.world import object_catalog
 from live_ros.evaluate import fit_context, load_stream_features
 from live_ros.model import checkpoint
-from live_ros.model.format import FormatSpec
+from live_ros.train import load_trained
 
 
 def main() -> int:
@@ -38,12 +38,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    live = checkpoint.read_live_config(args.checkpoint)
-    loaded = checkpoint.load_live(str(smollm2_dir()), args.checkpoint, vision_hidden_size=live["vision_hidden_size"],
-                                  encoder_id=live["encoder_id"], frame_num_tokens=live["frame_num_tokens"],
-                                  frame_fps=live["frame_fps"], frame_resolution=live["frame_resolution"],
-                                  spec=FormatSpec(**live["live_format"]), tokenizer_dir=args.checkpoint,
-                                  device="cpu", dtype=None)
+    loaded = load_trained(args.checkpoint, llm=smollm2_dir())
+    encoder_id = checkpoint.read_live_config(args.checkpoint)["encoder_id"]
     model, tokens = loaded.model, loaded.tokens
     model.eval()
     nouns = sorted(object_catalog())
@@ -51,7 +47,7 @@ def main() -> int:
     seen, right = collections.Counter(), collections.Counter()
     confusions = collections.Counter()
     for sample in load_samples(args.streams)[:args.limit]:
-        feats, _, _ = load_stream_features(sample, args.features, expect_encoder=live["encoder_id"])
+        feats, _, _ = load_stream_features(sample, args.features, expect_encoder=encoder_id)
         turns = sample.to_turns(min(int(feats.shape[0]), sample.num_frames))
         _, enc, _ = fit_context(tokens, turns, "streaming", 8192)
         with torch.inference_mode():
