@@ -24,8 +24,7 @@ import torch
 from live_ros.assets import smollm2_dir
 from live_ros.data.streams import load_samples
 from live_ros.data.world import object_catalog
-from live_ros.evaluate import fit_context, load_stream_features
-from live_ros.model import checkpoint
+from live_ros.evaluate import _model_config, fit_context, load_stream_features
 from live_ros.train import load_trained
 
 
@@ -39,11 +38,11 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     loaded = load_trained(args.checkpoint, llm=smollm2_dir())
-    encoder_id = checkpoint.read_live_config(args.checkpoint)["encoder_id"]
     model, tokens = loaded.model, loaded.tokens
+    encoder_id = _model_config(model).encoder_id
     model.eval()
     nouns = sorted(object_catalog())
-    first = {tokens.text_ids(" " + noun)[0]: noun for noun in nouns}
+    first = {token: noun for noun in nouns for token in tokens.first_token_ids([noun])}
     seen, right = collections.Counter(), collections.Counter()
     confusions = collections.Counter()
     for sample in load_samples(args.streams)[:args.limit]:

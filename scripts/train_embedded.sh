@@ -48,4 +48,5 @@ echo "[train_embedded] stage 1 trained at $((SECONDS - t0)) s"
 $LR train --config config/train_embedded.yaml --out "$RUN" --threads "$THREADS" "${DATA_ARGS[@]}" \
     model.init_from="$RUN/stage1/final" seed=1 optim.lr=5e-4 optim.max_steps=40 $(resume "$RUN")
 echo "[train_embedded] trained and evaluated at $((SECONDS - t0)) s; checkpoint: $RUN/final"
-echo "[train_embedded] to ship it: cp $RUN/final/* $RUN/metrics.json $RUN/loss_curve.png live_ros/checkpoints/embedded/"
+echo "[train_embedded] to ship it: cp $RUN/final/* $RUN/metrics.json $RUN/loss_curve.png live_ros/checkpoints/embedded/" \
+     "&& for s in 0 1; do cp $RUN/stage\$s/loss_curve.png live_ros/checkpoints/embedded/loss_curve_stage\$s.png; done"

@@ -20,7 +20,7 @@ stream's first frame), so ``dim`` doubles and the layout id gains ``+delta``. Th
 encoders see one frame at a time and leave change detection to the LLM; on our held-out
 streams the norm of this difference alone separates the frames where a response is due
 from the others with AUC 0.92, better than the trained 135M model's p(silent) without it
-(0.79), so the small model gets it as input (with it: 0.93; model card). It makes the
+(0.79), so the small model gets it as input (with it: 0.92; model card). It makes the
 encoder stateful: ``encode`` continues the previous call's stream until ``reset()`` (a new
 video or camera stream).
 
