@@ -30,7 +30,12 @@ most 1):
 
 ``delay`` (p_delay)
     R moves 1 or 2 frames later (up to ``max_delay``; only as far as the next turn and the
-    end of the stream allow). R stays learned at its new time.
+    end of the stream allow). R stays learned at its new time. The release also learns
+    silence at the frames R skipped (its event's frame included); with ``catch_up`` (our
+    option, off by default) their decisions are context only (:attr:`Augmented.unlearned_frames`):
+    the model learns to report an event it missed one frame late, not to stay silent at it.
+    Teacher forcing alone never shows the model a missed event, so after one miss it tends
+    to stay silent until the next event.
 
 ``drop`` (p_drop)
     R is removed: its frames join the next frame list, the model learns silence there.
@@ -74,6 +79,7 @@ class AugmentConfig:
     p_delay: float = 0.0
     p_drop: float = 0.0
     max_delay: int = 2          # frames a delayed response moves: 1..max_delay
+    catch_up: bool = False      # delay: the skipped frames' decisions are context only (not the release's)
     enabled: bool = True        # False: keep the probabilities in the config but apply nothing
 
     def __post_init__(self):
@@ -86,6 +92,8 @@ class AugmentConfig:
                              "response at most)")
         if not (isinstance(self.max_delay, int) and self.max_delay >= 1):
             raise ValueError(f"augment.max_delay must be an int >= 1, got {self.max_delay!r}")
+        if not isinstance(self.catch_up, bool):
+            raise ValueError(f"augment.catch_up must be true or false, got {self.catch_up!r}")
 
     @property
     def active(self) -> bool:
@@ -109,11 +117,14 @@ class Augmented:
     """Turns after augmentation. ``context_only``: indices (into ``turns``) of assistant
     turns that are context only (not learned). ``applied``: (pattern, index of the
     response among the original turns) for every pattern applied; for ``wrong``/``empty``
-    the pattern reads ``wrong:late``, ``wrong:early``, ``empty:late`` or ``empty:early``."""
+    the pattern reads ``wrong:late``, ``wrong:early``, ``empty:late`` or ``empty:early``.
+    ``unlearned_frames``: frames whose decision is context only (``catch_up``: the frames a
+    delayed response skipped)."""
 
     turns: list[Turn]
     context_only: list[int] = field(default_factory=list)
     applied: list[tuple[str, int]] = field(default_factory=list)
+    unlearned_frames: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -180,6 +191,7 @@ def augment_turns(turns: Sequence[Turn], config: AugmentConfig, rng: np.random.G
     items, frames = _items(turns)
     own_texts = [it.text for it in items if it.role == "assistant" and it.text]
     applied: list[tuple[str, int]] = []
+    unlearned: list[int] = []
     cuts = np.cumsum([config.p_wrong, config.p_empty, config.p_delay, config.p_drop])
     candidates = [it for j, it in enumerate(items) if it.role == "assistant" and _frame_decided(items, j)]
     for response in candidates:
@@ -201,6 +213,8 @@ def augment_turns(turns: Sequence[Turn], config: AugmentConfig, rng: np.random.G
             k = int(rng.integers(1, min(config.max_delay, room) + 1))
             response.after, response.moved = f + k, True
             applied.append(("delay", response.source))
+            if config.catch_up:
+                unlearned.extend(range(f, f + k))
         else:  # wrong / empty
             placements = []
             if f + 1 < next_after:
@@ -223,7 +237,7 @@ def augment_turns(turns: Sequence[Turn], config: AugmentConfig, rng: np.random.G
             items.insert(j, _Item(at, "assistant", text, None, -1, learn=False, moved=True))
             applied.append((f"{pattern}:{where}", response.source))
     out, context_only = _rebuild(items, frames, fps)
-    return Augmented(out, context_only, applied)
+    return Augmented(out, context_only, applied, sorted(unlearned))
 
 
 def _wrong_text(right: str, own: Sequence[str], pool: Sequence[str], rng: np.random.Generator) -> str | None:
@@ -241,9 +255,14 @@ def _wrong_text(right: str, own: Sequence[str], pool: Sequence[str], rng: np.ran
     return None
 
 
-def mask_context_only(enc: Encoded, turns: Sequence[Turn], context_only: Sequence[int]) -> Encoded:
+def mask_context_only(enc: Encoded, turns: Sequence[Turn], context_only: Sequence[int],
+                      frames: Sequence[int] = ()) -> Encoded:
     """Unlearn the context-only assistant turns of a streaming encoding, in place: their
-    span's labels (prefix, text, eos) and the decision of the frame that opened them."""
+    span's labels (prefix, text, eos) and the decision of the frame that opened them; and
+    the decisions of ``frames`` (those past the encoding's frames are ignored)."""
+    for frame in frames:
+        if frame < enc.num_frames:
+            _unlearn_decision(enc, frame)
     if not context_only:
         return enc
     import numpy as np
@@ -260,18 +279,21 @@ def mask_context_only(enc: Encoded, turns: Sequence[Turn], context_only: Sequenc
             enc.labels[pos] = IGNORE
             enc.weights[pos] = 0.0
         if idx > 0 and turns[idx - 1].role == "stream":
-            frame = int(frames_before[idx]) - 1
-            pos = enc.frame_ends[frame]
-            enc.labels[pos] = IGNORE
-            enc.weights[pos] = 0.0
-            enc.decision_labels[frame] = -1
+            _unlearn_decision(enc, int(frames_before[idx]) - 1)
     return enc
 
 
+def _unlearn_decision(enc: Encoded, frame: int) -> None:
+    pos = enc.frame_ends[frame]
+    enc.labels[pos] = IGNORE
+    enc.weights[pos] = 0.0
+    enc.decision_labels[frame] = -1
+
+
 def encode_augmented(tokens: StreamTokenizer, augmented: Augmented, stream_weight: float = 1.0) -> Encoded:
-    """The streaming encoding of augmented turns with the context-only turns unlearned."""
+    """The streaming encoding of augmented turns with the context-only turns and frames unlearned."""
     enc = tokens.encode(augmented.turns, "streaming", stream_weight)
-    return mask_context_only(enc, augmented.turns, augmented.context_only)
+    return mask_context_only(enc, augmented.turns, augmented.context_only, augmented.unlearned_frames)
 
 
 __all__ = ["AugmentConfig", "Augmented", "PATTERNS", "augment_turns", "mask_context_only", "encode_augmented"]

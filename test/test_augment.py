@@ -1,6 +1,6 @@
 """The release's augmentation (live_ros/augment.py): a wrong or empty turn (context only,
 its labels and its opening decision masked) then the correction (learned); a delayed
-response; a dropped response; answers to questions untouched; deterministic from a seed."""
+response (with ``catch_up``: the skipped decisions unlearned); a dropped response; answers to questions untouched; deterministic from a seed."""
 
 from __future__ import annotations
 
@@ -134,6 +134,28 @@ def test_delay_moves_a_response_one_or_two_frames(tokens):
     assert shifts == {1, 2}
 
 
+def test_catch_up_unlearns_the_frames_a_delayed_response_skipped(tokens):
+    """catch_up: the event's frame and the frames up to the late response carry no decision
+    label (neither the release's silence nor speech); the late response is learned."""
+    for seed in range(8):
+        plain = augment_turns(kitchen(), AugmentConfig(p_delay=1.0, max_delay=3), seed, fps=2.0)
+        aug = augment_turns(kitchen(), AugmentConfig(p_delay=1.0, max_delay=3, catch_up=True), seed, fps=2.0)
+        assert aug.turns == plain.turns and not plain.unlearned_frames
+        now = {text: f for f, role, text in placed(aug.turns)}
+        # responses 0 and 2 were said after frames 3 and 11 (response 1: no room to move)
+        skipped = list(range(3, now[RESPONSES[0]])) + list(range(11, now[RESPONSES[2]]))
+        assert aug.unlearned_frames == skipped and 1 <= now[RESPONSES[0]] - 3 <= 3 and now[RESPONSES[2]] == 12
+        enc, ref = encode_augmented(tokens, aug), tokens.encode(aug.turns)
+        assert enc.input_ids == ref.input_ids
+        for frame in range(enc.num_frames):
+            if frame in skipped:
+                assert ref.decision_labels[frame] == 0 and enc.decision_labels[frame] == -1
+                assert enc.labels[enc.frame_ends[frame]] == IGNORE and enc.weights[enc.frame_ends[frame]] == 0
+            else:
+                assert enc.decision_labels[frame] == ref.decision_labels[frame]
+        assert enc.decision_labels[now[RESPONSES[0]]] == enc.decision_labels[12] == 1
+
+
 def test_drop_removes_responses_not_answers(tokens):
     aug = augment_turns(kitchen(), AugmentConfig(p_drop=1.0), 0)
     assert [t.text for t in aug.turns if t.role == "assistant"] == ["A tomato."]
@@ -166,6 +188,8 @@ def test_config_checks():
         AugmentConfig(p_wrong=0.6, p_drop=0.6)
     with pytest.raises(ValueError, match="probability"):
         AugmentConfig(p_delay=-0.1)
+    with pytest.raises(ValueError, match="catch_up"):
+        AugmentConfig(catch_up="yes")
     with pytest.raises(ValueError, match="unknown keys"):
         AugmentConfig.from_dict({"p_wrongg": 0.1})
     assert AugmentConfig.from_dict({"p_wrong": 0.1, "p_empty": 0.05, "p_delay": 0.1, "p_drop": 0.05}).active
