@@ -54,7 +54,12 @@ def row(name: str, out: Path) -> dict | None:
         return None
     data = json.loads(path.read_text())
     m, train = data.get("metrics", {}), data.get("train", {})
-    return {"arm": name, "label": ARMS[name][0], "mode": train.get("mode"), "w": train.get("stream_weight"),
+    label = ARMS[name][0]
+    config = out / name / "train_config.json"
+    init = json.loads(config.read_text()).get("model", {}).get("init_from") if config.is_file() else None
+    if name == "untrained" and init:
+        label = f"untrained: {init} as loaded"
+    return {"arm": name, "label": label, "init_from": init, "mode": train.get("mode"), "w": train.get("stream_weight"),
             "lm_ppl": m.get("lm_ppl"), "time_diff": m.get("time_diff"), "time_diff_theta": m.get("time_diff_theta"),
             "fluency": m.get("fluency"), "lm_correctness": m.get("lm_correctness"),
             "missed": data.get("missed"), "timed_turns": data.get("timed_turns"),
