@@ -33,7 +33,7 @@ most 1):
     end of the stream allow). R stays learned at its new time. The release also learns
     silence at the frames R skipped (its event's frame included); with ``catch_up`` (our
     option, off by default) their decisions are context only (:attr:`Augmented.unlearned_frames`):
-    the model learns to report an event it missed one frame late, not to stay silent at it.
+    the model learns to report an event it missed late, not to stay silent at it.
     Teacher forcing alone never shows the model a missed event, so after one miss it tends
     to stay silent until the next event.
 

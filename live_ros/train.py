@@ -369,24 +369,19 @@ class StreamDataset:
             sample = _S(sample.video_id, sample.duration, sample.fps, kept, sample.video, sample.features,
                         sample.meta)
         turns = sample.to_turns(n_frames)
-        context_only: list[int] = []
-        unlearned: list[int] = []
-        applied: list = []
-        if self.augment.active:
-            aug = augment_turns(turns, self.augment, np.random.default_rng([self.seed, epoch, index, 2]),
-                                wrong_texts=self.wrong_texts, fps=sample.fps)
-            turns, context_only, applied, unlearned = aug.turns, aug.context_only, aug.applied, aug.unlearned_frames
+        aug = augment_turns(turns, self.augment, np.random.default_rng([self.seed, epoch, index, 2]),
+                            wrong_texts=self.wrong_texts, fps=sample.fps)   # inactive: the turns unchanged
+        turns, context_only = aug.turns, aug.context_only
         enc = self.tokens.encode(turns, self.mode, self.stream_weight)
         truncated = False
         if len(enc.input_ids) > self.max_length:
             turns, _, truncated = fit_context(self.tokens, turns, self.mode, self.max_length)
             enc = self.tokens.encode(turns, self.mode, self.stream_weight)
             context_only = [i for i in context_only if i < len(turns)]
-        if context_only or unlearned:
-            mask_context_only(enc, turns, context_only, unlearned)
+        mask_context_only(enc, turns, context_only, aug.unlearned_frames)   # frames past a cut are skipped
         if self.name_ids:
             weight_targets(enc, self.name_ids, self.name_weight)
-        return TrainItem(sample.video_id, enc, feats[:enc.num_frames], truncated, applied)
+        return TrainItem(sample.video_id, enc, feats[:enc.num_frames], truncated, aug.applied)
 
 
 @dataclass
