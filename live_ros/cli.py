@@ -21,10 +21,13 @@ def _add_status(sub) -> None:
     p = sub.add_parser("status", help="show what every running live_ros node reports on live/status",
                        description="Listen to <namespace>/status and print the latest report of "
                                    "every live_ros node (state, fps, lag, cache, frames, queries, "
-                                   "last error). Exits 1 when no node reports.")
+                                   "last error), and any node publishing there that sent nothing. "
+                                   "Exits 1 when no node reports.")
     p.add_argument("--namespace", default="live", help="namespace of the graph (default: live)")
     p.add_argument("--timeout", type=float, default=5.0,
-                   help="seconds to wait for a first report (default: 5); it then listens 2 s more")
+                   help="seconds to wait (default: 5): it listens until every node that publishes on the "
+                        "status topic has reported (at least 2 s after the first report), and names those "
+                        "that did not")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     p.set_defaults(run=lambda a: __import__("live_ros.ros.status_tool", fromlist=["main"]).main(a))
 

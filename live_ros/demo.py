@@ -3,7 +3,13 @@ frame_encoder -> live_llm) from the package's launch file, on the committed demo
 the embedded default model; an instruction at the start ("Narrate what you see.": the
 model was trained to narrate after such a request, paper section 3.2), a question asked partway; narration and answers printed as
 they arrive with their video time; a summary at the end (frames, fps, responses, latency
-percentiles)."""
+percentiles).
+
+All nodes start together; video_source plays once the three model nodes say active (the
+launch file's wait_for_nodes), so the video's first frame is the LLM's first. Times are
+video times as the LLM sees them: a question is asked once the LLM has taken the frame of
+its second (its live/decision) and printed with that time, so it comes before its answer,
+whose time is the frame after which the LLM inserted it."""
 
 from __future__ import annotations
 
@@ -42,7 +48,7 @@ def video_seconds(path: Path) -> float:
 
 
 def run(args) -> int:
-    from live_ros.msg import Response, Status
+    from live_ros.msg import Decision, Response, Status
     from live_ros.ros import qos
     from live_ros.ros.tools import format_response, private_node, spin_for
     from live_ros.srv import Query
@@ -60,10 +66,12 @@ def run(args) -> int:
     if args.seconds:
         source.params.append(("max_seconds", str(args.seconds)))
     log = open(args.log or "/dev/null", "w")  # noqa: SIM115 - closed below
-    supervisor = Supervisor([n for n in nodes if n.name != "video_source"], out=log)
+    supervisor = Supervisor(nodes, out=log)  # video_source waits for the model nodes (wait_for_nodes)
     status: dict[str, Status] = {}
     finals: list[Response] = []
     first_partial: dict[int, float] = {}
+    asked_log: list[dict] = []        # the questions: video time, text, query id or refusal
+    seen = {"video_time": None}       # video time of the newest frame the LLM has taken (live/decision)
     ns = f"/{args.namespace.strip('/')}"
     print(f"live-ros demo: {video.name} ({play:.0f} of {length:.0f} s), preset {args.preset}; "
           + (f"instruction at {args.instruct_at:g} s: \"{args.instruction}\"; " if args.instruction else "")
@@ -80,6 +88,11 @@ def run(args) -> int:
 
             node.create_subscription(Status, f"{ns}/status", lambda m: status.__setitem__(m.node, m), qos.status())
             node.create_subscription(Response, f"{ns}/response", on_response, qos.responses())
+
+            def on_decision(msg: Decision) -> None:
+                seen["video_time"] = max(seen["video_time"] or 0.0, msg.video_time)
+
+            node.create_subscription(Decision, f"{ns}/decision", on_decision, qos.decisions())
             client = node.create_client(Query, f"{ns}/query")
             ready = lambda: all(n in status and status[n].state == "active" for n in MODEL_NODES)  # noqa: E731
             if not spin_for(executor, args.timeout, ready):
@@ -87,26 +100,34 @@ def run(args) -> int:
                       f"{ {n: (s.state, s.last_error) for n, s in status.items()} }", file=sys.stderr)
                 return 1
             print(f"graph ready in {time.monotonic() - t_start:.1f} s; playing", flush=True)
-            supervisor.nodes.append(source)
-            supervisor._start(source)
-            # video time 0 is the first frame: video_source waits for camera_subscriber to match, then plays
+            # video time 0 is the first frame: video_source waits for the model nodes and camera_subscriber
             playing = lambda: "video_source" in status and status["video_source"].frames_in > 0  # noqa: E731
             if not spin_for(executor, args.timeout, playing):
                 print(f"live-ros demo: video_source published no frame within {args.timeout:g} s: "
                       f"{status.get('video_source')}", file=sys.stderr)
                 return 1
             t_play = time.monotonic()
-            asked = None
-            instructed = None if args.instruction else False
+            pending = [(at, text) for at, text in ((args.instruct_at, args.instruction), (ask_at, args.question))
+                       if text]
+            pending.sort(key=lambda item: item[0])
+            calls: list = []
             while True:
                 executor.spin_once(timeout_sec=0.05)
                 elapsed = time.monotonic() - t_play
-                if instructed is None and elapsed >= args.instruct_at and client.service_is_ready():
-                    instructed = client.call_async(Query.Request(text=args.instruction))
-                    print(f"[{elapsed:7.1f} s] user: {args.instruction}", flush=True)
-                if asked is None and elapsed >= ask_at and client.service_is_ready():
-                    asked = client.call_async(Query.Request(text=args.question))
-                    print(f"[{elapsed:7.1f} s] user: {args.question}", flush=True)
+                llm_time = seen["video_time"]
+                llm_active = "live_llm" in status and status["live_llm"].state == "active"
+                while (pending and llm_time is not None and llm_time >= pending[0][0] and llm_active
+                       and client.service_is_ready()):
+                    _, text = pending.pop(0)
+                    calls.append((client.call_async(Query.Request(text=text)), llm_time, text))
+                    print(f"[{llm_time:7.1f} s] user: {text}", flush=True)
+                for call in [c for c in calls if c[0].done()]:
+                    calls.remove(call)
+                    reply = call[0].result()
+                    asked_log.append({"video_time": call[1], "text": call[2], "query_id": reply.query_id,
+                                      "accepted": reply.accepted, "message": reply.message})
+                    if not reply.accepted:
+                        print(f"[{call[1]:7.1f} s] live_llm refused \"{call[2]}\": {reply.message}", flush=True)
                 src = status.get("video_source")
                 llm = status.get("live_llm")
                 done_playing = (src is not None and src.state == "finished") or elapsed > play + 5
@@ -142,7 +163,7 @@ def run(args) -> int:
           f"{summary['first_partial_latency_p95']} s; final p50 {summary['final_latency_p50']} s, p95 "
           f"{summary['final_latency_p95']} s")
     if args.json:
-        Path(args.json).write_text(json.dumps({"summary": summary, "responses": [
+        Path(args.json).write_text(json.dumps({"summary": summary, "questions": asked_log, "responses": [
             {"video_time": m.video_time, "kind": m.kind, "query_id": m.query_id, "text": m.text,
              "latency": m.latency} for m in finals]}, indent=1))
     return 0 if finals or not args.require_responses else 1
@@ -159,9 +180,11 @@ def add_demo(sub) -> None:
     p.add_argument("--seconds", type=float, default=0.0, help="play only this many seconds")
     p.add_argument("--instruction", default="Narrate what you see.",
                    help="asked at the start (--instruct-at) so that the model narrates; '' for none")
-    p.add_argument("--instruct-at", type=float, default=1.0, help="video second of the instruction (default: 1)")
+    p.add_argument("--instruct-at", type=float, default=1.0,
+                   help="video second of the instruction, as the LLM takes the video (default: 1)")
     p.add_argument("--question", default="What do you see?", help="the question asked partway")
-    p.add_argument("--ask-at", type=float, default=None, help="video second of the question (default: 1/3)")
+    p.add_argument("--ask-at", type=float, default=None,
+                   help="video second of the question, as the LLM takes the video (default: 1/3)")
     p.add_argument("--preset", default="embedded")
     p.add_argument("--namespace", default="live")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the models to load")

@@ -12,8 +12,12 @@ process, the way ``ros2 launch`` would:
   ``$(find-pkg-prefix pkg)``.
 
 Anything else is refused with the element's name. Each node's output is prefixed with its
-name; a node declared ``respawn="true"`` is restarted when it exits; Ctrl-C (or SIGTERM)
-stops every node (SIGINT, then SIGTERM, then SIGKILL).
+name. Every node is supervised: its exit is reported with its code (or the signal that
+killed it). A node declared ``respawn="true"`` is restarted ``respawn_delay`` seconds after
+an abnormal exit (a non-zero code, or killed by a signal such as ``kill -9``); one that
+exits with code 0 ended its job (or was stopped on purpose, SIGTERM / Ctrl-C) and is not
+restarted. The launcher says at start which nodes it respawns. Ctrl-C (or SIGTERM) stops
+every node (SIGINT, then SIGTERM, then SIGKILL).
 """
 
 from __future__ import annotations
@@ -189,6 +193,7 @@ class Supervisor:
         self.env = env
         self.procs: dict[str, subprocess.Popen] = {}
         self.respawns: dict[str, int] = {n.name: 0 for n in nodes}
+        self.supervising = 0  # nodes running or waiting to be respawned (one per _pump thread)
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         import tempfile
@@ -204,30 +209,55 @@ class Supervisor:
         proc = subprocess.Popen(spec.command(self.scratch), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=self.env, start_new_session=True)
         self.procs[spec.name] = proc
-        self._say(f"[live-ros launch] started {spec.name} (pid {proc.pid})")
+        with self.lock:
+            self.supervising += 1
+        policy = (f"respawned {spec.respawn_delay:g} s after an abnormal exit" if spec.respawn else
+                  "not respawned (respawn is false)")
+        self._say(f"[live-ros launch] started {spec.name} (pid {proc.pid}), {policy}")
         threading.Thread(target=self._pump, args=(spec, proc), daemon=True).start()
 
     def _pump(self, spec: NodeSpec, proc: subprocess.Popen) -> None:
+        try:
+            self._supervise(spec, proc)
+        finally:
+            with self.lock:
+                self.supervising -= 1
+
+    def _supervise(self, spec: NodeSpec, proc: subprocess.Popen) -> None:
+        """Relay the node's output; when it exits, say how, and respawn it if it should be."""
         for line in proc.stdout:
             self._say(f"[{spec.name}] {line.rstrip()}")
         code = proc.wait()
         if self.stopping.is_set():
             return
-        self._say(f"[live-ros launch] {spec.name} exited with code {code}")
-        if spec.respawn:
-            time.sleep(spec.respawn_delay)
-            if not self.stopping.is_set():
-                self.respawns[spec.name] += 1
-                self._say(f"[live-ros launch] respawning {spec.name} (respawn {self.respawns[spec.name]})")
-                self._start(spec)
+        if code < 0:
+            try:
+                how = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
+        if code == 0:
+            self._say(f"[live-ros launch] {spec.name} {how} (ended normally): not respawned")
+            return
+        if not spec.respawn:
+            self._say(f"[live-ros launch] {spec.name} {how}: not respawned (respawn is false in the launch file)")
+            return
+        self._say(f"[live-ros launch] {spec.name} {how}: respawning in {spec.respawn_delay:g} s")
+        if self.stopping.wait(spec.respawn_delay) or self.stopping.is_set():
+            return
+        self.respawns[spec.name] += 1
+        self._say(f"[live-ros launch] respawning {spec.name} (respawn {self.respawns[spec.name]})")
+        self._start(spec)
 
     def start(self) -> None:
         for spec in self.nodes:
             self._start(spec)
 
     def alive(self) -> bool:
-        return any(p.poll() is None for p in self.procs.values()) or \
-            any(n.respawn for n in self.nodes)
+        """A node still runs, or one waits to be respawned."""
+        with self.lock:
+            return self.supervising > 0
 
     def stop(self, timeout: float = 5.0) -> None:
         self.stopping.set()

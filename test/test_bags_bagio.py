@@ -189,3 +189,36 @@ def test_questions_file_and_slots(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps([{"text": "no time"}]))
     with pytest.raises(QuestionsError, match="entry 1 needs 'time'"):
         load_questions(tmp_path / "bad.json")
+
+
+def test_bag_from_video_stamps_are_the_same_on_every_run(clip, tmp_path):
+    """Without --start-stamp: the video's creation_time, else a fixed start far from 0 (a
+    1970 creation time counts as none), so two runs write identical stamps."""
+    import av
+
+    from live_ros.bags.videobag import DEFAULT_START_STAMP
+
+    video, _, _ = clip
+    runs = []
+    for name in ("a", "b"):
+        info = bag_from_video(video, tmp_path / name)
+        runs.append([(im.sec, im.nanosec, im.log_ns) for im in bagio.scan_camera(tmp_path / name).images])
+        assert info["start_stamp"] == DEFAULT_START_STAMP and "no creation_time" in info["start_from"]
+    assert runs[0] == runs[1] and runs[0][0][:2] == (int(DEFAULT_START_STAMP), 0)
+
+    def with_creation_time(path, when):
+        with av.open(str(video)) as src, av.open(str(path), "w") as dst:
+            dst.metadata["creation_time"] = when
+            stream = dst.add_stream_from_template(src.streams.video[0])
+            for packet in src.demux(src.streams.video[0]):
+                if packet.dts is not None:
+                    packet.stream = stream
+                    dst.mux(packet)
+        with av.open(str(path)) as check:
+            assert check.metadata.get("creation_time"), "the muxer dropped creation_time"
+        return path
+
+    dated = bag_from_video(with_creation_time(tmp_path / "dated.mp4", "2021-05-06T07:08:09.000000Z"), tmp_path / "c")
+    assert dated["start_stamp"] == 1620284889.0 and "creation_time" in dated["start_from"]
+    old = bag_from_video(with_creation_time(tmp_path / "old.mkv", "1970-01-01T00:00:00.000000Z"), tmp_path / "d")
+    assert old["start_stamp"] == DEFAULT_START_STAMP and "not usable" in old["start_from"]

@@ -157,3 +157,31 @@ def test_a_reminder_is_graded_on_the_response_at_its_event_not_the_acknowledgeme
     assert (plain.answer, plain.answer_time) == ("Okay, I am watching.", 5.0)
     rows = score([], [], [reminder, plain]).answers
     assert rows[0]["exact"] and rows[0]["expected_at"] == 12.5 and not rows[1]["exact"]
+
+
+def test_without_annotations_the_responses_are_listed_not_called_spurious(tmp_path):
+    from live_ros.bags.bagio import CameraImage, CameraScan, StampReport
+    from live_ros.ros.replay import PlayResult
+
+    t0 = 1000.0
+    images = [CameraImage(i, int((t0 + 0.5 * i) * 1e9), 1000 + i // 2, 500_000_000 * (i % 2), "camera")
+              for i in range(4)]
+    scan = CameraScan(tmp_path / "bag", "/camera/image_raw", "sensor_msgs/msg/Image", images, StampReport(), {})
+    play = PlayResult()
+    play.plans = [FramePlan(i, im.stamp, im.stamp - t0, True, True) for i, im in enumerate(images)]
+    for i, im in enumerate(images):
+        play.decisions.append((_msg(im.stamp, frame_index=i, video_time=im.stamp - t0, p_interval=0.2, theta=0.85,
+                                    spoke=True, suppressed="", batch=1, response_id=10 + i), 0.0))
+        resp = dict(response_id=10 + i, query_id=0, kind="narration", video_time=im.stamp - t0, latency=0.0)
+        play.responses.append((_msg(im.stamp, text="A ca", final=False, **resp), 0.0))
+        play.responses.append((_msg(im.stamp, text=f"A cat, {i}.", final=True, **resp), 0.0))
+    settings = {"fps": 2.0, "theta": None, "preset": "embedded", "speed": 1.0, "window": [-0.5, 3.0],
+                "prefer_object": True, "fuzzy_threshold": 0.7}
+    report = build_report(scan=scan, play=play, mode="lockstep", settings=settings, events=[], asked=[],
+                          annotation_source=None)
+    assert report["score"]["online"]["spurious"] is None and report["score"]["online"]["spurious_responses"] == []
+    text = format_report(report)
+    assert "spurious" not in text, text
+    for i in range(4):
+        assert f"[{0.5 * i:7.2f} s] narration: A cat, {i}." in text, text
+    assert "A ca\n" not in text and "no annotated events" in text

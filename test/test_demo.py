@@ -65,3 +65,35 @@ def test_demo_short_names_the_events_of_a_second_clip(tmp_path):
     assert len(hits) >= 4, (f"named {len(hits)} of 5 events in time: {hits}\nevents: "
                             f"{[(e.time, e.text) for e in events]}\nsaid: "
                             f"{[(r['video_time'], r['text']) for r in result['responses']]}")
+
+
+def test_demo_asks_once_the_llm_takes_the_video_and_prints_a_question_before_its_answer(tmp_path):
+    """The graph starts together and the video waits for the models (the launch file's
+    wait_for_nodes); a question is asked once the LLM has taken the frame of its video
+    second, and printed with that time: before its answer, whose time is not earlier."""
+    ann = world.render_video(world.check_scene(), tmp_path / "check.mp4", tmp_path / "check.json")
+    assert ann.duration > 8
+    out = tmp_path / "demo.json"
+    proc = subprocess.run([str(LIVE_ROS), "demo", "--seconds", "8", "--video", str(tmp_path / "check.mp4"),
+                           "--instruct-at", "0.5", "--ask-at", "4", "--json", str(out),
+                           "--log", str(tmp_path / "nodes.log")], capture_output=True, text=True, timeout=400)
+    log = (tmp_path / "nodes.log").read_text() if (tmp_path / "nodes.log").is_file() else ""
+    assert proc.returncode == 0, proc.stdout + proc.stderr + log[-3000:]
+    assert "waiting for camera_subscriber, frame_encoder, live_llm to say active" in log, log[-3000:]
+    result = json.loads(out.read_text())
+    questions = result["questions"]
+    assert [q["text"] for q in questions] == ["Narrate what you see.", "What do you see?"], questions
+    assert all(q["accepted"] for q in questions), questions
+    # asked once the LLM has taken the frame of that second (later when it takes a batch of frames
+    # while behind, so no upper bound but the clip's end)
+    assert 0.5 <= questions[0]["video_time"] < 8 and 4.0 <= questions[1]["video_time"] < 8, questions
+    lines = proc.stdout.splitlines()
+    for q in questions:
+        replies = [r for r in result["responses"] if r["query_id"] == q["query_id"]]
+        assert replies, f"no response to {q}: {result['responses']}"
+        assert all(r["video_time"] >= q["video_time"] for r in replies), (q, replies)
+        asked_line = next(i for i, line in enumerate(lines) if line.endswith(f"user: {q['text']}"))
+        answer_line = next(i for i, line in enumerate(lines) if f"to query {q['query_id']}:" in line)
+        assert asked_line < answer_line, "\n".join(lines)
+    # the video's first frame is the LLM's first: it took every sampled frame of the 8 s (2 fps)
+    assert result["summary"]["frames"] >= 16 and result["summary"]["frames_dropped"] == 0, result["summary"]

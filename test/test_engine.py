@@ -449,6 +449,75 @@ def test_threaded_rejects_bad_input_in_caller():
     assert st.frames_taken == 2 and "empty" in st.last_error
 
 
+def test_query_flood_is_bounded_and_frames_keep_their_share():
+    """Under a flood of queries the worker alternates one answer and one batch of waiting
+    frames: each answer is about a newer frame than the one before, queries past
+    max_pending_queries are refused at intake, and every dropped frame has a reason."""
+    model, tokens = tiny()
+    steer(model, tokens)
+    core = StreamEngine(model, tokens, EngineConfig(max_pending_queries=4, max_batch=2, max_backlog=6))
+    gate, entered = threading.Event(), threading.Event()
+    got = []
+
+    def listen(ev):
+        got.append(ev)
+        if isinstance(ev, SilentEvent) and ev.frame_index == 0 and not entered.is_set():
+            entered.set()
+            gate.wait(30)                                   # hold the worker on the first frame
+
+    eng = ThreadedEngine(core, listen)
+    try:
+        eng.submit_frame(SILENT, 0.0)
+        assert entered.wait(30)
+        for i in range(1, 11):                              # 10 frames while the worker is held: 6 wait, 4 dropped
+            eng.submit_frame(SILENT, 0.5 * i)
+        st = eng.stats()
+        assert st.frames_dropped == 4 and st.backlog == 6
+        assert "dropped" in st.last_error and "max_backlog=6" in st.last_error
+        ids = [eng.submit_query(f"question {k}?") for k in range(4)]
+        with pytest.raises(EngineInputError, match="max_pending_queries=4"):
+            eng.submit_query("one too many?")
+        gate.set()
+        assert eng.wait_idle(60)
+        st = eng.stats()
+    finally:
+        gate.set()
+        eng.stop()
+    answers = [e for e in finals(got) if e.response_kind == "answer" and not e.proactive]
+    assert [a.query_id for a in answers] == ids
+    seen = [a.frame_index for a in answers]
+    assert seen == sorted(set(seen)) and seen[-1] == 10, seen  # frames were taken between the answers
+    assert st.frames_taken == 7 and st.lag_s == 0.0 and st.queries_rejected == 1 and st.queries_accepted == 4
+
+
+def test_query_before_any_frame_waits_for_video_or_is_refused():
+    model, tokens = tiny()
+    steer(model, tokens)
+    # asked, then a frame: the worker (started after both) takes the frame first
+    eng = ThreadedEngine(StreamEngine(model, tokens, EngineConfig()), start=False)
+    q = eng.submit_query("what do you see?")
+    eng.submit_frame(SILENT, 0.0)
+    eng.start()
+    try:
+        assert eng.wait_idle(30)
+    finally:
+        eng.stop()
+    (answer,) = [e for e in finals(list(eng.events.queue)) if e.query_id == q]
+    assert answer.response_kind == "answer" and answer.frame_index == 0
+    # no frame at all: refused once no_video_timeout has passed, and at a reset
+    got = []
+    with ThreadedEngine(StreamEngine(model, tokens, EngineConfig(no_video_timeout=0.2)), got.append) as eng:
+        q = eng.submit_query("anyone there?")
+        assert eng.wait_idle(30)
+        eng.configure(no_video_timeout=600.0)
+        assert eng.wait_idle(30)
+        q2 = eng.submit_query("and now?")
+        eng.reset()
+    ends = {e.query_id: e for e in finals(got)}
+    assert ends[q].response_kind == "refusal" and "no video since the stream (re)started" in ends[q].text
+    assert ends[q2].response_kind == "refusal" and "no video" in ends[q2].text and "reset" in ends[q2].text
+
+
 # -- the baselines' sequences ----------------------------------------------------------------------
 def test_baselines_feed_the_paper_sequences():
     model, tokens = tiny()

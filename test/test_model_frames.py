@@ -199,3 +199,17 @@ def test_preprocess_mixed_sizes():
     assert x.shape == (3, 3, 96, 96) and x.dtype == torch.float32
     torch.testing.assert_close(x[0], to_pixels([letterbox(frames[0], 96)], (0.5,) * 3, (0.5,) * 3)[0])
     assert preprocess(np.zeros((2, 5, 9, 3), np.uint8), 16, (0.5,) * 3, (0.5,) * 3).shape == (2, 3, 16, 16)
+
+
+def test_stamp_ahead_of_the_clock_is_refused_and_past_stamps_are_not():
+    from live_ros.model.frames import stamp_ahead_error
+
+    now = 1_800_000_000.0
+    assert stamp_ahead_error(now + 0.9, now, 1.0) is None                # within the allowance
+    assert stamp_ahead_error(12.5, now, 1.0) is None                     # a 1970 bag on the system clock
+    assert stamp_ahead_error(now - 86400 * 365, now, 1.0) is None        # any past stamp
+    err = stamp_ahead_error(now + 6.0, now, 1.0, "camera image 3")
+    assert err.startswith("camera image 3: stamp") and "6.000 s ahead" in err and "max_stamp_ahead=1" in err
+    assert stamp_ahead_error(now + 6.0, now, 0.0) is None                # 0: the check is off
+    assert stamp_ahead_error(now + 6.0, 0.0, 1.0) is None                # sim time before the first /clock
+    assert stamp_ahead_error(5.0, 2.0, 1.0) is not None                  # sim time: replay clock near 0

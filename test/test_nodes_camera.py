@@ -96,7 +96,6 @@ def test_frames_are_sampled_letterboxed_and_encoded_with_camera_stamps(graph):
                    "6 frame tokens", detail=lambda: f"frames {[stamp_to_seconds(f.header.stamp) for f in probe.frames]}, "
                    f"tokens {[stamp_to_seconds(t.header.stamp) for t in probe.tokens]}, status "
                    f"{ {k: (v.state, v.last_error) for k, v in probe.status.items()} }")
-        print("DEBUG", len(probe.frames), len(probe.tokens), {k: (v.state, v.frames_in, v.last_error) for k, v in probe.status.items()})
     later = [m for m in probe.frames if stamp_to_seconds(m.header.stamp) >= 100.0]
     assert [stamp_to_seconds(m.header.stamp) for m in later] == [100.0, 100.5, 101.0, 101.5, 102.0]
     frame = later[0]
@@ -114,7 +113,8 @@ def test_frames_are_sampled_letterboxed_and_encoded_with_camera_stamps(graph):
     (lambda t: Image(header=_image(t).header, height=4, width=4, encoding="bgr16", step=32, data=bytes(128)),
      "encoding 'bgr16' is not supported"),
     (lambda t: Image(header=_image(t).header, height=0, width=0, encoding="rgb8", step=0), "empty image"),
-    (lambda t: _image(t, w=1200, h=1000), "over max_image_pixels=1000000"),
+    (lambda t: _image(t, w=1200, h=1000), "image 1200x1000 (1200000 pixels) exceeds max_image_pixels 1000000: "
+                                          "lower the camera resolution or raise max_image_pixels"),
     (lambda t: Image(header=_image(t).header, height=4, width=4, encoding="rgb8", step=8, data=bytes(32)),
      "step 8 is smaller than width x bytes per pixel = 12"),
     (lambda t: Image(header=_image(t).header, height=4, width=4, encoding="rgb8", step=12, data=bytes(20)),
@@ -178,3 +178,95 @@ def test_qos_mismatch_and_missing_publisher_are_explained(processes):
         spin_until(executor, lambda: "no publisher" in status["lonely"].last_error, 30, "the topic hint")
     assert "sensor_data" in status["strict"].last_error
     assert "/nobody/image_raw" in status["lonely"].last_error and "camera_topic" in status["lonely"].last_error
+
+
+PEERS = Path(__file__).resolve().parent / "peers"
+
+
+def _watch_status(node, namespace: str) -> dict:
+    status: dict[str, Status] = {}
+    node.create_subscription(Status, f"/{namespace}/status", lambda m: status.__setitem__("last", m), qos.status())
+    return status
+
+
+def test_an_input_outage_shows_in_status(processes):
+    """Images flow from a camera process, which is then killed (-9): status says fps 0 and
+    what stopped, within a few seconds (input_timeout 1 s; generous polling bounds)."""
+    processes.start(LIB / "camera_subscriber", "--ros-args", "-r", "__ns:=/outage", "-p", "qos:=reliable",
+                    "-p", "status_period:=0.2", "-p", "input_timeout:=1.0",
+                    "-r", "/camera/image_raw:=/outage_cam/image_raw")
+    camera = processes.python(PEERS / "camera_peer.py", "/outage_cam/image_raw", "10")
+    with ros_node("outage_test") as (node, executor):
+        status = _watch_status(node, "outage")
+        # 2 s of images (20 at 10 Hz): the graph has learnt the camera's node name by then
+        spin_until(executor, lambda: "last" in status and status["last"].fps > 0 and status["last"].frames_in >= 20,
+                   60, "frames from the camera", camera, detail=lambda: status.get("last"))
+        camera.kill()  # kill -9: no goodbye to the graph
+        camera.wait()
+        spin_until(executor, lambda: status["last"].fps == 0.0 and "no image on /outage_cam/image_raw" in
+                   status["last"].last_error, 20, "fps 0 and the outage in last_error",
+                   detail=lambda: status.get("last"))
+    assert "camera_peer" in status["last"].last_error, status["last"].last_error  # names its publisher
+
+
+def test_frames_published_to_nobody_are_counted(processes):
+    """No frame_encoder: every frame camera_subscriber publishes goes to nobody, and says so."""
+    processes.start(LIB / "camera_subscriber", "--ros-args", "-r", "__ns:=/alone", "-p", "qos:=reliable",
+                    "-p", "status_period:=0.2", "-r", "/camera/image_raw:=/alone_cam/image_raw")
+    camera = processes.python(PEERS / "camera_peer.py", "/alone_cam/image_raw", "10")
+    with ros_node("nobody_test") as (node, executor):
+        status = _watch_status(node, "alone")
+        spin_until(executor, lambda: "last" in status and status["last"].frames_dropped >= 2, 60,
+                   "frames counted as dropped", camera, detail=lambda: status.get("last"))
+    last = status["last"]
+    assert "frame_encoder not subscribed" in last.last_error and "frames published to nobody" in last.last_error, last
+    assert last.frames_dropped <= last.frames_in, last
+
+
+def test_huge_images_are_refused_or_counted_as_lost(processes):
+    """rgb8 images of 3000x3000 (27 MB, over the default max_image_pixels) sent best effort, as a
+    camera driver does: each is refused from its size (if it arrives) or counted as lost in
+    transport (best effort drops samples over Fast DDS's shared-memory segment); never silent."""
+    processes.start(LIB / "camera_subscriber", "--ros-args", "-r", "__ns:=/huge", "-p", "status_period:=0.2",
+                    "-r", "/camera/image_raw:=/huge_cam/image_raw")
+    with ros_node("huge_test") as (node, executor):
+        status = _watch_status(node, "huge")
+        pub = node.create_publisher(Image, "/huge_cam/image_raw", qos.camera("sensor_data"))
+        spin_until(executor, lambda: pub.get_subscription_count() > 0 and "last" in status and
+                   status["last"].state == "active", 60, "camera_subscriber")
+        huge = _image(10.0, w=3000, h=3000)
+        small = _image(11.0)
+        for _ in range(3):
+            pub.publish(huge)
+            _spin_for(executor, lambda: False, 0.5)
+            pub.publish(small)  # a lost sample may be noticed only as the gap before the next one
+            _spin_for(executor, lambda: False, 0.5)
+        spin_until(executor, lambda: status["last"].frames_dropped >= 1, 30, "the huge images counted",
+                   detail=lambda: status.get("last"))
+    last = status["last"].last_error
+    assert ("image 3000x3000 (9000000 pixels) exceeds max_image_pixels 8294400" in last or
+            "images on /huge_cam/image_raw lost in transport" in last and "qos:=reliable" in last), last
+
+
+def test_an_image_stamped_ahead_of_the_clock_is_refused_and_the_video_goes_on(graph):
+    """max_stamp_ahead (default 1 s): an image stamped 6 s ahead of the node's clock is
+    refused before sampling, so it neither reaches live/frames nor restarts the grid; the
+    real images after it are taken."""
+    import time
+
+    with ros_node("ahead_test") as (node, executor):
+        probe = Probe(node)
+        pub = camera_publisher(node, executor, probe)
+        now = time.time()
+        warm_up(executor, pub, probe, now - 3.0)
+        ahead = now + 6.0
+        spin_until(executor, lambda: "camera_subscriber" in probe.status, 10, "a status report")
+        refused = lambda: "ahead of this node's clock" in probe.status["camera_subscriber"].last_error  # noqa: E731
+        pub.publish(_image(ahead))
+        spin_until(executor, refused, 30, "the refusal of the image stamped ahead")
+        assert "max_stamp_ahead=1" in probe.status["camera_subscriber"].last_error
+        pub.publish(_image(now - 1.0))
+        spin_until(executor, lambda: any(abs(stamp_to_seconds(f.header.stamp) - (now - 1.0)) < 1e-6
+                                         for f in probe.frames), 30, "the next real frame")
+    assert not any(abs(stamp_to_seconds(f.header.stamp) - ahead) < 1e-6 for f in probe.frames)
+    assert "went backwards" not in probe.status["camera_subscriber"].last_error

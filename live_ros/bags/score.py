@@ -161,10 +161,11 @@ def score(events: Sequence[EventRef], said: Sequence[Said], asked: Sequence[Aske
         out.events.append(row)
     proactive = [r for r in said if r.proactive]
     used = set(matched.values())
-    spurious = [j for j, r in enumerate(said) if r.proactive and j not in used]
+    # without annotated events nothing can be called spurious: the responses are only listed
+    spurious = [j for j, r in enumerate(said) if r.proactive and j not in used] if events else []
     out.online = {
         "events": len(events), "matched": len(matched), "missed": len(events) - len(matched),
-        "proactive_responses": len(proactive), "spurious": len(spurious),
+        "proactive_responses": len(proactive), "spurious": len(spurious) if events else None,
         "time_diff": sum(abs(d) for d in diffs) / len(diffs) if diffs else None,
         "mean_signed_diff": sum(diffs) / len(diffs) if diffs else None,
         "names_object": sum(1 for row in out.events if row["names_object"]),
@@ -208,6 +209,21 @@ def _clip(text: str | None, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _said_lines(report: dict, max_rows: int) -> list[str]:
+    """What the model said (final responses), for a replay with no annotated events."""
+    said = [r for r in report.get("responses", []) if r.get("final", True)]
+    lines = [f"  no annotated events to score against (give --annotations, or a bag made with bag-from-video "
+             f"--annotations); the model said ({len(said)} final responses):"]
+    if not said:
+        lines.append("    nothing")
+    for r in said[:max_rows]:
+        kind = r["kind"] + (f" to query {r['query_id']}" if r.get("query_id") else "")
+        lines.append(f"    [{r['time']:7.2f} s] {kind}: {_clip(r['text'], 90)}")
+    if len(said) > max_rows:
+        lines.append(f"    ... {len(said) - max_rows} more in report.json")
+    return lines
+
+
 def format_report(report: dict, max_rows: int = 40) -> str:
     """The printed summary of a replay-eval report (see live_ros.ros.replay)."""
     lines = []
@@ -233,6 +249,8 @@ def format_report(report: dict, max_rows: int = 40) -> str:
     on = report["score"]["online"]
     off = report.get("offline") or {}
     theta = st.get("theta")
+    if not on.get("events"):
+        lines += ["", *_said_lines(report, max_rows)]
     lines.append("")
     def row(name: str, online: str, offline: str) -> None:
         lines.append(f"  {name:<30} {online:>22} {offline:>28}")
@@ -244,7 +262,10 @@ def format_report(report: dict, max_rows: int = 40) -> str:
     row("events missed", f"{on.get('missed', '-')} of {on.get('events', 0)}",
         f"{off.get('missed_theta')} of {off.get('timed_turns')}" if off else "-")
     row("mean signed diff (s)", _s(on.get("mean_signed_diff"), "{:+.2f}"), "-")
-    row("spurious responses", f"{on.get('spurious', '-')} of {on.get('proactive_responses', 0)}", "-")
+    if on.get("events"):
+        row("spurious responses", f"{on.get('spurious', '-')} of {on.get('proactive_responses', 0)}", "-")
+    else:
+        row("responses (not scored)", f"{on.get('proactive_responses', 0)} proactive", "-")
     if off:
         row(f"Fluency, @{th} / LM-PPL", "-", f"{_s(off.get('fluency'), '{:.1%}')}, "
             f"{_s(off.get('fluency_theta'), '{:.1%}')} / {_s(off.get('lm_ppl'))}")

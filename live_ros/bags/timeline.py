@@ -58,7 +58,8 @@ def write_timeline(report: dict, path: str | Path) -> Path:
         if not r["proactive"]:
             continue
         good = r["response_id"] in matched_ids
-        bottom.plot([r["time"]], [rows["responses"]], "o", color="tab:green" if good else "tab:red", ms=6)
+        color = "tab:green" if good else "tab:red" if events else "tab:blue"   # nothing to match: not spurious
+        bottom.plot([r["time"]], [rows["responses"]], "o", color=color, ms=6)
         bottom.annotate(_short(r["text"], 24), (r["time"], rows["responses"]), xytext=(2, -14),
                         textcoords="offset points", rotation=-25, fontsize=6, color="dimgray")
     for i, a in enumerate(answers):

@@ -56,7 +56,7 @@ def _run_bag_from_video(args) -> int:
         return _err("bag-from-video", str(err))
     span = (info["last_stamp"] or 0) - (info["first_stamp"] or 0)
     print(f"wrote {info['bag']}: {info['images']} images on {info['topic']} ({info['type']}), stamps "
-          f"{info['first_stamp']:.3f} .. {info['last_stamp']:.3f} ({span:.1f} s)"
+          f"{info['first_stamp']:.3f} .. {info['last_stamp']:.3f} ({span:.1f} s; first stamp from {info['start_from']})"
           + ("; annotation stored in custom_data" if info["annotation"] else ""))
     return 0
 
@@ -76,7 +76,8 @@ def add_bag_from_video(sub) -> None:
     p.add_argument("--compressed", nargs="?", const="jpeg", choices=("jpeg", "png"), default=None,
                    help="write sensor_msgs/CompressedImage (jpeg unless png is named)")
     p.add_argument("--start-stamp", type=float, default=None,
-                   help="stamp of the first frame in seconds (default: the video's creation_time, else now)")
+                   help="stamp of the first frame in seconds (default: the video's creation_time, else "
+                        "1000000000 = 2001-09-09T01:46:40Z, so that every run writes the same stamps)")
     p.add_argument("--frame-id", default="camera", help="frame_id of the images (default: camera)")
     p.set_defaults(run=_run_bag_from_video)
 
@@ -127,9 +128,8 @@ def _run_replay_eval(args) -> int:
                          fuzzy_threshold=args.fuzzy_threshold, offline=not args.no_offline, png=not args.no_png,
                          timeout=args.timeout, frame_timeout=args.frame_timeout,
                          log=None if args.attach else Path(args.log) if args.log else out / "graph.log")
-    out.mkdir(parents=True, exist_ok=True)
     try:
-        report = run(opts)
+        report = run(opts)   # checks the inputs before it creates the output folder
     except (BagError, QuestionsError, GraphError, ReplayError, FileNotFoundError, ValueError) as err:
         return _err("replay-eval", str(err))
     print(format_report(report))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -81,22 +80,39 @@ def write_camera_bag(out: str | Path, frames: Iterable[tuple[int, np.ndarray]], 
             "annotation": annotation is not None}
 
 
-def video_start_time(container) -> float:
-    """The video's ``creation_time`` (seconds since the epoch) if it has one, else now."""
+# The first stamp of a bag made from a video without a usable creation_time
+# (2001-09-09T01:46:40Z): fixed, so every run writes the same stamps; far from 0, so /clock
+# and the replay's warm-up images (stamped before the bag's first) stay positive.
+DEFAULT_START_STAMP = 1_000_000_000.0
+
+
+def video_start(container) -> tuple[float, str]:
+    """(first stamp, where it comes from): the video's ``creation_time`` (seconds since the
+    epoch) when it has one at or after DEFAULT_START_STAMP, else DEFAULT_START_STAMP (a
+    creation time of 1970, or none, says nothing of when the video was shot)."""
     text = (container.metadata or {}).get("creation_time")
     if text:
         from datetime import datetime
 
         try:
-            return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+            created = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
         except ValueError:
-            pass
-    return time.time()
+            created = None
+        if created is not None and created >= DEFAULT_START_STAMP:
+            return created, f"the video's creation_time {text}"
+        return DEFAULT_START_STAMP, f"the default start stamp (the video's creation_time {text} is not usable)"
+    return DEFAULT_START_STAMP, "the default start stamp (the video has no creation_time)"
 
 
-def video_frames(video: str | Path, start_stamp: float | None = None) -> tuple[float, Iterator[tuple[int, np.ndarray]]]:
-    """(start stamp, iterator of (stamp_ns, rgb)) of every decoded frame: stamp = start + the
-    frame's presentation time from the first frame (its real timing, gaps included)."""
+def video_start_time(container) -> float:
+    """The first stamp :func:`video_start` chooses."""
+    return video_start(container)[0]
+
+
+def video_frames(video: str | Path, start_stamp: float | None = None) -> tuple[float, Iterator[tuple[int, np.ndarray]], str]:
+    """(start stamp, iterator of (stamp_ns, rgb)) of every decoded frame, and where the start
+    stamp comes from: stamp = start + the frame's presentation time from the first frame
+    (its real timing, gaps included)."""
     import av
 
     video = Path(video)
@@ -109,7 +125,11 @@ def video_frames(video: str | Path, start_stamp: float | None = None) -> tuple[f
     if not container.streams.video:
         container.close()
         raise BagError(f"video {video} has no video stream")
-    start = video_start_time(container) if start_stamp is None else float(start_stamp)
+    start, origin = video_start(container) if start_stamp is None else (float(start_stamp), "--start-stamp")
+    if not (math.isfinite(start) and start >= 0):
+        container.close()
+        raise BagError(f"video {video}: start stamp {start!r} must be a finite number of seconds >= 0 (ROS times "
+                       f"are not negative); give --start-stamp")
     whole = math.floor(start)
     start_ns = int(whole) * 1_000_000_000 + int(round((start - whole) * 1e9))  # exact for 1.7e9 s
 
@@ -123,7 +143,7 @@ def video_frames(video: str | Path, start_stamp: float | None = None) -> tuple[f
                 first = t if first is None else first
                 yield start_ns + int(round((t - first) * 1e9)), frame.to_ndarray(format="rgb24")
 
-    return start, gen()
+    return start, gen(), origin
 
 
 def bag_from_video(video: str | Path, out: str | Path, *, annotations: str | Path | None = None,
@@ -139,10 +159,10 @@ def bag_from_video(video: str | Path, out: str | Path, *, annotations: str | Pat
             annotation = load_annotation(Path(annotations)).to_dict()
         except (OSError, ValueError) as err:
             raise BagError(f"annotations {annotations}: {err}") from err
-    start, frames = video_frames(video, start_stamp)
+    start, frames, origin = video_frames(video, start_stamp)
     summary = write_camera_bag(out, frames, topic=topic, compressed=compressed, frame_id=frame_id,
                                annotation=annotation)
-    summary.update(video=str(video), start_stamp=start)
+    summary.update(video=str(video), start_stamp=start, start_from=origin)
     if not summary["images"]:
         raise BagError(f"video {video}: no frame could be decoded, bag {out} is empty")
     return summary

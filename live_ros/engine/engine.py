@@ -63,12 +63,16 @@ class EngineConfig:
     max_query_chars: int = 2000             # longer queries are refused
     max_batch: int = 16                     # backlog frames taken in one forward
     max_backlog: int = 64                   # ThreadedEngine: frames waiting; the oldest are dropped past it
+    max_pending_queries: int = 8            # (live) ThreadedEngine: queries waiting; more are refused at intake
+    no_video_timeout: float = 10.0          # (live) ThreadedEngine: a query asked before the stream's first
+                                            # frame waits this long (seconds) for it, then is refused
     fps: float = 2.0                        # stamps of frames given without one: previous + 1/fps
     partials: bool = True                   # emit partial response events while decoding
     record_ids: bool = False                # keep a log of every fed token id (tests)
 
     LIVE = ("theta", "max_new_tokens", "min_new_tokens", "system_prompt", "cache_budget", "mute",
-            "min_response_interval", "max_query_chars", "max_batch", "max_backlog", "partials")
+            "min_response_interval", "max_query_chars", "max_batch", "max_backlog", "partials",
+            "max_pending_queries", "no_video_timeout")
 
     def check(self) -> "EngineConfig":
         def bad(msg: str):
@@ -92,6 +96,10 @@ class EngineConfig:
             bad("max_query_chars must be a positive integer")
         if self.max_batch < 1 or self.max_backlog < 1:
             bad("max_batch and max_backlog must be >= 1")
+        if not isinstance(self.max_pending_queries, int) or self.max_pending_queries < 1:
+            bad(f"max_pending_queries {self.max_pending_queries!r} must be an integer >= 1")
+        if not isinstance(self.no_video_timeout, (int, float)) or not self.no_video_timeout >= 0:
+            bad(f"no_video_timeout {self.no_video_timeout!r} must be >= 0 seconds")
         if not self.fps > 0:
             bad("fps must be > 0")
         self.policy()
@@ -430,6 +438,13 @@ class StreamEngine(_Stream):
         self._protect: dict[str, int] = {}  # units never evicted: latest query and response
         self._start()
 
+    def continue_ids(self, next_query_id: int = 1, next_response_id: int = 1) -> None:
+        """Number the next query and response from these ids on (never lower than now): a
+        node restarted from its journal keeps ids unique across processes."""
+        q, r = next(self._query_ids), next(self._response_ids)
+        self._query_ids = itertools.count(max(q, int(next_query_id)))
+        self._response_ids = itertools.count(max(r, int(next_response_id)))
+
     def reset_intake(self) -> None:
         """Restart frame numbering and stamp checks (a new stream's inputs)."""
         self._next_index = 0
@@ -722,10 +737,19 @@ class ThreadedEngine:
     EngineInputError in the caller, the stream goes on) and return without waiting for the
     model. Frames that arrive while the worker decodes wait in a bounded backlog
     (``max_backlog``; past it the oldest waiting frame is dropped and counted); the worker
-    takes the backlog in one batched forward. Queries go before waiting frames (answered
-    at once). Every accepted query ends in an answer or a refusal: queries still waiting at
-    ``reset`` or ``stop`` are refused. Events go to ``events`` (a queue) and ``on_event``
-    (called from the worker thread).
+    takes the backlog in one batched forward.
+
+    Sharing the model between queries and video: when both wait, the worker alternates,
+    one query, then one batch of the waiting frames (up to ``max_batch``), so a flood of
+    questions never starves the video (frame lag stays about one answer plus one batch)
+    and each answer sees the newest scene. At most ``max_pending_queries`` queries wait;
+    more are refused at intake (EngineInputError, counted as rejected). A query asked
+    before the current stream has taken any frame waits for the first frame (so it is
+    answered about some video) for at most ``no_video_timeout`` seconds, then is refused
+    ("no video since the stream (re)started"). Every accepted query ends in an answer or a
+    refusal: queries still waiting at ``reset`` or ``stop`` are refused. Every dropped
+    frame is counted in ``frames_dropped`` with its reason in ``last_error``. Events go to
+    ``events`` (a queue) and ``on_event`` (called from the worker thread).
     """
 
     def __init__(self, engine: StreamEngine, on_event: Callable[[Event], None] | None = None, *,
@@ -743,6 +767,7 @@ class ThreadedEngine:
         self._thread: threading.Thread | None = None
         self._newest_stamp: float | None = None
         self._epoch = 0                     # bumped by reset: older frames never reach the new stream
+        self._last_job = ""                 # "query" or "frames": the worker alternates when both wait
         if start:
             self.start()
 
@@ -776,13 +801,13 @@ class ThreadedEngine:
             self._running = False
             refused = list(self._queries)
             self._queries.clear()
-            self.engine.stats.frames_dropped += len(self._frames)
-            self._frames.clear()
+            no_video = self._no_video()
+            self._discard_frames("the engine stopped")
             self._cv.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
         for q in refused:
-            self.engine.refuse(q, "the engine stopped before this query was answered")
+            self.engine.refuse(q, "the engine stopped before this query was answered" + no_video)
 
     def reset(self, system_prompt: str | None = None) -> None:
         """Start a new stream. Waiting frames are discarded, waiting queries refused; the
@@ -790,15 +815,29 @@ class ThreadedEngine:
         with self._cv:
             refused = list(self._queries)
             self._queries.clear()
-            self.engine.stats.frames_dropped += len(self._frames)
-            self._frames.clear()
+            no_video = self._no_video()
+            self._discard_frames("the stream was reset")
             self.engine.reset_intake()
             self._newest_stamp = None
             self._epoch += 1
             self._commands.append(("reset", {"system_prompt": system_prompt}))
             self._cv.notify_all()
         for q in refused:
-            self.engine.refuse(q, "the stream was reset before this query was answered: ask again")
+            self.engine.refuse(q, "the stream was reset before this query was answered: ask again" + no_video)
+
+    def _no_video(self) -> str:
+        """(Under the lock) what a refusal adds when the stream had no frame yet."""
+        if self.engine.last_frame is None and not self._frames:
+            return " (no video since the stream (re)started)"
+        return ""
+
+    def _discard_frames(self, why: str) -> None:
+        """(Under the lock) drop every waiting frame, counted, with the reason."""
+        if self._frames:
+            self.engine.stats.frames_dropped += len(self._frames)
+            self.engine.stats.last_error = (f"{len(self._frames)} waiting frame(s) dropped: {why} before the model "
+                                            f"took them")
+            self._frames.clear()
 
     def configure(self, **changes) -> None:
         """Change live settings (checked now, applied by the worker before its next step)."""
@@ -817,8 +856,13 @@ class ThreadedEngine:
         with self._cv:
             frame = self.engine.validate_frame(frame_tokens, stamp)
             if len(self._frames) >= self.engine.cfg.max_backlog:
-                self._frames.popleft()
-                self.engine.stats.frames_dropped += 1
+                old = self._frames.popleft()
+                st = self.engine.stats
+                st.frames_dropped += 1
+                st.last_error = (f"frame {old.index} (stamp {old.stamp:.3f} s) dropped: {len(self._frames) + 1} "
+                                 f"frames were waiting while the model was busy (max_backlog="
+                                 f"{self.engine.cfg.max_backlog}); {st.frames_dropped} dropped so far. Lower the "
+                                 f"camera fps, shorten responses (max_new_tokens) or raise max_backlog")
             self._frames.append(frame)
             self._newest_stamp = frame.stamp
             self._cv.notify_all()
@@ -827,6 +871,12 @@ class ThreadedEngine:
     def submit_query(self, text, stamp: float | None = None) -> int:
         """Queue a query; returns its id. Raises EngineInputError for bad input."""
         with self._cv:
+            limit = self.engine.cfg.max_pending_queries
+            if len(self._queries) >= limit:
+                self.engine._reject(EngineInputError(
+                    f"{len(self._queries)} queries are already waiting for the model (max_pending_queries={limit}): "
+                    f"this one was not accepted, so the video keeps its share of the model; ask again once "
+                    f"an answer has come (or raise max_pending_queries)"), "queries_rejected")
             query = self.engine.validate_query(text, stamp)
             self._queries.append(query)
             self._cv.notify_all()
@@ -861,6 +911,32 @@ class ThreadedEngine:
             return None
 
     # -- the worker ------------------------------------------------------------------------
+    def _next_job(self) -> tuple[str, object] | None:
+        """(Under the lock) the worker's next step, or None when there is nothing to do
+        yet: commands first; a query only once the stream has a frame (else it waits for
+        one until ``no_video_timeout``); queries and frame batches alternate when both wait."""
+        eng = self.engine
+        if self._commands:
+            return "command", self._commands.popleft()
+        has_video = eng.last_frame is not None
+        if self._queries and not has_video and not self._frames:
+            if time.perf_counter() - self._queries[0].arrival >= eng.cfg.no_video_timeout:
+                return "no_video", self._queries.popleft()
+        if self._queries and has_video and not (self._frames and self._last_job == "query"):
+            return "query", self._queries.popleft()
+        if self._frames:
+            n = min(len(self._frames), eng.cfg.max_batch)
+            return "frames", [self._frames.popleft() for _ in range(n)]
+        return None
+
+    def _wait_time(self) -> float | None:
+        """(Under the lock) how long the idle worker may sleep: until the first query
+        waiting for video times out, or until notified."""
+        if self._queries and self.engine.last_frame is None:
+            left = self._queries[0].arrival + self.engine.cfg.no_video_timeout - time.perf_counter()
+            return max(left, 0.001)
+        return None
+
     def _run(self) -> None:
         eng = self.engine
         torch.set_num_threads(self._threads)
@@ -868,21 +944,15 @@ class ThreadedEngine:
             with self._cv:
                 self._busy = False
                 self._cv.notify_all()
-                while self._running and not (self._commands or self._queries or self._frames):
-                    self._cv.wait()
+                while self._running and (job := self._next_job()) is None:
+                    self._cv.wait(self._wait_time())
                 if not self._running:
                     return
                 self._busy = True
-                job = None
-                if self._commands:
-                    job = ("command", self._commands.popleft())
-                elif self._queries:
-                    job = ("query", self._queries.popleft())
-                else:
-                    n = min(len(self._frames), eng.cfg.max_batch)
-                    job = ("frames", [self._frames.popleft() for _ in range(n)])
                 epoch = self._epoch
             kind, item = job
+            if kind in ("query", "frames"):
+                self._last_job = kind
             try:
                 if kind == "command":
                     name, args = item
@@ -892,6 +962,11 @@ class ThreadedEngine:
                         eng.configure(**args)
                 elif kind == "query":
                     eng.answer(item)
+                elif kind == "no_video":
+                    eng.refuse(item, f"no video since the stream (re)started: no frame came within "
+                                     f"no_video_timeout={eng.cfg.no_video_timeout:g} s of this query, so it cannot be "
+                                     f"answered about the scene; check the camera and frame_encoder (live-ros "
+                                     f"status), then ask again")
                 else:
                     n, _ = eng.take_batch(item)
                     if n < len(item):
@@ -900,6 +975,8 @@ class ThreadedEngine:
                                 self._frames.extendleft(reversed(item[n:]))
                             else:
                                 eng.stats.frames_dropped += len(item) - n
+                                eng.stats.last_error = (f"{len(item) - n} frame(s) dropped: the stream was reset "
+                                                        f"while the model took them")
             except Exception as err:  # keep the stream alive; the error is exposed
                 eng.stats.last_error = f"{kind} failed: {err!r}"
                 if kind == "query":

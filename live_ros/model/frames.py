@@ -83,6 +83,24 @@ def sample_indices(stamps: Sequence[float], fps: float) -> list[int]:
     return [i for i, stamp in enumerate(stamps) if sampler.accept(stamp)]
 
 
+def stamp_ahead_error(stamp: float, now: float, max_ahead: float, where: str = "frame") -> str | None:
+    """Why a frame stamped too far ahead of the receiving node's clock is refused, or None.
+
+    A stream's stamps must not decrease, so one frame stamped in the future would make
+    every later real frame look like it went backwards. Nodes therefore refuse a frame
+    whose stamp is more than ``max_ahead`` seconds after ``now`` (the node's ROS clock,
+    which follows ``/clock`` under ``use_sim_time``) *before* it becomes the stream's
+    newest stamp; stamps in the past (replays, old bags) are never refused here.
+    ``max_ahead`` <= 0 turns the check off; ``now`` <= 0 means the clock has not started
+    (sim time before the first ``/clock``), when nothing can be judged."""
+    if max_ahead <= 0 or now <= 0 or not stamp - now > max_ahead:
+        return None
+    return (f"{where}: stamp {stamp:.3f} s is {stamp - now:.3f} s ahead of this node's clock ({now:.3f} s), more "
+            f"than max_stamp_ahead={max_ahead:g} s: refused, and later frames are still taken. Check the camera's "
+            f"clock (time sync between machines), use_sim_time and /clock on replays, or raise max_stamp_ahead "
+            f"(0 turns the check off)")
+
+
 def _writable(array: np.ndarray) -> np.ndarray:
     """A contiguous array torch can wrap: frames from ROS messages (``np.frombuffer``) are
     read-only, and torch warns on those."""

@@ -3,8 +3,15 @@ description and a range), lifecycle with autostart, ``live/status`` about once a
 ``last_error`` for every refusal, ``num_threads``, and a ``main`` that runs the node
 until Ctrl-C / SIGTERM.
 
-Style after ros2/demos lifecycle_py: configure loads, activate starts processing,
-deactivate stops it, cleanup frees the model.
+Style after ros2/demos lifecycle_py, with the heavy part apart: ``load`` reads the model
+(plain Python / torch, no ROS entities), ``configure`` creates the publishers, activate
+starts processing, deactivate stops it, cleanup frees the model. With autostart, ``load``
+runs in a thread of its own while the executor keeps serving (parameter services, status
+with state ``loading``, ``live/query``'s refusals), so every service answers at once at
+every moment of the node's life; when it is done the executor thread configures and
+activates. A failed load leaves the node up, ``unconfigured``, with last_error saying why.
+A manual ``configure`` (autostart false) loads on the executor thread, as a lifecycle
+transition does, and publishes ``loading`` first.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +94,11 @@ class LiveNode(LifecycleNode):
         self._lock = threading.Lock()
         self._status_pub = self.create_publisher(Status, "status", qos.status())
         self._status_timer = self.create_timer(self.p("status_period"), self._publish_status)
-        self._threads_set = False
+        self._loaded = False          # load() done (and not undone by cleanup)
+        self._load_error = ""
+        self._load_started = 0.0
+        self._load_thread: threading.Thread | None = None
+        self._load_done = self.create_guard_condition(self._on_load_done)
         if self.p("autostart"):
             self._autostart = self.create_timer(0.0, self._do_autostart)
 
@@ -149,18 +161,60 @@ class LiveNode(LifecycleNode):
     def _do_autostart(self) -> None:
         self._autostart.cancel()
         self.destroy_timer(self._autostart)
+        if type(self).load is LiveNode.load:  # nothing heavy to load: configure and activate now
+            self._loaded = True
+            self._configure_and_activate()
+            return
+        self.state = "loading"
+        self._load_started = time.monotonic()
+        self._load_error = ""
+        self._publish_status()  # "loading" from the first second, not after the model is in
+        self._load_thread = threading.Thread(target=self._load_in_background, name=f"{self.get_name()}_load",
+                                             daemon=True)
+        self._load_thread.start()
+
+    def _load_in_background(self) -> None:
+        """The load thread: no ROS entity is created here; the executor thread is woken when done."""
+        try:
+            self._apply_threads()
+            self.load()
+            self._loaded = True
+        except Exception as err:  # reported by _on_load_done, on the executor thread
+            self._load_error = str(err) or type(err).__name__
+        try:
+            self._load_done.trigger()
+        except Exception:  # the node was destroyed while loading (shut down): nothing to finish
+            pass
+
+    def _on_load_done(self) -> None:
+        if self._load_thread is None:
+            return
+        self._load_thread = None
+        if not self._loaded:
+            self.state = "unconfigured"
+            self.report_error(f"{self.get_name()}: loading failed: {self._load_error}. The node stays up, "
+                              f"unconfigured: fix that, then configure it again (ros2 lifecycle set "
+                              f"{self.get_fully_qualified_name()} configure) or restart it")
+            return
+        self.get_logger().info(f"loaded in {time.monotonic() - self._load_started:.1f} s")
+        self._configure_and_activate()
+
+    def _configure_and_activate(self) -> None:
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
-    def _apply_threads(self) -> None:
-        if not self._threads_set:
-            try:
-                import torch
+    @property
+    def loading_seconds(self) -> float:
+        """Seconds spent loading so far (0 when not loading)."""
+        return time.monotonic() - self._load_started if self.state == "loading" else 0.0
 
-                torch.set_num_threads(self.p("num_threads"))
-            except ImportError:
-                pass
-            self._threads_set = True
+    def _apply_threads(self) -> None:
+        try:
+            import torch
+
+            torch.set_num_threads(self.p("num_threads"))
+        except ImportError:
+            pass
 
     def _transition(self, name: str, hook, new_state: str) -> TransitionCallbackReturn:
         try:
@@ -173,8 +227,28 @@ class LiveNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._load_thread is not None:
+            self.report_error(f"{self.get_name()}: configure refused: the node is still loading in the background "
+                              f"(autostart) and configures itself when done; watch live/status")
+            return TransitionCallbackReturn.FAILURE
         self._apply_threads()
-        return self._transition("configure", self.configure, "inactive")
+        if not self._loaded:  # a manual configure, or one after cleanup or a failed load
+            self.state = "loading"
+            self._load_started = time.monotonic()
+            self._load_error = ""
+            self._publish_status()
+            try:
+                self.load()
+            except Exception as err:  # a failed transition must say why and keep the node alive
+                self._load_error = str(err) or type(err).__name__
+                self.state = "unconfigured"
+                self.report_error(f"configure failed: loading: {err}")
+                return TransitionCallbackReturn.FAILURE
+            self._loaded = True
+        result = self._transition("configure", self.configure, "inactive")
+        if result != TransitionCallbackReturn.SUCCESS:
+            self.state = "unconfigured"
+        return result
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = self._transition("activate", self.activate, "active")
@@ -185,7 +259,10 @@ class LiveNode(LifecycleNode):
         return super().on_deactivate(state) if result == TransitionCallbackReturn.SUCCESS else result
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        return self._transition("cleanup", self.cleanup, "unconfigured")
+        result = self._transition("cleanup", self.cleanup, "unconfigured")
+        if result == TransitionCallbackReturn.SUCCESS and type(self).load is not LiveNode.load:
+            self._loaded = False  # cleanup freed what load read: a later configure loads again
+        return result
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
@@ -196,17 +273,21 @@ class LiveNode(LifecycleNode):
         self.state = "finalized"
         return TransitionCallbackReturn.SUCCESS
 
+    def load(self) -> None:
+        """Read the heavy part (models, files) into attributes: plain Python / torch, no ROS
+        entities (with autostart it runs in a thread of its own while the node serves)."""
+
     def configure(self) -> None:
-        """Load what the node needs (models, files)."""
+        """Create the publishers (on the executor thread, after load)."""
 
     def activate(self) -> None:
         """Start processing."""
 
     def deactivate(self) -> None:
-        """Stop processing (keep what configure loaded)."""
+        """Stop processing (keep what load and configure made)."""
 
     def cleanup(self) -> None:
-        """Free what configure loaded."""
+        """Free what load and configure made."""
 
     @property
     def active(self) -> bool:

@@ -10,6 +10,15 @@ more than a 30 fps one.
 
 When nothing arrives it says once why that may be: no publisher on the topic, or a
 publisher whose QoS does not match (the most frequent "no output" of ML nodes in ROS).
+When images stop after they have flowed (``input_timeout``), status shows fps 0 and a
+``last_error`` naming the topic and what became of its publisher.
+
+Nothing is lost silently: an image over ``max_image_pixels`` is refused from its CDR
+bytes (width x height read before deserializing, so it costs no copy); images DDS lost in
+transport (the subscription's message-lost event; best effort loses images larger than
+Fast DDS's shared-memory segment, about 0.5 MB) and frames published to ``live/frames``
+while no frame_encoder subscribes are counted in ``frames_dropped`` with the reason in
+``last_error``.
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ from live_ros.model import frames as core_frames
 from live_ros.model import presets
 from live_ros.nodes.base import LiveNode, Param, main as run_main
 from live_ros.ros import qos
-from live_ros.ros.convert import ConversionError, cdr_header_stamp, compressed_to_rgb, image_to_rgb, rgb_to_image
+from live_ros.ros.convert import (ConversionError, cdr_header_stamp, cdr_image_size, compressed_to_rgb, image_to_rgb,
+                                  rgb_to_image)
 
 CAMERA_TOPIC = "/camera/image_raw"
 
@@ -42,9 +52,14 @@ class CameraSubscriber(LiveNode):
               choices=qos.CAMERA_QOS_CHOICES),
         Param("qos_depth", 30, "Camera subscription queue depth (keep last N; not part of QoS matching): "
               "30 holds 1 s of a 30 fps camera through scheduling stalls of this process.", (1, 100)),
-        Param("max_image_pixels", 8_294_400, "Refuse camera images larger than this (width x height).",
-              (1, 100_000_000)),
+        Param("max_image_pixels", 8_294_400, "Refuse camera images larger than this (width x height), read from "
+              "the serialized bytes before any copy.", (1, 100_000_000)),
         Param("no_input_warning", 5.0, "Seconds without any image before saying why that may be.", (0.5, 600.0)),
+        Param("input_timeout", 1.0, "Seconds without an image, once images have flowed, after which status "
+              "reports the input as stopped (fps 0, last_error naming the topic and its publisher).", (0.1, 600.0)),
+        Param("max_stamp_ahead", 1.0, "Refuse images stamped more than this many seconds after this node's clock "
+              "(sim time on replays), so one bad stamp cannot restart sampling or block the real video after it; "
+              "past stamps are fine (0: no check).", (0.0, 1_000_000.0)),
     )
 
     def __init__(self):
@@ -57,6 +72,13 @@ class CameraSubscriber(LiveNode):
         self.refused = 0
         self.fps_window: list[float] = []
         self._activated_at = 0.0
+        self.last_image_at: float | None = None  # monotonic time of the latest image (any, sampled or not)
+        self.outage = False                       # input_timeout passed since the latest image
+        self.publishers_seen: set[str] = set()    # the topic's publishers while images flowed
+        self._graph_checked = 0.0
+        self.lost_in_transport = 0                # DDS message-lost events on the camera topic
+        self.to_nobody = 0                        # frames published while no one subscribed live/frames
+        self._to_nobody_run = 0
 
     @property
     def topic(self) -> str:
@@ -71,12 +93,15 @@ class CameraSubscriber(LiveNode):
 
     def activate(self) -> None:
         self.msg_type = CompressedImage if self.p("compressed") else Image
-        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos,
+                                            message_lost=self._on_message_lost)
         self.sub = self.create_subscription(self.msg_type, self.topic, self.on_image,
                                             qos.camera(self.p("qos"), self.p("qos_depth")),
                                             event_callbacks=events, raw=True)
         self._activated_at = time.monotonic()
-        self._watchdog = self.create_timer(1.0, self._check_input)
+        self.last_image_at, self.outage = None, False
+        # every 0.2 s: an outage shows in status (published at once) input_timeout + 0.2 s after the last image
+        self._watchdog = self.create_timer(0.2, self._check_input)
 
     def deactivate(self) -> None:
         if self.sub is not None:
@@ -92,14 +117,23 @@ class CameraSubscriber(LiveNode):
     def on_image(self, data: bytes) -> None:
         """A serialized camera image: sample on its stamp, convert only sampled ones."""
         self.received += 1
+        self._note_arrival()
         if not self.active:
             return
         where = f"camera_subscriber: image {self.received} on {self.sub.topic_name}"
+        if self._oversize(data, where):
+            return
         try:
             stamp = cdr_header_stamp(data, where)
         except ConversionError as err:
             self.refused += 1
             self.report_error(str(err))
+            return
+        ahead = core_frames.stamp_ahead_error(stamp, self.get_clock().now().nanoseconds * 1e-9,
+                                              self.p("max_stamp_ahead"), where)
+        if ahead:  # refused before sampling: the sampler's newest stamp stays that of the real video
+            self.refused += 1
+            self.report_error(ahead)
             return
         next_tick = self.sampler.next_tick
         if self.sampler.last is not None and stamp < self.sampler.last:
@@ -128,6 +162,7 @@ class CameraSubscriber(LiveNode):
         self.sampler.accept(stamp)
         self.pub.publish(rgb_to_image(frame, msg.header.stamp, msg.header.frame_id))
         self.published += 1
+        self._count_unsubscribed()
         now = time.monotonic()
         self.fps_window = [t for t in self.fps_window if now - t < 5.0] + [now]
 
@@ -136,11 +171,110 @@ class CameraSubscriber(LiveNode):
                           f"{event.last_policy_kind}); this node asks {self.p('qos')}. Set the parameter "
                           f"qos to match the camera (sensor_data for best effort)")
 
-    def _check_input(self) -> None:
-        """While nothing arrives, say why that may be (each distinct reason logged once;
-        re-checked every second, as publishers come and go)."""
-        if self.received or time.monotonic() - self._activated_at < self.p("no_input_warning"):
+    def _on_message_lost(self, event) -> None:
+        """DDS gave up on images of the camera topic before they reached this node."""
+        change = event.total_count_change
+        # Fast DDS reports a best-effort sample it could not reassemble from its fragments
+        # with a change of 2**31 - 1, and counts the same sample again, as a gap, once the next
+        # one arrives (measured with rmw_fastrtps_cpp): count only plausible changes.
+        if 0 < change < 1_000_000:
+            self.lost_in_transport += change
+        best_effort = qos.camera(self.p("qos")).reliability == ReliabilityPolicy.BEST_EFFORT
+        fix = ("best effort loses images larger than Fast DDS's shared-memory segment (about 0.5 MB: 640x480 rgb8 is "
+               "0.9 MB): set qos:=reliable (the camera publisher must be reliable too) or lower the camera "
+               "resolution" if best_effort else "is the machine or the network overloaded?")
+        topic = self.sub.topic_name if self.sub is not None else self.topic
+        self.report_error(f"camera_subscriber: images on {topic} lost in transport before reaching this node "
+                          f"(DDS message lost, {self.lost_in_transport} counted in frames_dropped); {fix}")
+
+    def _oversize(self, data: bytes, where: str) -> bool:
+        """Refuse a raw Image over max_image_pixels from its CDR bytes, before deserializing it
+        (a CompressedImage is checked when decoded: its size is in the compressed data)."""
+        if self.msg_type is not Image:
+            return False
+        try:
+            width, height = cdr_image_size(data, where)
+        except ConversionError:
+            return False  # deserializing it says what is wrong
+        limit = self.p("max_image_pixels")
+        if width * height <= limit:
+            return False
+        self.refused += 1
+        self.report_error(f"{where}: image {width}x{height} ({width * height} pixels) exceeds max_image_pixels "
+                          f"{limit}: lower the camera resolution or raise max_image_pixels")
+        return True
+
+    def _count_unsubscribed(self) -> None:
+        """A frame just published on live/frames: count it as dropped when no one subscribes."""
+        if self.pub.get_subscription_count() > 0:
+            if self._to_nobody_run:
+                self.get_logger().info(f"camera_subscriber: {self.pub.topic_name} has a subscriber again after "
+                                       f"{self._to_nobody_run} frame(s) published to nobody")
+                self._to_nobody_run = 0
             return
+        self.to_nobody += 1
+        self._to_nobody_run += 1
+        self.report_error(f"camera_subscriber: frame_encoder not subscribed: {self.to_nobody} frames published to "
+                          f"nobody on {self.pub.topic_name} (is frame_encoder running, loading or respawning? "
+                          f"live-ros status shows it)", log=self._to_nobody_run == 1)
+
+    def _note_arrival(self) -> None:
+        now = time.monotonic()
+        if self.outage:
+            self.outage = False
+            # debug: a lockstep replay pauses the camera between frames as a matter of course
+            self.get_logger().debug(f"camera_subscriber: images on {self.topic} again after "
+                                    f"{now - self.last_image_at:.1f} s without")
+        self.last_image_at = now
+
+    def _publisher_names(self, topic: str) -> set[str]:
+        """The topic's publishers' node names (those the graph already knows by name)."""
+        return {f"{info.node_namespace.rstrip('/')}/{info.node_name}".lstrip("/")
+                for info in self.get_publishers_info_by_topic(topic) if "_UNKNOWN_" not in info.node_name}
+
+    def _check_input(self) -> None:
+        """The watchdog (every 0.2 s): an input that stopped, or one that never started."""
+        now = time.monotonic()
+        if self.sub is None:
+            return
+        if self.last_image_at is not None:
+            self._check_outage(now)
+        elif now - self._activated_at >= self.p("no_input_warning") and now - self._graph_checked >= 1.0:
+            self._graph_checked = now
+            self._explain_no_input()
+
+    def _check_outage(self, now: float) -> None:
+        """Images flowed, then stopped for input_timeout: fps 0 and a last_error that says what
+        became of the publisher (re-checked every second, as the graph learns of it)."""
+        topic = self.sub.topic_name
+        timeout = self.p("input_timeout")
+        if now - self.last_image_at < timeout:
+            if now - self._graph_checked >= 1.0:  # who publishes, to name them when they stop
+                self._graph_checked = now
+                self.publishers_seen = self._publisher_names(topic) or self.publishers_seen
+            return
+        if self.outage and now - self._graph_checked < 1.0:
+            return
+        self._graph_checked = now
+        publishers = self._publisher_names(topic)
+        gone = sorted(self.publishers_seen - publishers)
+        if gone:
+            why = f"its publisher {', '.join(gone)} is gone (stopped or crashed; a launch file's respawn restarts it)"
+        elif publishers:
+            why = (f"its publisher {', '.join(sorted(publishers))} is still in the graph but sends nothing: is it "
+                   f"stalled, paused or at the end of its video? (a killed process leaves the graph only when its "
+                   f"DDS lease ends)")
+        else:
+            why = "no publisher is left on it: start the camera (or check the remap of the camera topic)"
+        # the same text for every outage of the same kind: logged once, not at each pause of a replay
+        self.report_error(f"camera_subscriber: no image on {topic} for {timeout:g} s; {why}")
+        if not self.outage:
+            self.outage = True
+            self.fps_window.clear()
+            self._publish_status()  # now, not at the next status period
+
+    def _explain_no_input(self) -> None:
+        """While nothing ever arrived, say why that may be."""
         topic = self.sub.topic_name
         pubs = self.get_publishers_info_by_topic(topic)
         if not pubs:
@@ -159,8 +293,12 @@ class CameraSubscriber(LiveNode):
                           f"{self.p('no_input_warning'):g} s: is the camera streaming? (QoS: ours {self.p('qos')})")
 
     def status_fields(self) -> dict:
-        rate = len(self.fps_window) / 5.0 if self.fps_window else 0.0
-        return {"fps": rate, "frames_in": self.received, "frames_dropped": self.refused}
+        now = time.monotonic()
+        stopped = self.last_image_at is not None and now - self.last_image_at >= self.p("input_timeout")
+        recent = [t for t in self.fps_window if now - t < 5.0]
+        rate = 0.0 if stopped else len(recent) / 5.0
+        return {"fps": rate, "frames_in": self.received,
+                "frames_dropped": self.refused + self.lost_in_transport + self.to_nobody}
 
 
 def main(argv=None) -> int:

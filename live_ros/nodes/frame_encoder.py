@@ -52,12 +52,14 @@ class FrameEncoder(LiveNode):
         self.last_stamp: float | None = None
         self.times: collections.deque = collections.deque(maxlen=10)
 
-    def configure(self) -> None:
+    def load(self) -> None:
         t0 = time.perf_counter()
         self.encoder = presets.load_encoder(self.p("preset"), vision=self.p("vision_path") or None,
                                             device=self.p("device"), dtype=self.p("dtype"))
         self.get_logger().info(f"encoder {self.encoder.encoder_id} ({self.encoder.num_tokens} tokens x "
                                f"{self.encoder.dim}) loaded in {time.perf_counter() - t0:.1f} s")
+
+    def configure(self) -> None:
         self.pub = self.create_lifecycle_publisher(FrameTokens, "frame_tokens", qos.frames())
 
     def activate(self) -> None:

@@ -12,14 +12,18 @@ starts a new stream. Callbacks only validate and enqueue; the engine's worker de
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
+from pathlib import Path
 
 import torch
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from live_ros.engine import EngineConfig, EngineInputError, ResponseEvent, SilentEvent, ThreadedEngine
+from live_ros.engine import EngineConfig, EngineInputError, QueryInput, ResponseEvent, SilentEvent, ThreadedEngine
 from live_ros.model import presets
+from live_ros.model.frames import stamp_ahead_error
 from live_ros.msg import Decision, FrameTokens, Response
 from live_ros.nodes.base import LiveNode, Param, main as run_main
 from live_ros.ros import qos
@@ -30,6 +34,94 @@ from live_ros.srv import Query
 LIVE_SETTINGS = {"theta": "theta", "max_new_tokens": "max_new_tokens", "min_new_tokens": "min_new_tokens",
                  "system_prompt": "system_prompt",
                  "cache_budget": "cache_budget", "mute": "mute", "min_response_interval": "min_response_interval"}
+
+# Status counters that continue across restarts (kept in the journal).
+COUNTERS = ("frames_in", "frames_dropped", "queries_accepted", "queries_answered")
+
+
+def state_dir(param: str = "") -> Path:
+    """Where live_llm keeps its journal: the parameter, else $ROS_HOME/live_ros (ROS_HOME
+    defaults to ~/.ros, as for ROS logs)."""
+    if param:
+        return Path(param).expanduser()
+    return Path(os.environ.get("ROS_HOME") or Path.home() / ".ros").expanduser() / "live_ros"
+
+
+class QueryJournal:
+    """live_llm's state on disk, so that a restart (kill -9, crash, respawn) loses nothing
+    silently: the accepted queries not yet answered, the next query and response ids, the
+    status counters and the last frame_index taken in. One small JSON file per node (its
+    namespace, name and ROS_DOMAIN_ID), rewritten atomically (a temporary file renamed over
+    it) whenever a query is accepted or ends, a response ends, and about once a second
+    while counters change. The process that starts next reads it: ids always continue
+    after the highest ever given; after an unclean end (kill -9, crash: ``clean`` false)
+    leftover queries get a refusal and the counters continue, after a clean stop
+    (deactivate, Ctrl-C, SIGTERM) the counters start again from 0."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lock = threading.RLock()
+        self.error = ""
+        data = {}
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as err:  # unreadable: start afresh, and say so
+            self.error = f"journal {path} unreadable ({err}); starting a new one"
+            data = {}
+        crashed = bool(data) and not data.get("clean", False)
+        self.leftovers = {int(k): v for k, v in data.get("pending", {}).items()}
+        self.pending: dict[int, dict] = {}
+        self.next_query_id = int(data.get("next_query_id", 1))
+        self.next_response_id = int(data.get("next_response_id", 1))
+        self.restarts = int(data.get("restarts", 0)) + 1 if crashed else 0
+        self.base = {k: int(data.get("counters", {}).get(k, 0)) if crashed else 0 for k in COUNTERS}
+        self.clean = False
+        self.counters = dict(self.base)
+        self.last_frame_index = data.get("last_frame_index")
+        self.write()
+
+    def write(self) -> None:
+        """(Under ``lock`` or before sharing) the whole state, atomically."""
+        data = {"pid": os.getpid(), "clean": self.clean, "restarts": self.restarts,
+                "next_query_id": self.next_query_id,
+                "next_response_id": self.next_response_id, "counters": self.counters,
+                "last_frame_index": self.last_frame_index,
+                "pending": {str(k): v for k, v in {**self.leftovers, **self.pending}.items()}}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, self.path)
+        except OSError as err:
+            self.error = f"cannot write the journal {self.path} ({err}); set state_dir to a writable folder"
+
+    def accepted(self, query_id: int, text: str) -> None:
+        with self.lock:
+            self.pending[query_id] = {"text": text[:200], "accepted_at": time.time()}
+            self.next_query_id = max(self.next_query_id, query_id + 1)
+            self.counters["queries_accepted"] += 1    # at once, not at the next status report
+            self.write()
+
+    def close(self) -> None:
+        """A clean stop: every query has ended (the engine refused the waiting ones)."""
+        with self.lock:
+            self.clean = True
+            self.write()
+
+    def ended(self, query_id: int, response_id: int, answered: bool = False) -> None:
+        """A final response (query_id 0: a narration; ``answered``: a query's answer) was
+        published."""
+        with self.lock:
+            if answered and query_id in self.pending:
+                self.counters["queries_answered"] += 1
+            self.pending.pop(query_id, None)
+            self.leftovers.pop(query_id, None)
+            self.next_response_id = max(self.next_response_id, response_id + 1)
+            self.write()
 
 
 class LiveLLM(LiveNode):
@@ -56,7 +148,23 @@ class LiveLLM(LiveNode):
         Param("max_backlog", 64, "Frames waiting while the model speaks; past it the oldest is dropped.",
               (1, 10_000)),
         Param("partial_responses", True, "Publish partial text while a response decodes."),
+        Param("max_stamp_ahead", 1.0, "Refuse frame tokens stamped more than this many seconds after this node's "
+                                      "clock (sim time on replays), so one bad stamp cannot block the real frames "
+                                      "after it; past stamps are fine (0: no check).", (0.0, 1_000_000.0)),
+        Param("max_pending_queries", 8, "Queries waiting for the model at most; more are refused (accepted false) "
+                                        "so the video keeps its share.", (1, 1000)),
+        Param("no_video_timeout", 10.0, "A question asked before the stream's first frame waits this long (s) "
+                                        "for it, then is refused (no video since the stream (re)started).",
+              (0.0, 3600.0)),
+        Param("state_dir", "", "Folder of the journal of pending queries, ids and counters, kept across restarts "
+                               "(empty: $ROS_HOME/live_ros, ROS_HOME defaulting to ~/.ros)."),
     )
+
+    # state of the journal and of frame_index gaps (set up by open_journal)
+    journal: QueryJournal | None = None
+    frames_lost = 0
+    _last_index: int | None = None
+    _leftover_timer = None
 
     def __init__(self):
         super().__init__("live_llm", namespace="live")
@@ -68,10 +176,24 @@ class LiveLLM(LiveNode):
         self._engine_error = ""
         self.pub = self.pub_json = self.pub_decision = None
         self.sub = None
-        self.query_srv = self.reset_srv = None
+        self.core = None
+        # offered from the start, so a client never waits for them to appear: they refuse at
+        # once, saying why, until the node is active (see _not_active)
+        self.query_srv = self.create_service(Query, "query", self._serve_query)
+        self.reset_srv = self.create_service(Trigger, "reset", self._serve_reset)
 
     # -- lifecycle -----------------------------------------------------------------------
-    def configure(self) -> None:
+    def _engine_config(self) -> EngineConfig:
+        return EngineConfig(theta=self.p("theta"), max_new_tokens=self.p("max_new_tokens"),
+                            min_new_tokens=self.p("min_new_tokens"), system_prompt=self.p("system_prompt") or None,
+                            cache_budget=self.p("cache_budget") or None, mute=self.p("mute"),
+                            min_response_interval=self.p("min_response_interval"),
+                            max_query_chars=self.p("max_query_chars"), max_backlog=self.p("max_backlog"),
+                            partials=self.p("partial_responses"), max_pending_queries=self.p("max_pending_queries"),
+                            no_video_timeout=self.p("no_video_timeout"))
+
+    def load(self) -> None:
+        """The model and the engine (its system prompt prefilled): in the load thread with autostart."""
         t0 = time.perf_counter()
         system = presets.load(self.p("preset"), llm=self.p("llm_path") or None,
                               vision=self.p("vision_path") or None, adapter=self.p("adapter_path") or None,
@@ -81,37 +203,36 @@ class LiveLLM(LiveNode):
         del system  # the vision encoder runs in frame_encoder
         for note in loaded.notes:
             self.get_logger().warning(f"{self.p('preset')}: {note}")
-        config = EngineConfig(theta=self.p("theta"), max_new_tokens=self.p("max_new_tokens"),
-                              min_new_tokens=self.p("min_new_tokens"),
-                              system_prompt=self.p("system_prompt") or None,
-                              cache_budget=self.p("cache_budget") or None, mute=self.p("mute"),
-                              min_response_interval=self.p("min_response_interval"),
-                              max_query_chars=self.p("max_query_chars"), max_backlog=self.p("max_backlog"),
-                              partials=self.p("partial_responses"))
         from live_ros.engine import StreamEngine
 
-        self.core = StreamEngine(loaded.model, loaded.tokens, config)
+        self.core = StreamEngine(loaded.model, loaded.tokens, self._engine_config())
+        self.get_logger().info(f"{self.p('preset')} loaded in {time.perf_counter() - t0:.1f} s; expects frame "
+                               f"tokens from {self.expected_encoder}")
+
+    def configure(self) -> None:
         self.pub = self.create_lifecycle_publisher(Response, "response", qos.responses())
         self.pub_json = self.create_lifecycle_publisher(String, "response_json", qos.responses())
         self.pub_decision = self.create_lifecycle_publisher(Decision, "decision", qos.decisions())
-        self.get_logger().info(f"{self.p('preset')} ready in {time.perf_counter() - t0:.1f} s; expects frame "
-                               f"tokens from {self.expected_encoder}")
 
     def activate(self) -> None:
+        # live settings changed while loading or inactive (on_parameter had no engine to tell)
+        wanted = self._engine_config()
+        changes = {field: getattr(wanted, field) for field in LIVE_SETTINGS.values()
+                   if getattr(wanted, field) != getattr(self.core.cfg, field)}
+        if changes:
+            self.core.configure(**changes)
         self.engine = ThreadedEngine(self.core, on_event=self.on_event)
         self.sub = self.create_subscription(FrameTokens, "frame_tokens", self.on_tokens, qos.frames())
-        self.query_srv = self.create_service(Query, "query", self.on_query)
-        self.reset_srv = self.create_service(Trigger, "reset", self.on_reset)
+        self.open_journal()
 
     def deactivate(self) -> None:
-        for entity, destroy in ((self.sub, self.destroy_subscription), (self.query_srv, self.destroy_service),
-                                (self.reset_srv, self.destroy_service)):
-            if entity is not None:
-                destroy(entity)
-        self.sub = self.query_srv = self.reset_srv = None
+        if self.sub is not None:
+            self.destroy_subscription(self.sub)
+            self.sub = None
         if self.engine is not None:
             self.engine.stop()  # waiting queries get their refusal (published by on_event)
             self.engine = None
+        self.close_journal()
 
     def cleanup(self) -> None:
         self.core = None
@@ -122,6 +243,35 @@ class LiveLLM(LiveNode):
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    # -- services: refused at once while not active -----------------------------------------
+    def _not_active(self) -> str:
+        """Why live/query and live/reset refuse now ('' when active)."""
+        if self.engine is not None:
+            return ""
+        if self.state == "loading":
+            return (f"live_llm is loading its model ({self.loading_seconds:.0f} s so far); ask again once "
+                    f"`live-ros status` shows it active")
+        if self.state == "unconfigured" and self._load_error:
+            return (f"live_llm is unconfigured: its model did not load ({self._load_error}); fix that and "
+                    f"restart it")
+        return (f"live_llm is {self.state}, not active: wait for autostart, or activate it (ros2 lifecycle set "
+                f"{self.get_fully_qualified_name()} activate)")
+
+    def _serve_query(self, request: Query.Request, response: Query.Response) -> Query.Response:
+        why = self._not_active()
+        if why:
+            response.accepted, response.message = False, why
+            self.report_error(f"live_llm: query refused: {why}", log=False)
+            return response
+        return self.on_query(request, response)
+
+    def _serve_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        why = self._not_active()
+        if why:
+            response.success, response.message = False, why
+            return response
+        return self.on_reset(request, response)
+
     # -- callbacks: validate and enqueue ----------------------------------------------------
     def on_tokens(self, msg: FrameTokens) -> None:
         where = f"live_llm: frame {msg.frame_index} on {self.sub.topic_name}"
@@ -130,9 +280,16 @@ class LiveLLM(LiveNode):
             self.report_error(f"{where}: tokens from encoder '{msg.encoder}' but this checkpoint expects "
                               f"'{self.expected_encoder}': run frame_encoder with the same preset as live_llm")
             return
+        self._count_gap(int(msg.frame_index))
+        stamp = stamp_to_seconds(msg.header.stamp)
+        ahead = stamp_ahead_error(stamp, self.get_clock().now().nanoseconds * 1e-9, self.p("max_stamp_ahead"), where)
+        if ahead:  # refused before the engine sees it: its stamp never becomes the stream's newest
+            self.frames_refused += 1
+            self.report_error(ahead)
+            return
         try:
             tokens = torch.from_numpy(msg_to_tokens(msg, where))
-            index = self.engine.submit_frame(tokens, stamp_to_seconds(msg.header.stamp))
+            index = self.engine.submit_frame(tokens, stamp)
         except (ConversionError, EngineInputError) as err:
             self.frames_refused += 1
             self.report_error(f"{where}: {err}" if isinstance(err, EngineInputError) else str(err))
@@ -146,7 +303,13 @@ class LiveLLM(LiveNode):
             response.accepted, response.message = False, "live_llm is not active: activate it (or wait for autostart)"
             return response
         try:
-            response.query_id = self.engine.submit_query(request.text)
+            journal = self.journal
+            if journal is None:
+                response.query_id = self.engine.submit_query(request.text)
+            else:
+                with journal.lock:  # journaled before the worker can end it (ended() takes the lock)
+                    response.query_id = self.engine.submit_query(request.text)
+                    journal.accepted(response.query_id, request.text)
             response.accepted = True
         except EngineInputError as err:
             response.accepted, response.message = False, str(err)
@@ -203,6 +366,9 @@ class LiveLLM(LiveNode):
                 "response_id": msg.response_id, "query_id": msg.query_id, "kind": msg.kind, "text": msg.text,
                 "final": msg.final, "video_time": msg.video_time, "latency": round(msg.latency, 4),
                 "stamp": stamp_to_seconds(msg.header.stamp), "frame_id": msg.header.frame_id})))
+        if event.final and self.journal is not None:  # after publishing: a query ends once its end is out
+            self.journal.ended(0 if event.proactive else event.query_id, event.response_id,
+                               answered=event.response_kind == "answer" and not event.proactive)
         if event.final and event.proactive and event.stamp is not None:
             self.publish_decision(event.frame_index, event.stamp, event.video_time, event.p_interval,
                                   response_id=event.response_id, batch=int(event.timings.get("batch", 1)))
@@ -220,17 +386,86 @@ class LiveLLM(LiveNode):
         self.pub_decision.publish(msg)
 
     def status_fields(self) -> dict:
-        if self.engine is None:
-            return {"frames_dropped": self.frames_refused}
-        st = self.engine.stats()
-        if st.last_error and st.last_error != self._engine_error:
-            self._engine_error = st.last_error
-            self.report_error(f"live_llm: {st.last_error}")
-        return {"fps": st.frames_taken and len([t for t in self.taken if time.monotonic() - t < 5.0]) / 5.0,
-                "lag": st.lag_s, "cache_tokens": st.cache_tokens, "frames_in": st.frames_in,
-                "frames_dropped": st.frames_dropped + self.frames_refused,
-                "queries_accepted": st.queries_accepted, "queries_answered": st.queries_answered}
+        """Counters continue across restarts (the journal's totals of earlier processes plus
+        this one's); frames_dropped = dropped by the engine (with the reason in last_error) +
+        refused here + lost before reaching this node (frame_index gaps)."""
+        journal = self.journal
+        st = self.engine.stats() if self.engine is not None else (self.core.stats if self.core is not None else None)
+        fields = {"frames_dropped": self.frames_refused + self.frames_lost}
+        if st is not None:
+            if st.last_error and st.last_error != self._engine_error:
+                self._engine_error = st.last_error
+                self.report_error(f"live_llm: {st.last_error}")
+            fields.update({"fps": st.frames_taken and len([t for t in self.taken if time.monotonic() - t < 5.0]) / 5.0,
+                           "lag": st.lag_s, "cache_tokens": st.cache_tokens, "frames_in": st.frames_in,
+                           "frames_dropped": st.frames_dropped + self.frames_refused + self.frames_lost,
+                           "queries_accepted": st.queries_accepted, "queries_answered": st.queries_answered})
+        if journal is not None:
+            for key in COUNTERS:
+                fields[key] = journal.base[key] + fields.get(key, 0)
+            with journal.lock:
+                counters = {key: fields[key] for key in COUNTERS}
+                if counters != journal.counters or journal.last_frame_index != self._last_index:
+                    journal.counters, journal.last_frame_index = counters, self._last_index
+                    journal.write()
+            if journal.error:
+                self.report_error(f"live_llm: {journal.error}")
+        return fields
 
+    # -- the journal and frame_index gaps -----------------------------------------------------
+    def open_journal(self) -> None:
+        """Read what the previous process of this node left (call at the end of activate,
+        once the engine exists; again after a re-activation is harmless): query and response
+        ids continue after the highest ever given, counters continue, and every query it
+        accepted but never answered gets a refusal, published on the next executor turn
+        (once the response publisher is active)."""
+        if self.journal is None:
+            name = self.get_fully_qualified_name().strip("/").replace("/", ".")
+            domain = os.environ.get("ROS_DOMAIN_ID") or "0"
+            self.journal = QueryJournal(state_dir(self.p("state_dir")) / f"{name}.domain{domain}.json")
+            if self.journal.error:
+                self.report_error(f"live_llm: {self.journal.error}")
+            if self._last_index is None and isinstance(self.journal.last_frame_index, int):
+                self._last_index = self.journal.last_frame_index
+            if self.journal.restarts:
+                self.get_logger().warning(
+                    f"live_llm restarted (restart {self.journal.restarts} recorded in {self.journal.path}); "
+                    f"{len(self.journal.leftovers)} query(ies) left unanswered by the previous process are refused")
+        self.journal.clean = False
+        self.core.continue_ids(self.journal.next_query_id, self.journal.next_response_id)
+        if self.journal.leftovers and self._leftover_timer is None:
+            self._leftover_timer = self.create_timer(0.5, self._refuse_leftovers)
+
+    def close_journal(self) -> None:
+        """A clean stop (call from deactivate, after the engine stopped and refused what
+        waited): the next process starts its counters afresh; ids still continue."""
+        if self.journal is not None:
+            self.journal.close()
+
+    def _refuse_leftovers(self) -> None:
+        """The previous process's unanswered queries: a refusal each, with their own ids."""
+        if self.engine is None or not self.active:
+            return  # not active yet (or any more): try again on the next turn
+        self.destroy_timer(self._leftover_timer)
+        self._leftover_timer = None
+        for query_id, info in sorted(self.journal.leftovers.items()):
+            text = info.get("text", "") if isinstance(info, dict) else ""
+            self.core.refuse(QueryInput(query_id, text, None, time.perf_counter()),
+                             "live_llm restarted before answering this query (its process ended: killed or "
+                             "crashed); ask again")
+
+    def _count_gap(self, index: int) -> None:
+        """frame_encoder numbers its frames consecutively: a gap is frames that never reached
+        this node (lost in transport, or sent while it was not running). A lower index is a
+        restarted encoder, not a loss."""
+        last, self._last_index = self._last_index, index
+        if last is not None and index > last + 1:
+            lost = index - last - 1
+            self.frames_lost += lost
+            self.report_error(f"live_llm: {lost} frame(s) lost before reaching live_llm (frame_index {last + 1} to "
+                              f"{index - 1}): sent while live_llm was not running (a restart, or loading) or "
+                              f"dropped in transport (live/frame_tokens keeps the last 30); counted in "
+                              f"frames_dropped")
 
 def main(argv=None) -> int:
     return run_main(LiveLLM, argv)

@@ -3,6 +3,12 @@
 Publishes ``/camera/image_raw`` (``sensor_msgs/Image`` rgb8) paced by the video's own
 timestamps (``rate`` times real time), stamped with the node's clock at publication
 (real stamps; ``use_sim_time`` honoured). ``loop`` restarts at the end.
+
+It plays only once the graph downstream is ready: the nodes named in ``wait_for_nodes``
+say ``active`` on ``live/status`` (the launch file names camera_subscriber, frame_encoder
+and live_llm, so no second of the video passes while the models load), then
+``wait_for_subscribers`` subscriptions match the camera topic. The video's first frame is
+then the first frame the LLM takes, and video time is the video's own.
 """
 
 from __future__ import annotations
@@ -61,6 +67,9 @@ class VideoSource(LiveNode):
         Param("folder_fps", 10.0, "Frame rate of an image folder.", (0.1, 240.0)),
         Param("frame_id", "camera", "frame_id of the published images."),
         Param("max_seconds", 0.0, "Stop after this many seconds of video (0: play it all).", (0.0, 1e9)),
+        Param("wait_for_nodes", "", "Comma-separated names of nodes (in this namespace) whose live/status must "
+              "say active before playing (the launch file: camera_subscriber,frame_encoder,live_llm; empty: do "
+              "not wait)."),
         Param("wait_for_subscribers", 1, "Start playing once this many subscriptions match the camera topic (0: at "
               "once), so that the video's first frames are not lost while discovery completes.", (0, 100)),
     )
@@ -72,6 +81,12 @@ class VideoSource(LiveNode):
         self.running = False
         self.published = 0
         self.finished = False
+        self.status_sub = None
+        self.downstream: dict[str, str] = {}   # node -> its latest state on live/status
+
+    @property
+    def awaited(self) -> list[str]:
+        return [n for n in (part.strip() for part in self.p("wait_for_nodes").replace(" ", ",").split(",")) if n]
 
     def configure(self) -> None:
         if not self.p("source"):
@@ -80,6 +95,13 @@ class VideoSource(LiveNode):
         self.pub = self.create_lifecycle_publisher(Image, "/camera/image_raw", qos.camera("reliable", 5))
 
     def activate(self) -> None:
+        if self.awaited and self.status_sub is None:
+            from live_ros.msg import Status
+
+            profile = qos.status()
+            profile.depth = 10  # several nodes report at once
+            self.status_sub = self.create_subscription(
+                Status, "status", lambda m: self.downstream.__setitem__(m.node, m.state), profile)
         self.running = True
         self.thread = threading.Thread(target=self._play, name="video_source", daemon=True)
         self.thread.start()
@@ -94,6 +116,26 @@ class VideoSource(LiveNode):
             self.destroy_lifecycle_publisher(self.pub)
             self.pub = None
 
+    def _wait_for_nodes(self) -> bool:
+        """Block until every node of wait_for_nodes reports active (False when deactivated meanwhile)."""
+        want = self.awaited
+        if not want:
+            return self.running
+        t0, told = time.monotonic(), 0.0
+        self.get_logger().info(f"waiting for {', '.join(want)} to say active on live/status before playing "
+                               f"{self.p('source')} (set wait_for_nodes:='' to play at once)")
+        while self.running:
+            missing = [n for n in want if self.downstream.get(n) != "active"]
+            if not missing:
+                self.get_logger().info(f"{', '.join(want)} active after {time.monotonic() - t0:.1f} s: playing")
+                return True
+            if time.monotonic() - t0 - told > 15.0:
+                told = time.monotonic() - t0
+                self.get_logger().info("still waiting before playing: " + ", ".join(
+                    f"{n} {self.downstream.get(n, 'not seen on live/status')}" for n in missing))
+            time.sleep(0.05)
+        return False
+
     def _wait_for_subscribers(self) -> bool:
         """Block until enough subscriptions match (False when deactivated meanwhile)."""
         want, t0, told = self.p("wait_for_subscribers"), time.monotonic(), False
@@ -107,7 +149,7 @@ class VideoSource(LiveNode):
         return self.running
 
     def _play(self) -> None:
-        if not self._wait_for_subscribers():
+        if not self._wait_for_nodes() or not self._wait_for_subscribers():
             return
         while self.running:
             t0 = time.monotonic()

@@ -133,6 +133,25 @@ def cdr_header_stamp(data: bytes, where: str = "message") -> float:
     return sec + nanosec * 1e-9
 
 
+def cdr_image_size(data: bytes, where: str = "image") -> tuple[int, int]:
+    """``(width, height)`` of a serialized ``sensor_msgs/Image``, read from the CDR bytes
+    without deserializing its pixels (so an oversize image can be refused before it is
+    copied): after the encapsulation header, ``header`` (int32 sec, uint32 nanosec, string
+    frame_id as uint32 length + bytes), then uint32 height and uint32 width, aligned to 4
+    bytes from the end of the encapsulation header."""
+    if len(data) < 16 or data[0] != 0 or data[1] not in (0, 1):
+        raise ConversionError(f"{where}: {len(data)} bytes are not a CDR-serialized message with a header")
+    order = "<" if data[1] == 1 else ">"
+    (id_len,) = struct.unpack_from(order + "I", data, 12)
+    offset = 16 + id_len
+    offset += -(offset - 4) % 4  # alignment counts from the end of the 4-byte encapsulation header
+    if offset + 8 > len(data):
+        raise ConversionError(f"{where}: {len(data)} bytes are too short for an Image (frame_id length {id_len}); "
+                              f"is the publisher's type sensor_msgs/Image?")
+    height, width = struct.unpack_from(order + "II", data, offset)
+    return int(width), int(height)
+
+
 def stamp_to_seconds(stamp) -> float:
     return float(stamp.sec) + float(stamp.nanosec) * 1e-9
 

@@ -1,10 +1,17 @@
 """replay-eval's player: a bag's camera images into the running graph, with /clock.
 
-- **Warm-up**: copies of the bag's first image, stamped after the bag's last stamp and
-  marked ``frame_id = live_ros/replay_warmup``, are published until a ``live/decision``
-  comes back (the whole chain is connected and active); then ``live/reset`` starts a new
-  stream. The bag's first image then goes backwards in time, so camera_subscriber restarts
-  its sampling grid exactly there, whatever it saw before.
+- **Warm-up**: copies of the bag's first image, marked ``frame_id =
+  live_ros/replay_warmup``, are published until a ``live/decision`` comes back (the whole
+  chain is connected and active); then ``live/reset`` starts a new stream.
+  Into a graph replay-eval started itself (``precede``), they are stamped *before* the
+  bag's first image, on its sampling grid (whole ticks of 1/fps back from it, at most
+  ``WARMUP_SLOTS`` of them, never below ``MIN_STAMP``): camera_subscriber's grid then
+  runs on into the bag's exactly, and no stamp goes backwards. Into an attached graph
+  (whose sampling grid is unknown), or when the slots run out or the bag starts too close
+  to 0, they are stamped after the bag's last stamp: the bag's first image then goes
+  backwards in time, so camera_subscriber restarts its grid exactly there (and says so).
+- **/clock** is never 0 or negative (a bag whose times start near 0: rclpy refuses a
+  negative time and every node would die on it): at least ``MIN_CLOCK_NS``.
 - **Lockstep** (default): the images in bag order with their own stamps (gaps and
   reordered stamps as they are), /clock = the image's log time before each; after an image
   the sampling rule says live_llm will take, wait for its decision (published once the
@@ -30,6 +37,27 @@ from live_ros.bags.score import Asked
 
 class ReplayError(RuntimeError):
     """The replay could not go on; the text names the bag, the topic and what to check."""
+
+
+WARMUP_SLOTS = 240          # warm-up images before the bag (one every 0.5 s: 2 minutes of waiting)
+MIN_STAMP = 1.0             # seconds: the earliest warm-up stamp before a bag
+MIN_CLOCK_NS = 1_000_000    # the smallest /clock published (1 ms; 0 means "no time yet" to ROS)
+
+
+def warmup_stamps(first_ns: int, last_ns: int, fps: float, precede: bool):
+    """Stamps (ns) of the warm-up images, in order: whole ticks before the bag's first
+    image while there is room (``precede``), then after the bag's last stamp."""
+    tick = int(round(1e9 / fps))
+    room = max(0, (first_ns - int(MIN_STAMP * 1e9)) // tick) if precede else 0
+    n = min(WARMUP_SLOTS, room)
+    for k in range(n, 0, -1):
+        yield first_ns - k * tick
+    base = int(math.ceil(last_ns / 1e9 + 10.0)) * 1_000_000_000
+    spacing = int(math.ceil(2e9 / fps))
+    k = 0
+    while True:
+        yield base + k * spacing
+        k += 1
 
 
 def _key(stamp: float) -> int:
@@ -98,6 +126,7 @@ class Player:
         self.query = node.create_client(Query, f"{ns}/query")
         self.reset = node.create_client(Trigger, f"{ns}/reset")
         self.where = f"bag {scan.bag}, topic {scan.topic} -> {self.topic}"
+        self.check = None   # () -> str: what went wrong in the graph meanwhile ("" if nothing)
 
     # -- callbacks --------------------------------------------------------------------------
     def _on_decision(self, msg) -> None:
@@ -118,14 +147,20 @@ class Player:
     def spin_until(self, condition, timeout: float, what: str, hint: str = "") -> None:
         deadline = time.monotonic() + timeout
         while not condition():
+            self.check_graph()
             if time.monotonic() > deadline:
                 raise ReplayError(f"{self.where}: no {what} within {timeout:g} s" + (f"; {hint}" if hint else ""))
             self.executor.spin_once(timeout_sec=0.02)
 
+    def check_graph(self) -> None:
+        problem = self.check() if self.check is not None else ""
+        if problem:
+            raise ReplayError(f"{self.where}: {problem}")
+
     def clock(self, t_ns: int) -> None:
         from builtin_interfaces.msg import Time
 
-        sec, nanosec = divmod(int(t_ns), 1_000_000_000)
+        sec, nanosec = divmod(max(MIN_CLOCK_NS, int(t_ns)), 1_000_000_000)
         self.clock_pub.publish(self.Clock(clock=Time(sec=sec, nanosec=nanosec)))
 
     def publish(self, raw: bytes, log_ns: int, stamp: float | None = None) -> float:
@@ -144,12 +179,13 @@ class Player:
             return False
 
     # -- phases -----------------------------------------------------------------------------
-    def warm_up(self, fps: float, timeout: float, frame_timeout: float, on_wait=None) -> None:
-        """Publish warm-up images until one comes back as a decision; then reset the stream."""
+    def warm_up(self, fps: float, timeout: float, frame_timeout: float, on_wait=None, precede: bool = False) -> None:
+        """Publish warm-up images until one comes back as a decision; then reset the stream.
+        ``precede``: stamp them before the bag's first image (a graph that saw no stamps yet)."""
         first_raw = next(bagio.iter_camera(self.scan))[1]
-        last = max(im.stamp for im in self.scan.images)
-        base = int(math.ceil(last + 10.0)) * 1_000_000_000
-        spacing = int(math.ceil(2e9 / fps))
+        first = self.scan.images[0]
+        last_ns = max(im.sec * 1_000_000_000 + im.nanosec for im in self.scan.images)
+        stamps = warmup_stamps(first.sec * 1_000_000_000 + first.nanosec, last_ns, fps, precede)
         sent: list[float] = []
         self.phase = "warmup"
         t0 = time.monotonic()
@@ -160,6 +196,7 @@ class Player:
             return any(_key(s) + dk in keys for s in stamps for dk in (-1, 0, 1))
 
         while not (sent and came_back(sent)):
+            self.check_graph()
             now = time.monotonic()
             if now - t0 > timeout:
                 raise ReplayError(f"{self.where}: the graph did not answer a warm-up image within {timeout:g} s (no "
@@ -167,7 +204,7 @@ class Player:
                                   f"active (live-ros status), with use_sim_time, in this namespace, and does "
                                   f"camera_subscriber's qos match the player's ({self.camera_qos})?")
             if now >= next_pub:
-                ns = base + len(sent) * spacing
+                ns = next(stamps)
                 self.publish(bagio.restamp(first_raw, self.scan.msgtype, ns, bagio.WARMUP_FRAME_ID), ns)
                 sent.append(ns / 1e9)
                 next_pub = now + 0.5
@@ -205,14 +242,15 @@ class Player:
             if realtime:
                 due = wall0 + (img.log_ns - log0) / 1e9 / speed
                 while (now := time.monotonic()) < due:
-                    if now - last_clock >= 0.05:
-                        self.clock(log0 + int((now - wall0) * speed * 1e9))
+                    if now - last_clock >= 0.05:   # not before the first image: log0 may be ~0
+                        self.clock(log0 + max(0, int((now - wall0) * speed * 1e9)))
                         last_clock = now
                     self.executor.spin_once(timeout_sec=min(0.01, max(0.0, due - now)))
                 res.late.append(time.monotonic() - due)
             while qi < len(questions) and slots[qi] <= img.order:
                 self._ask_at(questions[qi], realtime, pending, frame_timeout)
                 qi += 1
+            self.check_graph()
             plan = model.step(img.stamp, lambda raw=raw: self.convertible(raw))
             res.plans.append(plan)
             self.publish(raw, img.log_ns, img.stamp)
@@ -266,6 +304,7 @@ class Player:
         start = last_n = time.monotonic()
         seen = -1
         while time.monotonic() - start < limit:
+            self.check_graph()
             if all(self.acked.get(s) for s in expected):
                 break
             n = len(res.decisions) + len(res.responses)

@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import collections
 import functools
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,9 +53,67 @@ class ReplayOptions:
     progress: bool = True
 
 
+class DeathWatch:
+    """Between the started graph's supervisor and its log: notes every node exit (the
+    supervisor's "[live-ros launch] <node> exited with code N" / "killed by SIG...") with
+    that node's last output lines, so the replay stops naming the node that died instead
+    of waiting for a service that will not come."""
+
+    EXIT = re.compile(r"^\[live-ros launch\] (\S+) (exited with code -?\d+|killed by [^:(]+)")
+    LINES = 12
+
+    def __init__(self, out):
+        self.out = out
+        self.recent: dict[str, collections.deque] = {}
+        self.deaths: list[tuple[str, str, list[str]]] = []   # (node, how, its last lines)
+
+    def write(self, text: str) -> None:
+        for line in text.splitlines():
+            m = self.EXIT.match(line)
+            if m:
+                node = m.group(1)
+                self.deaths.append((node, m.group(2).strip(), list(self.recent.get(node, ()))))
+            elif line.startswith("[") and "] " in line:
+                node = line[1:line.index("] ")]
+                self.recent.setdefault(node, collections.deque(maxlen=self.LINES)).append(line)
+        self.out.write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def problem(self) -> str:
+        """"" while no node died; else which died, how, and its last output lines."""
+        if not self.deaths:
+            return ""
+        parts = []
+        for node, how, lines in self.deaths[:3]:
+            shown = "\n".join(f"    {line}" for line in lines) or "    (no output)"
+            parts.append(f"{node} {how} during the replay; its last output:\n{shown}")
+        more = f"\n({len(self.deaths) - 3} more exits in the graph log)" if len(self.deaths) > 3 else ""
+        return ("a node of the graph died, so the replay cannot be scored:\n" + "\n".join(parts) + more)
+
+
 def _say(opts: ReplayOptions, text: str) -> None:
     if opts.progress:
         print(text, file=sys.stderr, flush=True)
+
+
+def _make_folders(folders: list[Path]) -> list[Path]:
+    """Create ``folders`` (and their parents); returns those that did not exist, deepest first."""
+    made: list[Path] = []
+    for folder in folders:
+        missing = [f for f in [Path(folder), *Path(folder).parents] if not f.exists()]
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        made += missing
+    return made
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()   # only when empty
+        except OSError:
+            pass
 
 
 def load_inputs(opts: ReplayOptions):
@@ -79,7 +139,7 @@ def run(opts: ReplayOptions) -> dict:
     from live_ros.ros.replay import Player
     from live_ros.ros.tools import private_node
 
-    scan, events, source, questions = load_inputs(opts)
+    scan, events, source, questions = load_inputs(opts)   # wrong inputs fail here, before any file is made
     mode = "realtime" if opts.realtime else "lockstep"
     camera_qos = opts.camera_qos or ("sensor_data" if opts.realtime else "reliable")
     topic = opts.publish_topic or (scan.topic if not scan.compressed or scan.topic.endswith("/compressed")
@@ -94,9 +154,15 @@ def run(opts: ReplayOptions) -> dict:
     notes: list[str] = []
     ns = "/" + opts.namespace.strip("/")
     if not opts.attach:
-        graph = OwnGraph(launch_file=opts.launch_file, namespace=opts.namespace, preset=opts.preset,
-                         camera_topic=base_topic, compressed=scan.compressed, fps=opts.fps, camera_qos=camera_qos,
-                         params_file=opts.params_file, sets=opts.sets, log=opts.log)
+        made = _make_folders([Path(opts.log).parent] if opts.log else [])
+        try:
+            graph = OwnGraph(launch_file=opts.launch_file, namespace=opts.namespace, preset=opts.preset,
+                             camera_topic=base_topic, compressed=scan.compressed, fps=opts.fps,
+                             camera_qos=camera_qos, params_file=opts.params_file, sets=opts.sets, log=opts.log)
+        except Exception:
+            _remove_empty(made)   # a wrong --launch-file / --set: leave nothing behind
+            raise
+        deaths = graph.supervisor.out = DeathWatch(graph.supervisor.out)
         graph.start()
         _say(opts, f"graph started ({', '.join(n.name for n in graph.nodes)}, use_sim_time, camera QoS {camera_qos})")
     try:
@@ -130,14 +196,17 @@ def run(opts: ReplayOptions) -> dict:
                 else:
                     fps = opts.fps
                 player = Player(node, executor, scan, namespace=opts.namespace, topic=topic, camera_qos=camera_qos)
-                player.warm_up(fps, opts.timeout, opts.frame_timeout, on_wait)
+                if graph is not None:
+                    player.check = deaths.problem
+                # a graph started here has seen no stamps: the warm-up can precede the bag's
+                player.warm_up(fps, opts.timeout, opts.frame_timeout, on_wait, precede=graph is not None)
                 llm = get_params(node, executor, f"{ns}/live_llm", ["preset", "theta", "llm_path", "vision_path",
                                                                       "adapter_path", "max_new_tokens", "num_threads"])
                 _say(opts, f"graph ready; playing {mode}" + (f" x{opts.speed:g}" if opts.realtime else ""))
                 play = player.play(fps, questions, realtime=opts.realtime, speed=opts.speed,
                                    frame_timeout=opts.frame_timeout, drain=opts.drain)
             except Exception as err:
-                if graph is not None and not isinstance(err, bagio.BagError):
+                if graph is not None and not isinstance(err, bagio.BagError) and not deaths.deaths:
                     tail = graph.tail()
                     if tail:
                         err.args = (f"{err.args[0] if err.args else err}\n--- graph log (last lines) ---\n{tail}",)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import rclpy
@@ -24,32 +25,74 @@ def status_to_dict(msg) -> dict:
     return d
 
 
-def collect(namespace: str = "live", timeout: float = 5.0, settle: float = 2.0) -> dict[str, dict]:
-    """Listen to ``/<namespace>/status``: the latest report per node. Stops `settle` seconds
-    after the first report (nodes report about once a second), or after `timeout`."""
+def _gid(raw) -> bytes:
+    """A publisher's gid as bytes (the discovery info gives a list, a message's info a dict),
+    its first 16 bytes: the part every rmw fills."""
+    data = raw.get("data", b"") if isinstance(raw, dict) else raw
+    return bytes(data)[:16]
+
+
+def survey(namespace: str = "live", timeout: float = 5.0, settle: float = 2.0) -> tuple[dict[str, dict], list[str]]:
+    """Listen to ``/<namespace>/status`` until every node known to publish there (discovered
+    through the graph) has reported, or ``timeout`` seconds. Returns the latest report per
+    node and the full names of the discovered publishers that sent nothing. It listens at
+    least ``settle`` seconds after the first report and after the last newly discovered
+    publisher, so that publishers discovered late are waited for too."""
     from live_ros.msg import Status
 
     topic = f"/{namespace.strip('/')}/status" if namespace.strip("/") else "/status"
     seen: dict[str, dict] = {}
+    reported: set[bytes] = set()
+    known: dict[bytes, str] = {}
+
+    def on_status(msg, info) -> None:
+        seen[msg.node] = status_to_dict(msg)
+        gid = (info or {}).get("publisher_gid")
+        if gid:
+            reported.add(_gid(gid))
+
     context = rclpy.Context()
     rclpy.init(context=context)
     try:
         node = rclpy.create_node(f"live_ros_status_{os.getpid()}", context=context)
         profile = qos.status()
         # Several nodes publish here: keep more than one message per take.
-        node.create_subscription(Status, topic, lambda m: seen.__setitem__(m.node, status_to_dict(m)),
+        node.create_subscription(Status, topic, on_status,
                                  QoSProfile(history=profile.history, depth=50, reliability=profile.reliability))
         executor = rclpy.executors.SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=min(0.1, max(0.0, deadline - time.monotonic())))
-            if seen and deadline - time.monotonic() > settle:
-                deadline = time.monotonic() + settle
+
+        def pending() -> list[str]:
+            # a publisher counts as reported by its gid, or (an rmw without gids in message
+            # infos) by its node name
+            return sorted(name for gid, name in known.items()
+                          if gid not in reported and name.rsplit("/", 1)[-1] not in seen)
+        start = time.monotonic()
+        first = changed = None
+        while time.monotonic() - start < timeout:
+            executor.spin_once(timeout_sec=0.1)
+            for info in node.get_publishers_info_by_topic(topic):
+                name = "/".join(p for p in (info.node_namespace.strip("/"), info.node_name) if p)
+                if _gid(info.endpoint_gid) not in known:
+                    changed = time.monotonic()
+                known[_gid(info.endpoint_gid)] = "/" + name
+            if seen and first is None:
+                first = time.monotonic()
+            # done once every known publisher reported, `settle` s after the first report and
+            # after the last publisher was discovered (discovery goes on while reports arrive)
+            quiet = time.monotonic() - max(first or 0.0, changed or 0.0)
+            if first is not None and quiet >= settle and not pending():
+                break
+        silent = pending()
         node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
-    return seen
+    return seen, silent
+
+
+def collect(namespace: str = "live", timeout: float = 5.0) -> dict[str, dict]:
+    """The latest report per node on ``/<namespace>/status`` (see :func:`survey`)."""
+    return survey(namespace, timeout)[0]
 
 
 def format_table(reports: dict[str, dict]) -> str:
@@ -76,12 +119,19 @@ def no_report_hint(namespace: str, timeout: float) -> str:
             f"--namespace as the running nodes.")
 
 
+def silent_hint(silent: list[str], timeout: float) -> str:
+    return (f"no report within {timeout:g} s from {', '.join(silent)} (they publish on the status topic but sent "
+            f"nothing: still starting, or stuck; try --timeout with more seconds, or look at their log)")
+
+
 def main(args) -> int:
-    reports = collect(args.namespace, args.timeout)
+    reports, silent = survey(args.namespace, args.timeout)
     if args.json:
         print(json.dumps(reports, indent=1, sort_keys=True))
     elif reports:
         print(format_table(reports))
     else:
         print(no_report_hint(args.namespace, args.timeout))
+    if silent:
+        print(silent_hint(silent, args.timeout), file=sys.stderr if args.json else sys.stdout)
     return 0 if reports else 1
