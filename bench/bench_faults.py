@@ -89,11 +89,19 @@ class Faults:
         """'yes' when every node reports after now with its pid unchanged (the killed ones:
         respawned and active again)."""
         deadline = time.monotonic() + 90
+        while expect_respawn and time.monotonic() < deadline and \
+                any(bg.pids(self.supervisor).get(n) == self.pids.get(n) for n in expect_respawn):
+            time.sleep(0.2)   # the launcher has not started the new process yet
+        respawned_at = time.monotonic()
+        states: dict = {}
         while time.monotonic() < deadline:
             st = self.status(3.0)
             now = bg.pids(self.supervisor)
+            with self.probe.lock:   # a respawned node counts once its new process reports
+                fresh = {n: self.probe.status[n][0] > respawned_at + 1.0 for n in expect_respawn
+                         if n in self.probe.status}
             states = {n: (st[n].state if n in st else "no status") for n in NODES}
-            if all(s == "active" for s in states.values()):
+            if all(s == "active" for s in states.values()) and all(fresh.get(n) for n in expect_respawn):
                 restarted = [n for n in NODES if now.get(n) != self.pids.get(n)]
                 unexpected = [n for n in restarted if n not in expect_respawn]
                 self.pids = now
@@ -287,10 +295,10 @@ def huge_images(f: Faults) -> dict:
         f.probe.camera.publish(msg)
         del msg
         time.sleep(1.5)
-    time.sleep(2.0)
-    refused = f.counter("camera_subscriber", "frames_dropped") - before
+    # a best-effort image DDS lost is counted when the next image arrives (message-lost event)
     keys = f.stream(3.0, phase="after-huge")
     taken = f.wait_decisions(keys)
+    refused = f.counter("camera_subscriber", "frames_dropped") - before
     rss1 = _rss_mb(pid)
     return row("huge-images", len(sizes), 0, refused, f.alive(),
                f"camera_subscriber RSS {rss0:.0f} -> {rss1:.0f} MB; frames after: {taken} of {len(keys)}; "

@@ -399,10 +399,10 @@ def test_full_backlog_drops_oldest_and_counts():
         eng.stop()
 
 
-def test_every_query_ends_in_answer_or_refusal_across_reset():
-    model, tokens = tiny()
-    steer(model, tokens)
-    core = StreamEngine(model, tokens, EngineConfig())
+def held_on_first_frame(core):
+    """A ThreadedEngine whose worker stops inside frame 0's event until ``gate`` is set
+    (``entered`` tells it got there), so inputs pile up as they do while the model is busy;
+    every event goes to ``got``."""
     gate, entered = threading.Event(), threading.Event()
     got = []
 
@@ -410,9 +410,16 @@ def test_every_query_ends_in_answer_or_refusal_across_reset():
         got.append(ev)
         if isinstance(ev, SilentEvent) and ev.frame_index == 0 and not entered.is_set():
             entered.set()
-            gate.wait(30)                                   # hold the worker on the first frame
+            gate.wait(30)
 
-    eng = ThreadedEngine(core, listen)
+    return ThreadedEngine(core, listen), gate, entered, got
+
+
+def test_every_query_ends_in_answer_or_refusal_across_reset():
+    model, tokens = tiny()
+    steer(model, tokens)
+    core = StreamEngine(model, tokens, EngineConfig())
+    eng, gate, entered, got = held_on_first_frame(core)
     try:
         eng.submit_frame(SILENT, 0.0)
         assert entered.wait(30)
@@ -456,16 +463,7 @@ def test_query_flood_is_bounded_and_frames_keep_their_share():
     model, tokens = tiny()
     steer(model, tokens)
     core = StreamEngine(model, tokens, EngineConfig(max_pending_queries=4, max_batch=2, max_backlog=6))
-    gate, entered = threading.Event(), threading.Event()
-    got = []
-
-    def listen(ev):
-        got.append(ev)
-        if isinstance(ev, SilentEvent) and ev.frame_index == 0 and not entered.is_set():
-            entered.set()
-            gate.wait(30)                                   # hold the worker on the first frame
-
-    eng = ThreadedEngine(core, listen)
+    eng, gate, entered, got = held_on_first_frame(core)
     try:
         eng.submit_frame(SILENT, 0.0)
         assert entered.wait(30)

@@ -103,6 +103,10 @@ def test_queries_refusals_reset_and_accounting(graph):
     with ros_node("graph_queries") as (node, executor):
         c = Client(node, executor)
         c.wait_active(graph)
+        # a frame first: a question asked before the stream has one waits for it (no_video_timeout)
+        c.images([600.0])
+        spin_until(executor, lambda: any(abs(stamp_to_seconds(r.header.stamp) - 600.0) < 1e-6 and r.final
+                                         for r in c.responses), 90, "a response to the frame at 600 s")
         empty = c.ask("")
         assert not empty.accepted and "empty" in empty.message
         huge = c.ask("x" * 10_000)

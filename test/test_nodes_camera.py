@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rclpy.qos import QoSProfile
 from ros_helpers import ros_node, spin_until
 from sensor_msgs.msg import Image
 
@@ -219,8 +220,31 @@ def test_frames_published_to_nobody_are_counted(processes):
         spin_until(executor, lambda: "last" in status and status["last"].frames_dropped >= 2, 60,
                    "frames counted as dropped", camera, detail=lambda: status.get("last"))
     last = status["last"]
-    assert "frame_encoder not subscribed" in last.last_error and "frames published to nobody" in last.last_error, last
+    assert "frame_encoder not active" in last.last_error and "while no subscriber took them" in last.last_error, last
     assert last.frames_dropped <= last.frames_in, last
+
+
+def test_frames_published_while_the_encoder_is_killed_are_counted(processes):
+    """A real frame_encoder takes the frames, then is killed with -9: DDS keeps its dead reader
+    matched for a while, but its live/status stops, so camera_subscriber counts the frames it
+    publishes from then on as dropped and says why."""
+    processes.start(LIB / "camera_subscriber", "--ros-args", "-r", "__ns:=/down", "-p", "qos:=reliable",
+                    "-r", "/camera/image_raw:=/down_cam/image_raw")
+    encoder = processes.start(LIB / "frame_encoder", "--ros-args", "-r", "__ns:=/down")
+    camera = processes.python(PEERS / "camera_peer.py", "/down_cam/image_raw", "10")
+    status: dict[str, Status] = {}
+    with ros_node("encoder_down_test") as (node, executor):
+        node.create_subscription(Status, "/down/status", lambda m: status.__setitem__(m.node, m),
+                                 QoSProfile(depth=20, reliability=qos.status().reliability))
+        spin_until(executor, lambda: "frame_encoder" in status and status["frame_encoder"].state == "active" and
+                   status["frame_encoder"].frames_in >= 2, 120, "frame_encoder taking frames", camera,
+                   detail=lambda: {k: (v.state, v.frames_in) for k, v in status.items()})
+        before = status["camera_subscriber"].frames_dropped
+        encoder.kill()
+        spin_until(executor, lambda: status["camera_subscriber"].frames_dropped >= before + 3, 60,
+                   "frames counted after the kill", camera, detail=lambda: status.get("camera_subscriber"))
+    last = status["camera_subscriber"]
+    assert "frame_encoder not active" in last.last_error, last
 
 
 def test_huge_images_are_refused_or_counted_as_lost(processes):

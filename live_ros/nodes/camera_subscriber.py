@@ -17,7 +17,8 @@ Nothing is lost silently: an image over ``max_image_pixels`` is refused from its
 bytes (width x height read before deserializing, so it costs no copy); images DDS lost in
 transport (the subscription's message-lost event; best effort loses images larger than
 Fast DDS's shared-memory segment, about 0.5 MB) and frames published to ``live/frames``
-while no frame_encoder subscribes are counted in ``frames_dropped`` with the reason in
+while no frame_encoder takes them (none subscribed, or its ``live/status`` is not active:
+loading, or silent after a kill) are counted in ``frames_dropped`` with the reason in
 ``last_error``.
 """
 
@@ -26,18 +27,22 @@ from __future__ import annotations
 import time
 
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.qos import ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
 from live_ros.model import frames as core_frames
 from live_ros.model import presets
+from live_ros.msg import Status
 from live_ros.nodes.base import LiveNode, Param, main as run_main
 from live_ros.ros import qos
 from live_ros.ros.convert import (ConversionError, cdr_header_stamp, cdr_image_size, compressed_to_rgb, image_to_rgb,
                                   rgb_to_image)
 
 CAMERA_TOPIC = "/camera/image_raw"
+# A subscriber of live/frames whose latest live/status is older than this (seconds) is
+# taken to be gone: 2.5 reports at the default status_period of 1 s.
+DOWNSTREAM_SILENCE = 2.5
 
 
 class CameraSubscriber(LiveNode):
@@ -78,7 +83,10 @@ class CameraSubscriber(LiveNode):
         self._graph_checked = 0.0
         self.lost_in_transport = 0                # DDS message-lost events on the camera topic
         self.to_nobody = 0                        # frames published while no one subscribed live/frames
-        self._to_nobody_run = 0
+        self._to_nobody_run = 0                   #   (or none of its subscribers was active: see _downstream_ready)
+        self.downstream: dict[str, tuple[float, str]] = {}  # node name -> (monotonic time, state) of its status
+        self._status_sub = self.create_subscription(Status, "status", self._on_status,
+                                                    QoSProfile(depth=20, reliability=qos.status().reliability))
 
     @property
     def topic(self) -> str:
@@ -204,9 +212,27 @@ class CameraSubscriber(LiveNode):
                           f"{limit}: lower the camera resolution or raise max_image_pixels")
         return True
 
+    def _on_status(self, msg: Status) -> None:
+        if msg.node != self.get_name():
+            self.downstream[msg.node] = (time.monotonic(), msg.state)
+
+    def _downstream_ready(self) -> bool:
+        """Whether a subscriber of live/frames takes frames now. A subscriber that is a
+        live_ros node (it reports on live/status) counts only while its latest report says
+        active and is recent: after a kill -9 DDS keeps the dead reader matched until its
+        lease ends, and a respawned frame_encoder reports ``loading`` while it loads. Any
+        other subscriber (a recorder) counts as taking frames."""
+        silence = DOWNSTREAM_SILENCE
+        now = time.monotonic()
+        for info in self.get_subscriptions_info_by_topic(self.pub.topic_name):
+            seen = self.downstream.get(info.node_name)
+            if seen is None or (seen[1] == "active" and now - seen[0] < silence):
+                return True
+        return False
+
     def _count_unsubscribed(self) -> None:
-        """A frame just published on live/frames: count it as dropped when no one subscribes."""
-        if self.pub.get_subscription_count() > 0:
+        """A frame just published on live/frames: count it as dropped when no one takes it."""
+        if self.pub.get_subscription_count() > 0 and self._downstream_ready():
             if self._to_nobody_run:
                 self.get_logger().info(f"camera_subscriber: {self.pub.topic_name} has a subscriber again after "
                                        f"{self._to_nobody_run} frame(s) published to nobody")
@@ -214,9 +240,9 @@ class CameraSubscriber(LiveNode):
             return
         self.to_nobody += 1
         self._to_nobody_run += 1
-        self.report_error(f"camera_subscriber: frame_encoder not subscribed: {self.to_nobody} frames published to "
-                          f"nobody on {self.pub.topic_name} (is frame_encoder running, loading or respawning? "
-                          f"live-ros status shows it)", log=self._to_nobody_run == 1)
+        self.report_error(f"camera_subscriber: frame_encoder not active: {self.to_nobody} frames published on "
+                          f"{self.pub.topic_name} while no subscriber took them (frame_encoder gone, loading or "
+                          f"respawning; live-ros status shows it)", log=self._to_nobody_run == 1)
 
     def _note_arrival(self) -> None:
         now = time.monotonic()
