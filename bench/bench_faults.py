@@ -467,6 +467,9 @@ def run(args) -> list[dict]:
         bg.wait_active(f.probe, supervisor, 300)
         bg.discover(f.probe, f.video, 120)
         f.stream(3.0, phase="warmup")
+        # one FrameTokens message is kept (bad-tokens copies it); a subscriber of live/frames
+        # that is not a live_ros node would count as a consumer for camera_subscriber's drop count
+        f.probe.drop_sample_subscriptions()
         f.pids = bg.pids(supervisor)
         for name in args.probes:
             t0 = time.monotonic()

@@ -76,6 +76,13 @@ COMMON = (
 )
 
 
+# Declared by every node that takes stamped frames (camera_subscriber, live_llm): one rule,
+# live_ros.model.frames.stamp_ahead_error.
+MAX_STAMP_AHEAD = Param("max_stamp_ahead", 1.0, "Refuse frames stamped more than this many seconds after this node's "
+                        "clock (sim time on replays), so one bad stamp cannot restart sampling or block the real "
+                        "frames after it; past stamps are fine (0: no check).", (0.0, 1_000_000.0))
+
+
 class LiveNode(LifecycleNode):
     """Base of every live_ros node. Subclasses set PARAMS and override the on_* hooks
     (``configure``, ``activate``, ``deactivate``, ``cleanup``) and ``status_fields``."""

@@ -24,6 +24,7 @@ loading, or silent after a kill) are counted in ``frames_dropped`` with the reas
 
 from __future__ import annotations
 
+import collections
 import time
 
 from rclpy.event_handler import SubscriptionEventCallbacks
@@ -34,15 +35,18 @@ from sensor_msgs.msg import CompressedImage, Image
 from live_ros.model import frames as core_frames
 from live_ros.model import presets
 from live_ros.msg import Status
-from live_ros.nodes.base import LiveNode, Param, main as run_main
+from live_ros.nodes.base import MAX_STAMP_AHEAD, LiveNode, Param, main as run_main
 from live_ros.ros import qos
 from live_ros.ros.convert import (ConversionError, cdr_header_stamp, cdr_image_size, compressed_to_rgb, image_to_rgb,
                                   rgb_to_image)
 
 CAMERA_TOPIC = "/camera/image_raw"
 # A subscriber of live/frames whose latest live/status is older than this (seconds) is
-# taken to be gone: 2.5 reports at the default status_period of 1 s.
+# taken to be gone: 2.5 reports at the default status_period of 1 s. Once it is, the
+# frames published more than DOWNSTREAM_DUE after its last report (when its next report
+# was due and never came: it had died) are counted as dropped too.
 DOWNSTREAM_SILENCE = 2.5
+DOWNSTREAM_DUE = 1.2
 
 
 class CameraSubscriber(LiveNode):
@@ -62,9 +66,7 @@ class CameraSubscriber(LiveNode):
         Param("no_input_warning", 5.0, "Seconds without any image before saying why that may be.", (0.5, 600.0)),
         Param("input_timeout", 1.0, "Seconds without an image, once images have flowed, after which status "
               "reports the input as stopped (fps 0, last_error naming the topic and its publisher).", (0.1, 600.0)),
-        Param("max_stamp_ahead", 1.0, "Refuse images stamped more than this many seconds after this node's clock "
-              "(sim time on replays), so one bad stamp cannot restart sampling or block the real video after it; "
-              "past stamps are fine (0: no check).", (0.0, 1_000_000.0)),
+        MAX_STAMP_AHEAD,
     )
 
     def __init__(self):
@@ -85,6 +87,8 @@ class CameraSubscriber(LiveNode):
         self.to_nobody = 0                        # frames published while no one subscribed live/frames
         self._to_nobody_run = 0                   #   (or none of its subscribers was active: see _downstream_ready)
         self.downstream: dict[str, tuple[float, str]] = {}  # node name -> (monotonic time, state) of its status
+        self._recent: collections.deque[float] = collections.deque(maxlen=200)  # publish times, not yet judged
+        self._last_report = 0.0                   # newest active report of a live_ros subscriber of live/frames
         self._status_sub = self.create_subscription(Status, "status", self._on_status,
                                                     QoSProfile(depth=20, reliability=qos.status().reliability))
 
@@ -226,18 +230,29 @@ class CameraSubscriber(LiveNode):
         now = time.monotonic()
         for info in self.get_subscriptions_info_by_topic(self.pub.topic_name):
             seen = self.downstream.get(info.node_name)
+            if seen is not None and seen[1] == "active":
+                self._last_report = max(self._last_report, seen[0])
             if seen is None or (seen[1] == "active" and now - seen[0] < silence):
                 return True
         return False
 
     def _count_unsubscribed(self) -> None:
         """A frame just published on live/frames: count it as dropped when no one takes it."""
+        now = time.monotonic()
+        self._recent.append(now)
+        while self._recent and now - self._recent[0] > 2 * DOWNSTREAM_SILENCE:
+            self._recent.popleft()
         if self.pub.get_subscription_count() > 0 and self._downstream_ready():
             if self._to_nobody_run:
                 self.get_logger().info(f"camera_subscriber: {self.pub.topic_name} has a subscriber again after "
                                        f"{self._to_nobody_run} frame(s) published to nobody")
                 self._to_nobody_run = 0
             return
+        if not self._to_nobody_run:  # the frames since its next report was due went to a dead reader too
+            missed = sum(1 for t in list(self._recent)[:-1] if t > self._last_report + DOWNSTREAM_DUE)
+            self.to_nobody += missed
+            self._to_nobody_run += missed
+        self._recent.clear()
         self.to_nobody += 1
         self._to_nobody_run += 1
         self.report_error(f"camera_subscriber: frame_encoder not active: {self.to_nobody} frames published on "

@@ -25,7 +25,7 @@ from live_ros.engine import EngineConfig, EngineInputError, QueryInput, Response
 from live_ros.model import presets
 from live_ros.model.frames import stamp_ahead_error
 from live_ros.msg import Decision, FrameTokens, Response
-from live_ros.nodes.base import LiveNode, Param, main as run_main
+from live_ros.nodes.base import MAX_STAMP_AHEAD, LiveNode, Param, main as run_main
 from live_ros.ros import qos
 from live_ros.ros.convert import ConversionError, msg_to_tokens, seconds_to_stamp, stamp_to_seconds
 from live_ros.srv import Query
@@ -148,9 +148,7 @@ class LiveLLM(LiveNode):
         Param("max_backlog", 64, "Frames waiting while the model speaks; past it the oldest is dropped.",
               (1, 10_000)),
         Param("partial_responses", True, "Publish partial text while a response decodes."),
-        Param("max_stamp_ahead", 1.0, "Refuse frame tokens stamped more than this many seconds after this node's "
-                                      "clock (sim time on replays), so one bad stamp cannot block the real frames "
-                                      "after it; past stamps are fine (0: no check).", (0.0, 1_000_000.0)),
+        MAX_STAMP_AHEAD,
         Param("max_pending_queries", 8, "Queries waiting for the model at most; more are refused (accepted false) "
                                         "so the video keeps its share.", (1, 1000)),
         Param("no_video_timeout", 10.0, "A question asked before the stream's first frame waits this long (s) "
