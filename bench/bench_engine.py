@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Speed benchmark of the streaming engine (issue #4), on the embedded default
+"""Speed benchmark of the streaming engine, on the embedded default
 (SmolLM2-135M-Instruct, fp32, 2 threads) unless told otherwise.
 
 Prints, in one run:

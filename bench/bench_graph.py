@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark of the whole ROS 2 graph (issue #7, item 6), on the embedded default unless told
+"""Benchmark of the whole ROS 2 graph, on the embedded default unless told
 otherwise: camera_subscriber -> frame_encoder -> live_llm from the package's launch file, as
 child processes (live_ros.launcher.Supervisor), with this process as the camera.
 
@@ -33,7 +33,7 @@ Measures, in one run:
      over each measured window, as % of one core and share of the graph, beside this
      process and the whole machine (a shared machine: the rest is other work).
 
-Ends with a table of every target (issue #7) with the measured value, the ratio to the
+Ends with a table of every target (the graph's real-time goals) with the measured value, the ratio to the
 target and PASS / MISS. Discovery is warmed up until an image makes it all the way to a
 Decision before anything is measured. ROS_DOMAIN_ID defaults to 42 and discovery to
 LOCALHOST (set them to override), so the run does not mix with other graphs.
@@ -882,7 +882,7 @@ def report(args, res: dict) -> None:
             f"{cpu['seconds']:.0f} s; utime + stime from /proc, all threads and child processes)")
         cpu_table(cpu)
     say("")
-    say("## Targets (issue #7: this 2-core machine, embedded default)")
+    say("## Targets (this 2-core machine, embedded default)")
     say("| target | measured | ratio to target | met |")
     say("|---|---|---|---|")
     for t in res["targets"]:

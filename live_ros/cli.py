@@ -1,6 +1,6 @@
 """``live-ros``: one command, one verb per job.
 
-Verbs appear here only once they work (shared/notes/contract.md lists the planned ones).
+Verbs appear here only once they work.
 Heavy imports (rclpy, torch) happen inside each verb, so ``--help`` stays instant.
 """
 

@@ -1,6 +1,7 @@
-"""QoS profiles of the contract (shared/notes/contract.md, "QoS"), in one place.
+"""QoS profiles of the public interface (README, "Reference: nodes, topics, services, parameters"), in one place.
 
-- camera input: a parameter, sensor-data by default (best effort, keep last 5), or reliable;
+- camera input: a parameter, sensor-data by default (best effort; depth camera_subscriber's qos_depth,
+  30), or reliable;
 - ``live/frames`` and ``live/frame_tokens``: reliable, keep last 30 (no frame is lost
   between our own nodes, and a burst of 15 s at 2 fps fits);
 - ``live/response`` and ``live/response_json``: reliable, transient local, keep last 20 (a
