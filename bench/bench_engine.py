@@ -213,7 +213,9 @@ def job_mode(args) -> dict:
     frames = frames_for(n, tpf, dim)
     per_frame_tokens = 2 * (tpf + 1) + 4 * n
     cfg = EngineConfig(cache_budget=None, max_new_tokens=r, min_new_tokens=r, max_batch=1, partials=False)
-    speak = (lambda i, p: i % every == every - 1)
+    def speak(i, p):
+        return i % every == every - 1
+
     if mode == "streaming":
         eng = StreamEngine(model, tokens, cfg)
     elif mode == "per_frame":

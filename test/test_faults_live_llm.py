@@ -10,7 +10,6 @@ import array
 import json
 import signal
 import sys
-import time
 from pathlib import Path
 
 import numpy as np

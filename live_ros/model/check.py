@@ -7,7 +7,6 @@ import resource
 import sys
 import time
 
-import numpy as np
 import torch
 
 
