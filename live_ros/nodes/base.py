@@ -101,6 +101,8 @@ class LiveNode(LifecycleNode):
         self._lock = threading.Lock()
         self._status_pub = self.create_publisher(Status, "status", qos.status())
         self._status_timer = self.create_timer(self.p("status_period"), self._publish_status)
+        self.peers: dict[str, tuple[float, str]] = {}  # other nodes: (monotonic time of report, state)
+        self._peers_sub = None
         self._loaded = False          # load() done (and not undone by cleanup)
         self._load_error = ""
         self._load_started = 0.0
@@ -156,6 +158,15 @@ class LiveNode(LifecycleNode):
     def status_fields(self) -> dict:
         """fps, lag, cache_tokens, frames_in, frames_dropped, queries_accepted, queries_answered."""
         return {}
+
+    def watch_peers(self) -> None:
+        """Follow the other nodes' ``live/status`` into ``self.peers`` (once; idempotent)."""
+        if self._peers_sub is None:
+            self._peers_sub = self.create_subscription(Status, "status", self._on_peer_status, qos.status_watch())
+
+    def _on_peer_status(self, msg: Status) -> None:
+        if msg.node != self.get_name():
+            self.peers[msg.node] = (time.monotonic(), msg.state)
 
     def _publish_status(self) -> None:
         msg = Status(node=self.get_name(), state=self.state, last_error=self.last_error)

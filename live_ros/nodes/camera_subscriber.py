@@ -28,13 +28,12 @@ import collections
 import time
 
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
 from live_ros.model import frames as core_frames
 from live_ros.model import presets
-from live_ros.msg import Status
 from live_ros.nodes.base import MAX_STAMP_AHEAD, LiveNode, Param, main as run_main
 from live_ros.ros import qos
 from live_ros.ros.convert import (ConversionError, cdr_header_stamp, cdr_image_size, compressed_to_rgb, image_to_rgb,
@@ -86,11 +85,9 @@ class CameraSubscriber(LiveNode):
         self.lost_in_transport = 0                # DDS message-lost events on the camera topic
         self.to_nobody = 0                        # frames published while no one subscribed live/frames
         self._to_nobody_run = 0                   #   (or none of its subscribers was active: see _downstream_ready)
-        self.downstream: dict[str, tuple[float, str]] = {}  # node name -> (monotonic time, state) of its status
         self._recent: collections.deque[float] = collections.deque(maxlen=200)  # publish times, not yet judged
         self._last_report = 0.0                   # newest active report of a live_ros subscriber of live/frames
-        self._status_sub = self.create_subscription(Status, "status", self._on_status,
-                                                    QoSProfile(depth=20, reliability=qos.status().reliability))
+        self.watch_peers()  # self.peers: is frame_encoder active? (_downstream_ready)
 
     @property
     def topic(self) -> str:
@@ -99,6 +96,8 @@ class CameraSubscriber(LiveNode):
     def configure(self) -> None:
         self.size = self.p("image_size") or presets.frame_size(self.p("preset"))
         self.sampler = core_frames.FrameSampler(self.p("fps"))
+        # read-only parameters read per image: once here, not from the parameter store at camera rate
+        self.max_pixels, self.max_ahead = self.p("max_image_pixels"), self.p("max_stamp_ahead")
         self.pub = self.create_lifecycle_publisher(Image, "frames", qos.frames())
         self.get_logger().info(f"letterbox {self.size} px at {self.p('fps')} fps from {self.topic} "
                                f"(QoS {self.p('qos')})")
@@ -141,8 +140,7 @@ class CameraSubscriber(LiveNode):
             self.refused += 1
             self.report_error(str(err))
             return
-        ahead = core_frames.stamp_ahead_error(stamp, self.get_clock().now().nanoseconds * 1e-9,
-                                              self.p("max_stamp_ahead"), where)
+        ahead = core_frames.stamp_ahead_error(stamp, self.get_clock().now().nanoseconds * 1e-9, self.max_ahead, where)
         if ahead:  # refused before sampling: the sampler's newest stamp stays that of the real video
             self.refused += 1
             self.report_error(ahead)
@@ -165,7 +163,7 @@ class CameraSubscriber(LiveNode):
             return
         try:
             rgb = (compressed_to_rgb if self.msg_type is CompressedImage else image_to_rgb)(
-                msg, self.p("max_image_pixels"), where)
+                msg, self.max_pixels, where)
             frame = core_frames.letterbox(rgb, self.size)
         except (ConversionError, ValueError) as err:
             self.refused += 1
@@ -208,7 +206,7 @@ class CameraSubscriber(LiveNode):
             width, height = cdr_image_size(data, where)
         except ConversionError:
             return False  # deserializing it says what is wrong
-        limit = self.p("max_image_pixels")
+        limit = self.max_pixels
         if width * height <= limit:
             return False
         self.refused += 1
@@ -216,23 +214,18 @@ class CameraSubscriber(LiveNode):
                           f"{limit}: lower the camera resolution or raise max_image_pixels")
         return True
 
-    def _on_status(self, msg: Status) -> None:
-        if msg.node != self.get_name():
-            self.downstream[msg.node] = (time.monotonic(), msg.state)
-
     def _downstream_ready(self) -> bool:
         """Whether a subscriber of live/frames takes frames now. A subscriber that is a
         live_ros node (it reports on live/status) counts only while its latest report says
         active and is recent: after a kill -9 DDS keeps the dead reader matched until its
         lease ends, and a respawned frame_encoder reports ``loading`` while it loads. Any
         other subscriber (a recorder) counts as taking frames."""
-        silence = DOWNSTREAM_SILENCE
         now = time.monotonic()
         for info in self.get_subscriptions_info_by_topic(self.pub.topic_name):
-            seen = self.downstream.get(info.node_name)
+            seen = self.peers.get(info.node_name)
             if seen is not None and seen[1] == "active":
                 self._last_report = max(self._last_report, seen[0])
-            if seen is None or (seen[1] == "active" and now - seen[0] < silence):
+            if seen is None or (seen[1] == "active" and now - seen[0] < DOWNSTREAM_SILENCE):
                 return True
         return False
 

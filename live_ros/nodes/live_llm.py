@@ -34,6 +34,7 @@ LIVE_SETTINGS = {"theta": "theta", "max_new_tokens": "max_new_tokens", "min_new_
                  "system_prompt": "system_prompt",
                  "cache_budget": "cache_budget", "mute": "mute", "min_response_interval": "min_response_interval"}
 
+
 class LiveLLM(LiveNode):
     PARAMS = (
         Param("preset", "embedded", "Model preset (live_ros.model.presets).", choices=tuple(presets.PRESETS)),
@@ -68,12 +69,6 @@ class LiveLLM(LiveNode):
                                "(empty: $ROS_HOME/live_ros, ROS_HOME defaulting to ~/.ros)."),
     )
 
-    # state of the journal and of frame_index gaps (set up by open_journal)
-    journal: QueryJournal | None = None
-    frames_lost = 0
-    _last_index: int | None = None
-    _leftover_timer = None
-
     def __init__(self):
         super().__init__("live_llm", namespace="live")
         self.engine: ThreadedEngine | None = None
@@ -85,10 +80,14 @@ class LiveLLM(LiveNode):
         self.pub = self.pub_json = self.pub_decision = None
         self.sub = None
         self.core = None
+        self.journal: QueryJournal | None = None   # set up by open_journal (activate)
+        self.frames_lost = 0                        # frame_index gaps: frames that never reached this node
+        self._last_index: int | None = None
+        self._leftover_timer = None
         # offered from the start, so a client never waits for them to appear: they refuse at
         # once, saying why, until the node is active (see _not_active)
-        self.query_srv = self.create_service(Query, "query", self._serve_query)
-        self.reset_srv = self.create_service(Trigger, "reset", self._serve_reset)
+        self.query_srv = self.create_service(Query, "query", self.on_query)
+        self.reset_srv = self.create_service(Trigger, "reset", self.on_reset)
 
     # -- lifecycle -----------------------------------------------------------------------
     def _engine_config(self) -> EngineConfig:
@@ -165,21 +164,6 @@ class LiveLLM(LiveNode):
         return (f"live_llm is {self.state}, not active: wait for autostart, or activate it (ros2 lifecycle set "
                 f"{self.get_fully_qualified_name()} activate)")
 
-    def _serve_query(self, request: Query.Request, response: Query.Response) -> Query.Response:
-        why = self._not_active()
-        if why:
-            response.accepted, response.message = False, why
-            self.report_error(f"live_llm: query refused: {why}", log=False)
-            return response
-        return self.on_query(request, response)
-
-    def _serve_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        why = self._not_active()
-        if why:
-            response.success, response.message = False, why
-            return response
-        return self.on_reset(request, response)
-
     # -- callbacks: validate and enqueue ----------------------------------------------------
     def on_tokens(self, msg: FrameTokens) -> None:
         where = f"live_llm: frame {msg.frame_index} on {self.sub.topic_name}"
@@ -207,8 +191,10 @@ class LiveLLM(LiveNode):
             self.frame_ids.pop(next(iter(self.frame_ids)))
 
     def on_query(self, request: Query.Request, response: Query.Response) -> Query.Response:
-        if self.engine is None:
-            response.accepted, response.message = False, "live_llm is not active: activate it (or wait for autostart)"
+        why = self._not_active()
+        if why:
+            response.accepted, response.message = False, why
+            self.report_error(f"live_llm: query refused: {why}", log=False)
             return response
         try:
             journal = self.journal
@@ -225,8 +211,9 @@ class LiveLLM(LiveNode):
         return response
 
     def on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        if self.engine is None:
-            response.success, response.message = False, "live_llm is not active"
+        why = self._not_active()
+        if why:
+            response.success, response.message = False, why
             return response
         self.engine.reset()
         self.frame_ids.clear()
@@ -374,6 +361,7 @@ class LiveLLM(LiveNode):
                               f"{index - 1}): sent while live_llm was not running (a restart, or loading) or "
                               f"dropped in transport (live/frame_tokens keeps the last 30); counted in "
                               f"frames_dropped")
+
 
 def main(argv=None) -> int:
     return run_main(LiveLLM, argv)

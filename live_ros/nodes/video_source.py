@@ -81,8 +81,6 @@ class VideoSource(LiveNode):
         self.running = False
         self.published = 0
         self.finished = False
-        self.status_sub = None
-        self.downstream: dict[str, str] = {}   # node -> its latest state on live/status
 
     @property
     def awaited(self) -> list[str]:
@@ -95,13 +93,8 @@ class VideoSource(LiveNode):
         self.pub = self.create_lifecycle_publisher(Image, "/camera/image_raw", qos.camera("reliable", 5))
 
     def activate(self) -> None:
-        if self.awaited and self.status_sub is None:
-            from live_ros.msg import Status
-
-            profile = qos.status()
-            profile.depth = 10  # several nodes report at once
-            self.status_sub = self.create_subscription(
-                Status, "status", lambda m: self.downstream.__setitem__(m.node, m.state), profile)
+        if self.awaited:
+            self.watch_peers()
         self.running = True
         self.thread = threading.Thread(target=self._play, name="video_source", daemon=True)
         self.thread.start()
@@ -125,14 +118,14 @@ class VideoSource(LiveNode):
         self.get_logger().info(f"waiting for {', '.join(want)} to say active on live/status before playing "
                                f"{self.p('source')} (set wait_for_nodes:='' to play at once)")
         while self.running:
-            missing = [n for n in want if self.downstream.get(n) != "active"]
+            missing = [n for n in want if self.peers.get(n, (0.0, ""))[1] != "active"]
             if not missing:
                 self.get_logger().info(f"{', '.join(want)} active after {time.monotonic() - t0:.1f} s: playing")
                 return True
             if time.monotonic() - t0 - told > 15.0:
                 told = time.monotonic() - t0
                 self.get_logger().info("still waiting before playing: " + ", ".join(
-                    f"{n} {self.downstream.get(n, 'not seen on live/status')}" for n in missing))
+                    f"{n} {self.peers.get(n, (0.0, 'not seen on live/status'))[1]}" for n in missing))
             time.sleep(0.05)
         return False
 

@@ -47,3 +47,9 @@ def status() -> QoSProfile:
     """``live/status`` (publishers). Subscribers that watch several nodes use a deeper queue."""
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.VOLATILE)
+
+
+def status_watch() -> QoSProfile:
+    """``live/status`` for a subscriber that follows several nodes (their reports can arrive together)."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=20, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
