@@ -72,7 +72,9 @@ def stats_ms(values) -> dict:
 # -- the worker side (one measurement per process) ---------------------------------------------
 def load(args, tokens_per_frame: int, lora: bool = True):
     """The model: the embedded SmolLM2 (LoRA merged) or a random Llama-3-8B-shaped one."""
-    import live_ros  # noqa: F401  (before transformers)
+    from live_ros import runtime
+
+    runtime.prepare_torch()  # the torchvision fix, before transformers
     import torch
 
     torch.set_num_threads(args.threads)
@@ -104,6 +106,7 @@ def load_llama3_8b(args, tokens_per_frame: int):
     from live_ros.assets import smollm2_dir
     from live_ros.model.checkpoint import load_tokenizer
     from live_ros.model.format import FormatSpec, StreamTokenizer
+    from live_ros.model.config import EncoderSettings, LiveConfig
     from live_ros.model.live_model import LiveLlamaConfig, LiveLlamaForCausalLM
 
     tok = load_tokenizer(smollm2_dir())
@@ -113,8 +116,9 @@ def load_llama3_8b(args, tokens_per_frame: int):
                           num_hidden_layers=args.layers or 32, num_attention_heads=32, num_key_value_heads=8,
                           max_position_embeddings=8192, rms_norm_eps=1e-5, tie_word_embeddings=False,
                           rope_parameters={"rope_type": "default", "rope_theta": 500000.0},   # Llama-3 (not 3.1)
-                          vision_hidden_size=1024, frame_num_tokens=tokens_per_frame,
-                          v_placeholder_id=tokens.frame_token_id, live_format=spec.to_dict())
+                          live=LiveConfig(encoder=EncoderSettings(num_tokens=tokens_per_frame),
+                                          vision_hidden_size=1024, format=spec),
+                          v_placeholder_id=tokens.frame_token_id)
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     torch.set_default_dtype(dtype)
     with torch.device(args.device):
@@ -178,6 +182,7 @@ def job_silent(args) -> dict:
         if method == "recompact":
             out["fps"] = 1.0 / pct(times, 50)
             out["fps_all"] = n / (sum(times) + sum(spikes) + 1e-9)
+            out["attn_implementation"] = eng.runner.attn_implementation
         del eng
     # transformers' own forward (DynamicCache, logits_to_keep=1) at the same cache size
     if not args.llama3_8b:
@@ -376,6 +381,8 @@ def orchestrate(args) -> None:
 
     say("")
     say("## 1. Silent frames, one at a time, LoRA merged, cache at its budget")
+    say(f"runner attention: transformers' '{silent.get('attn_implementation', '?')}' "
+        f"(config._attn_implementation, ALL_ATTENTION_FUNCTIONS)")
     s = silent["recompact"]
     say("| engine | median ms/frame | p95 | FPS |")
     say("|---|---|---|---|")
@@ -481,8 +488,10 @@ def orchestrate(args) -> None:
 
 
 def _default_budget() -> int:
-    import live_ros  # noqa: F401
-    from live_ros.engine.engine import EngineConfig
+    from live_ros import runtime
+
+    runtime.prepare_torch()  # the torchvision fix, before transformers
+    from live_ros.engine import EngineConfig
 
     return EngineConfig().cache_budget
 

@@ -47,7 +47,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_graph as bg  # noqa: E402  (the graph bench's camera, probe node and graph start)
+import graph_probe as bg  # noqa: E402  (the graph bench's camera, probe node and graph start)
+from graph_figures import say  # noqa: E402
 
 ROOT = bg.ROOT
 NODES = bg.NODES
@@ -63,7 +64,7 @@ def row(probe: str, tried: int, handled: int, refused: int, alive: str, note: st
 
 
 class Faults:
-    """The bench's node (bench_graph.Probe) plus what the probes need: a frame-token
+    """The bench's node (graph_probe.Probe) plus what the probes need: a frame-token
     publisher, query bookkeeping and per-node counters."""
 
     def __init__(self, args, supervisor):
@@ -490,17 +491,17 @@ def run(args) -> list[dict]:
                 r = row(name, 1, 0, 0, f.alive(), f"probe failed: {err!r}"[:160])
             r["seconds"] = round(time.monotonic() - t0, 1)
             rows.append(r)
-            bg.say(f"[{name}] {json.dumps(r)}")
+            say(f"[{name}] {json.dumps(r)}")
     finally:
         if f is not None:
             f.shutdown()
         supervisor.stop()
         log.close()
     crashes = sum(1 for r in rows if r["alive"] not in ("yes", "respawned"))
-    bg.say("")
-    bg.say(table(rows))
-    bg.say("")
-    bg.say(f"crashes {crashes}, silent losses {sum(r['lost'] for r in rows)}, unanswered queries "
+    say("")
+    say(table(rows))
+    say("")
+    say(f"crashes {crashes}, silent losses {sum(r['lost'] for r in rows)}, unanswered queries "
            f"{sum(r['lost'] for r in rows if r['probe'] in ('query-flood', 'kill-llm'))} (nodes' log: {log_path})")
     return rows
 

@@ -11,7 +11,7 @@ applied only where needed: torch is a CPU build, the installed torchvision is a 
 and the operators are missing. torchvision's Python parts then work; its C++ ops (nms,
 roi_align) do not, and live_ros uses none of them.
 
-`install()` is called by ``live_ros/__init__.py``: it puts a finder on ``sys.meta_path``
+`install()` is called by ``live_ros.runtime.prepare()`` (each entry point calls it): it puts a finder on ``sys.meta_path``
 that applies the fix the moment anything imports torchvision, so importing live_ros stays
 cheap (torch is imported only when torchvision is).
 """

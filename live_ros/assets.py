@@ -99,7 +99,7 @@ def ensure_smollm2(cache: Path | None = None, log=print) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        from live_ros.model.checkpoint import quiet_transformers
+        from live_ros.runtime import quiet_transformers
 
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -152,4 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from live_ros import runtime
+
+    runtime.prepare_torch()
     sys.exit(main())

@@ -167,29 +167,3 @@ def run(args) -> int:
             {"video_time": m.video_time, "kind": m.kind, "query_id": m.query_id, "text": m.text,
              "latency": m.latency} for m in finals]}, indent=1))
     return 0 if finals or not args.require_responses else 1
-
-
-def add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the main job: the full graph on the bundled video, narrated live",
-                       description="Start the whole graph from the package's launch file on the committed demo "
-                                   "video with the embedded model, ask a question partway, print narration and "
-                                   "answers as they arrive, and a summary (frames, fps, responses, latency).")
-    p.add_argument("--video", help="another video file (default: the bundled media/demo.mp4)")
-    p.add_argument("--short", action="store_const", const=30.0, dest="seconds",
-                   help="play only the first 30 s")
-    p.add_argument("--seconds", type=float, default=0.0, help="play only this many seconds")
-    p.add_argument("--instruction", default="Narrate what you see.",
-                   help="asked at the start (--instruct-at) so that the model narrates; '' for none")
-    p.add_argument("--instruct-at", type=float, default=1.0,
-                   help="video second of the instruction, as the LLM takes the video (default: 1)")
-    p.add_argument("--question", default="What do you see?", help="the question asked partway")
-    p.add_argument("--ask-at", type=float, default=None,
-                   help="video second of the question, as the LLM takes the video (default: 1/3)")
-    p.add_argument("--preset", default="embedded")
-    p.add_argument("--namespace", default="live")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the models to load")
-    p.add_argument("--log", help="write the nodes' output to this file")
-    p.add_argument("--json", help="write the responses and the summary as JSON")
-    p.add_argument("--require-responses", action="store_true", help="exit 1 when nothing was said")
-    p.set_defaults(run=run)
-

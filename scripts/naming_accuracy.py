@@ -23,9 +23,9 @@ import torch
 
 from live_ros.assets import smollm2_dir
 from live_ros.data.streams import load_samples
-from live_ros.data.world import object_catalog
-from live_ros.evaluate import _model_config, fit_context, load_stream_features
-from live_ros.train import load_trained
+from live_ros.data.world_objects import object_catalog
+from live_ros.evaluation.offline import _model_config, fit_context, load_stream_features
+from live_ros.training.model_setup import load_trained
 
 
 def main() -> int:

@@ -112,6 +112,8 @@ if ! fresh build "$h" || [ ! -e "$VENV/bin/live-ros" ]; then
     && cmake --build "$BUILD" >> "$BUILD.log" 2>&1 \
     && (cd "$BUILD" && cmake --install . >> "$BUILD.log" 2>&1) \
     || { tail -n 40 "$BUILD.log"; echo "setup.sh: building live_ros failed; full log: $BUILD.log" >&2; exit 1; }
+  # links to sources that were moved or deleted since the last build (the install only adds)
+  find "$VENV"/lib/python3*/site-packages/live_ros "$VENV/share/live_ros" -xtype l -delete 2>/dev/null || true
   mark build "$h"
 fi
 

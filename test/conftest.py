@@ -1,8 +1,8 @@
 """Test isolation: every pytest run gets its own ROS domain, localhost-only discovery and a
 ROS_HOME inside the build tree, so parallel runs and the user's own graph never mix.
 
-live_ros is imported first so the torchvision fix is in place before any test imports
-transformers, timm or open_clip.
+``live_ros.runtime.prepare()`` runs first, as in every entry point: the torchvision fix is in
+place before any test imports transformers, timm or open_clip.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-import live_ros  # noqa: F401  (the torchvision fix; must come before transformers)
+from live_ros import runtime
+
+runtime.prepare()
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"

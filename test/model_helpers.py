@@ -9,6 +9,7 @@ import torch
 from transformers import AutoTokenizer
 
 from live_ros.assets import smollm2_dir, tinycoder_gguf
+from live_ros.model.config import EncoderSettings, LiveConfig
 from live_ros.model.format import FormatSpec, StreamTokenizer, add_frame_token
 from live_ros.model.live_model import LiveLlamaConfig, LiveLlamaForCausalLM
 
@@ -36,12 +37,12 @@ def smollm2_tokenizer():
 
 def tiny_model(tokenizer, vision_dim: int = 16, frame_num_tokens: int = 2, seed: int = 0, **overrides):
     spec = FormatSpec(frame_num_tokens=frame_num_tokens)
+    live = LiveConfig(encoder=EncoderSettings(num_tokens=frame_num_tokens), vision_hidden_size=vision_dim, format=spec)
     config = LiveLlamaConfig(vocab_size=len(tokenizer) - 1, hidden_size=64, intermediate_size=128,
                              num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                             max_position_embeddings=4096, vision_hidden_size=vision_dim,
-                             frame_num_tokens=frame_num_tokens,
+                             max_position_embeddings=4096, live=live,
                              v_placeholder_id=tokenizer.convert_tokens_to_ids("<v>"),
-                             live_format=spec.to_dict(), tie_word_embeddings=False, **overrides)
+                             tie_word_embeddings=False, **overrides)
     torch.manual_seed(seed)
     model = LiveLlamaForCausalLM(config)
     model.reset_connector(seed)

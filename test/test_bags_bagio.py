@@ -22,7 +22,9 @@ from live_ros.model.frames import sample_indices
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     """A 3 s synthetic clip (10 fps) with its annotation."""
-    from live_ros.data.world import DEFAULT_SIZE, Look, Scene, render_video
+    from live_ros.data.world import render_video
+    from live_ros.data.world_objects import Look
+    from live_ros.data.world_scene import DEFAULT_SIZE, Scene
 
     folder = tmp_path_factory.mktemp("clip")
     W, H = DEFAULT_SIZE

@@ -34,7 +34,9 @@ MAX_NEW_TOKENS = 16
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     from live_ros.bags.videobag import bag_from_video
-    from live_ros.data.world import DEFAULT_SIZE, Look, Scene, render_video
+    from live_ros.data.world import render_video
+    from live_ros.data.world_objects import Look
+    from live_ros.data.world_scene import DEFAULT_SIZE, Scene
 
     folder = tmp_path_factory.mktemp("replay_clip")
     W, H = DEFAULT_SIZE
@@ -128,9 +130,9 @@ def test_record_then_replay_eval_gives_the_expected_matches(clip, graph, tmp_pat
 def test_lockstep_decisions_equal_the_engine_alone(clip, graph, tmp_path):
     import torch
 
-    from live_ros.bags.offline import encode_frames, engine_decisions
-    from live_ros.bags.score import format_report
     from live_ros.engine import EngineConfig
+    from live_ros.evaluation.bag_streams import encode_frames, engine_decisions
+    from live_ros.evaluation.score import format_report
     from live_ros.ros.replay_eval import load_system
 
     sets = [("live_llm", "theta", str(THETA)), ("live_llm", "max_new_tokens", str(MAX_NEW_TOKENS))]
@@ -152,7 +154,7 @@ def test_lockstep_decisions_equal_the_engine_alone(clip, graph, tmp_path):
     try:
         tokens = encode_frames(system.encoder, frames)
         asked_after = sum(1 for s in stamps if s - stamps[0] <= QUESTION["time"])
-        alone, answers = engine_decisions(system.loaded.model, system.loaded.tokens, tokens, stamps,
+        alone, answers = engine_decisions(system.model, system.tokens, tokens, stamps,
                                           EngineConfig(theta=THETA, max_new_tokens=MAX_NEW_TOKENS, cache_budget=1280),
                                           [(asked_after, QUESTION["text"])])
     finally:

@@ -55,3 +55,17 @@ def test_evaluate_reproduces_the_model_card(tmp_path, capsys):
                 assert a is b, (want["video_id"], key, a, b)
                 continue
             assert math.isclose(a, b, rel_tol=0.03, abs_tol=0.02), (want["video_id"], key, a, b)
+
+
+def test_the_card_describes_its_live_config():
+    """The card's "Settings" paragraph and base-weights lines match live_config.json."""
+    from live_ros.model.config import LiveConfig
+
+    card = " ".join((EMBEDDED_CHECKPOINT / "README.md").read_text().split())  # line breaks as spaces
+    config = LiveConfig.from_pretrained(EMBEDDED_CHECKPOINT)
+    for fact in (f"encoder id `{config.encoder_id}`", "`live_config.json` (`live_ros/model/config.py: LiveConfig`, "
+                 "format_version 2)", f"weights tag `{config.encoder.weights_tag}`, {config.frame_resolution} px, "
+                 f"{config.frame_num_tokens} tokens per frame", f"{config.vision_hidden_size}-d frame tokens, "
+                 f"{config.frame_fps:g} fps", f"stream weight {config.stream_weight}",
+                 f"r={config.lora.r}, alpha={config.lora.alpha}"):
+        assert fact in card, fact

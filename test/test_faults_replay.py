@@ -23,7 +23,9 @@ LIVE_ROS = shutil.which("live-ros", path=os.path.dirname(sys.executable)) or "li
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    from live_ros.data.world import DEFAULT_SIZE, Look, Scene, render_video
+    from live_ros.data.world import render_video
+    from live_ros.data.world_objects import Look
+    from live_ros.data.world_scene import DEFAULT_SIZE, Scene
 
     folder = tmp_path_factory.mktemp("faults_clip")
     W, H = DEFAULT_SIZE

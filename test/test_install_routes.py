@@ -33,10 +33,21 @@ def test_venv_route_executables_start(name):
 
 
 def test_model_libraries_import_in_a_fresh_interpreter():
-    out = fresh("import live_ros, transformers, timm, open_clip, torchvision\n"
+    out = fresh("from live_ros import runtime, _torchvision_fix\n"
+                "runtime.prepare()\n"
+                "import transformers, timm, open_clip, torchvision\n"
                 "from transformers import LlamaForCausalLM\n"
-                "print(live_ros._torchvision_fix.applied)")
+                "print(_torchvision_fix.applied)")
     assert out.returncode == 0, out.stderr
+
+
+def test_importing_the_package_has_no_side_effects():
+    out = fresh("import os, sys\n"
+                "before = (dict(os.environ), list(sys.meta_path))\n"
+                "import live_ros, live_ros.cli, live_ros.engine, live_ros.model.format\n"
+                "print(dict(os.environ) == before[0], list(sys.meta_path) == before[1])")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"], "importing live_ros changed the environment or sys.meta_path"
 
 
 def test_torchvision_fix_applies_only_where_needed():
@@ -47,7 +58,8 @@ def test_torchvision_fix_applies_only_where_needed():
     assert (bare.returncode != 0) == needed, bare.stderr
     if needed:
         assert "torchvision::nms does not exist" in bare.stderr
-    fixed = fresh("import live_ros, torchvision; print(live_ros._torchvision_fix.applied)")
+    fixed = fresh("from live_ros import _torchvision_fix, runtime\nruntime.prepare_torch()\n"
+                  "import torchvision\nprint(_torchvision_fix.applied)")
     assert fixed.returncode == 0 and fixed.stdout.strip() == str(needed)
 
 

@@ -16,7 +16,9 @@ from live_ros.srv import Query
 pytestmark = pytest.mark.ros
 
 
-def test_message_fields_follow_the_contract():
+def test_message_fields_are_the_public_interface():
+    """The fields of msg/ and srv/ as the README lists them ("Reference: nodes, topics,
+    services, parameters", Interfaces): renaming or retyping one breaks clients."""
     assert FrameTokens.get_fields_and_field_types() == {
         "header": "std_msgs/Header", "frame_index": "uint64", "encoder": "string",
         "num_tokens": "uint32", "dim": "uint32", "data": "sequence<float>"}

@@ -40,7 +40,8 @@ def test_package_launch_file_parses_with_defaults_and_overrides():
     import yaml
 
     own = yaml.safe_load(Path(cmd[cmd.index("--params-file", cmd.index("--params-file") + 1) + 1]).read_text())
-    assert own == {"/robot1/camera_subscriber": {"ros__parameters": {"preset": "embedded", "use_sim_time": False}}}
+    assert own == {"/robot1/camera_subscriber": {"ros__parameters": {"checkpoint": "", "preset": "embedded",
+                                                                     "use_sim_time": False}}}
     assert Path(cmd[0]).name == "camera_subscriber" and os.access(cmd[0], os.X_OK)
 
 

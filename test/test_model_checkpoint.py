@@ -1,11 +1,13 @@
-"""Checkpoints: save/load and LoRA merge keep the logits; the release's adapter layout loads
-exactly; every load failure names the file and the fix."""
+"""Checkpoints: save/load and LoRA merge keep the logits; load_checkpoint gives the same model
+from the embedded preset and from its folder; the release's adapter layout loads exactly
+through its preset; every load failure names the file and the fix."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -14,8 +16,9 @@ from safetensors.torch import load_file, save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from live_ros.model import presets
-from live_ros.model.checkpoint import (RELEASE_LORA, CheckpointError, LoraSettings, add_lora, live_settings,
-                                       load_live, load_release_checkpoint, load_tokenizer, save_checkpoint)
+from live_ros.model.checkpoint import (CheckpointError, add_lora, load_checkpoint, load_encoder, load_live,
+                                       load_tokenizer, save_checkpoint)
+from live_ros.model.config import RELEASE_LORA, EncoderSettings, LiveConfig, LoraSettings
 from live_ros.model.format import Turn
 
 
@@ -46,20 +49,54 @@ def test_save_load_and_merge_keep_logits(tmp_path):
     peft_model.eval()
     with torch.no_grad():
         reference = peft_model(input_ids=ids, frame_tokens=frames).logits
-    ckpt = save_checkpoint(peft_model, tok, tmp_path / "ckpt", live_settings(
-        model.config, {"backend": "test"}, base_llm=str(llm_dir)), dtype=torch.float32)
+    live = LiveConfig(base_llm=str(llm_dir), encoder=EncoderSettings(num_tokens=2), vision_hidden_size=16,
+                      format=tokens.spec, lora=LoraSettings(r=4, alpha=8, dropout=0.0))
+    assert model.config.live_config == replace(live, base_llm="", lora=LoraSettings())
+    ckpt = save_checkpoint(peft_model, tok, tmp_path / "ckpt", live, dtype=torch.float32)
     assert {p.name for p in ckpt.iterdir()} >= {"adapter_config.json", "adapter_model.safetensors", "live_config.json"}
     keys = set(load_file(str(ckpt / "adapter_model.safetensors")))
     assert "base_model.model.connector.0.weight" in keys
     assert not any("embed_tokens" in k or "base_layer" in k for k in keys)  # no base weights saved
 
     for merge in (False, True):
-        loaded = load_live(llm_dir, ckpt, vision_hidden_size=16, encoder_id="", frame_num_tokens=2,
-                           spec=tokens.spec, tokenizer_dir=ckpt, merge=merge)
+        # the folder alone: its live_config.json names the base LLM (a local folder here) and the rest
+        loaded = load_checkpoint(ckpt, merge=merge)
+        assert loaded.encoder is None and loaded.config == live and loaded.folder == ckpt
+        assert loaded.model_config.live_config == live and loaded.tokens.spec == tokens.spec
         with torch.no_grad():
             logits = loaded.model(input_ids=ids, frame_tokens=frames).logits
+        # fp32 on one CPU, the same weights: only the LoRA merge's rounding differs
         torch.testing.assert_close(logits, reference, rtol=1e-4, atol=1e-4)
         assert loaded.adapter.missing == [] and loaded.adapter.unexpected == []
+    # the older loaders' call gives the same model
+    old = load_live(llm_dir, ckpt, vision_hidden_size=16, encoder_id="", frame_num_tokens=2, spec=tokens.spec)
+    with torch.no_grad():
+        torch.testing.assert_close(old.model(input_ids=ids, frame_tokens=frames).logits, reference,
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_embedded_preset_and_its_folder_give_the_same_model():
+    """load_checkpoint('embedded') and load_checkpoint(<its folder>): one config, one model
+    (the same logits on one real frame), and load_encoder gives the same encoder."""
+    from skimage import data
+
+    by_name = load_checkpoint("embedded")
+    by_folder = load_checkpoint(presets.EMBEDDED_CHECKPOINT)
+    assert by_name.config == by_folder.config == presets.live_config("embedded")
+    assert by_name.folder == by_folder.folder == presets.EMBEDDED_CHECKPOINT and by_name.notes == []
+    assert by_name.encoder.encoder_id == by_folder.encoder.encoder_id == by_name.config.encoder_id
+    assert by_name.model_config.frame_fps == 2.0 and by_name.model_config.frame_resolution == 224
+    frame = data.chelsea()
+    with torch.no_grad():
+        frame_tokens = by_name.encoder.encode([frame])
+        assert torch.equal(frame_tokens, by_folder.encoder.encode([frame]))
+        encoder = load_encoder("embedded")
+        assert encoder.encoder_id == by_name.encoder.encoder_id
+        assert torch.equal(encoder.encode([frame]), frame_tokens)
+        ids = torch.tensor([by_name.tokens.prefix_ids + by_name.tokens.open_ids() + by_name.tokens.frame_ids])
+        a = by_name.model(input_ids=ids, frame_tokens=frame_tokens).logits
+        b = by_folder.model(input_ids=ids, frame_tokens=frame_tokens).logits
+    torch.testing.assert_close(a, b, rtol=0, atol=0)  # same files, same code path: bit-identical
 
 
 def test_release_layout_adapter_loads_exactly(tmp_path):
@@ -97,7 +134,11 @@ def test_release_layout_adapter_loads_exactly(tmp_path):
     written["base_model.model.connector.2.bias"] = torch.randn(64, generator=gen)
     save_file(written, str(adapter / "adapter_model.safetensors"))
 
-    loaded = load_release_checkpoint(adapter, llm, encoder_id="siglip-large-patch16-384", merge=False)
+    siglip = tmp_path / "siglip-large"
+    siglip.mkdir()  # only named (for the weights tag): the encoder is not built here
+    loaded = load_checkpoint(adapter, preset="videollm-online-8b-v1plus", llm=str(llm), vision=str(siglip),
+                             merge=False, force=True, with_encoder=False)
+    assert loaded.config.encoder_id == "siglip/google/siglip-large-patch16-384@siglip-large:384px:1+3x3"
     report = loaded.adapter
     assert report.missing == [] and report.unexpected == [] and report.loaded == len(written) == 34
     params = dict(loaded.model.named_parameters())
@@ -105,7 +146,7 @@ def test_release_layout_adapter_loads_exactly(tmp_path):
         module = key.replace("lora_A.weight", "lora_A.default.weight").replace("lora_B.weight", "lora_B.default.weight")
         module = module.replace("connector.", "connector.modules_to_save.default.")
         torch.testing.assert_close(params[module], value, rtol=0, atol=0)
-    cfg = loaded.config
+    cfg = loaded.model_config
     assert (cfg.frame_num_tokens, cfg.frame_fps, cfg.frame_resolution, cfg.vision_hidden_size) == (10, 2.0, 384, 1024)
     assert cfg.v_placeholder_id == len(tok) - 1  # <v> is the last id; the embedding is not resized
     assert loaded.tokens.spec.stream_close == "]\n"
@@ -134,14 +175,19 @@ def test_load_failures_name_file_and_fix(tmp_path):
         load_tokenizer(plain, add=False)
 
 
-def test_wrong_encoder_for_a_checkpoint_is_refused(tmp_path, monkeypatch):
+def test_wrong_encoder_for_a_checkpoint_is_refused(tmp_path):
     tok = tiny_tokenizer()
     model, tokens = tiny_model(tok)
     peft_model = add_lora(model, LoraSettings(r=2, alpha=4))
-    ckpt = save_checkpoint(peft_model, tok, tmp_path / "ckpt", live_settings(
-        model.config, {"backend": "open_clip"}, base_llm="x", encoder_id="open_clip/ViT-L-14@datacomp:1+3x3"))
-    with pytest.raises(CheckpointError, match=r"live_config.json expects frame tokens from 'open_clip/ViT-L-14"):
+    other = replace(presets.EMBEDDED_CONFIG, encoder=presets.EMBEDDED_CONFIG.encoder.with_weights_tag("0badc0de"))
+    ckpt = save_checkpoint(peft_model, tok, tmp_path / "ckpt", other)
+    with pytest.raises(CheckpointError, match=r"expects frame tokens from 'timm/tf_efficientnet_lite0@0badc0de.*"
+                                              r"weights .* are '57934424'"):
         presets.load("embedded", adapter=str(ckpt))
+    with pytest.raises(CheckpointError, match="neither a preset"):
+        load_checkpoint(tmp_path / "nowhere")
+    with pytest.raises(CheckpointError, match="live_config.json is missing.*videollm-online-8b-v1plus"):
+        load_checkpoint(tmp_path)
 
 
 def test_lora_on_tied_lm_head_is_refused_unless_untied():
@@ -172,3 +218,4 @@ def test_check_model_embedded_runs():
     for line in ("parameters", "load time", "one frame", "answer", "memory"):
         assert line in out.stdout
     assert "SmolLM2" in out.stdout and "tf_efficientnet_lite0" in out.stdout
+    assert "settings      2 fps, 224 px, 10 tokens/frame" in out.stdout

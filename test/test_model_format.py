@@ -79,3 +79,47 @@ def test_tokenizer_without_placeholder_is_refused():
 def test_multi_token_interval_is_refused(tokens):
     with pytest.raises(ValueError, match="one token"):
         StreamTokenizer(tokens.tokenizer, FormatSpec(interval=" silence now"))
+
+
+def test_grammar_pieces_compose_the_encoded_streams(tokens):
+    """Every piece the engine, the baselines and the evaluation feed is a piece of
+    ``encode``'s sequences: a stream assembled from the pieces is token for token the
+    training sequence, in every mode."""
+    assert tokens.system_ids() == tokens.prefix_ids
+    assert tokens.system_ids("Be brief.") == tokens.bos_ids + tokens.text_ids("Be brief.\n")
+    assert tokens.system_ids("") and tokens.end_ids() == [tokens.eos_id]
+    assert [tokens.silent_id(m) for m in ("streaming", "per_frame", "interleaved")] == [
+        tokens.interval_id, tokens.eos_id, None]
+    hi = tokens.response_ids("Hi")
+    turns = [Turn("stream", num_frames=2), Turn("assistant", "Hi"), Turn("stream", num_frames=2),
+             Turn("user", "q"), Turn("assistant", "ok"), Turn("stream", num_frames=1)]
+    streaming = (tokens.system_ids() + tokens.open_ids() + tokens.frame_chunk_ids()
+                 + tokens.frame_chunk_ids(lead=True) + tokens.speak_ids() + hi
+                 + tokens.open_ids() + tokens.frame_chunk_ids() + tokens.frame_chunk_ids(lead=True)
+                 + tokens.user_turn_ids("q", list_open=True) + tokens.assistant_prefix_ids()
+                 + tokens.response_ids("ok") + tokens.open_ids() + tokens.frame_chunk_ids())
+    assert tokens.encode(turns).input_ids == streaming
+    assert tokens.user_turn_ids("q", list_open=False) == tokens.user_ids("q")
+    two = [Turn("stream", num_frames=2), Turn("assistant", "Hi")]
+    per_frame = (tokens.system_ids() + tokens.frame_chunk_ids("per_frame") + tokens.end_ids()
+                 + tokens.frame_chunk_ids("per_frame") + hi)
+    assert tokens.encode(two, mode="per_frame").input_ids == per_frame
+    interleaved = tokens.system_ids() + (tokens.frame_chunk_ids("interleaved") + hi) * 2
+    assert tokens.encode(two, mode="interleaved").input_ids == interleaved
+    # after a silent decision, up to the next decision: what the evaluation's look-ahead feeds
+    assert tokens.next_frame_ids() == [tokens.interval_id] + tokens.frame_ids
+    assert tokens.next_frame_ids("per_frame") == tokens.end_ids() + tokens.frame_chunk_ids("per_frame")
+    with pytest.raises(ValueError, match="unknown mode"):
+        tokens.frame_chunk_ids("chat")
+
+
+def test_speaks_is_silent_at_or_above_theta():
+    import numpy as np
+    import torch
+
+    from live_ros.model.format import RELEASE_THETA, speaks
+
+    assert speaks(RELEASE_THETA, RELEASE_THETA) is False and speaks(0.7249, RELEASE_THETA) is True
+    assert speaks(torch.tensor([0.9, 0.725, 0.72]), 0.725).tolist() == [False, False, True]
+    assert speaks(np.array([0.3, 0.2]), 0.25).tolist() == [False, True]
+    assert speaks(float("nan"), 0.5) is True   # callers guard NaN themselves (see the docstring)

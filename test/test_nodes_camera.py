@@ -294,3 +294,40 @@ def test_an_image_stamped_ahead_of_the_clock_is_refused_and_the_video_goes_on(gr
                                          for f in probe.frames), 30, "the next real frame")
     assert not any(abs(stamp_to_seconds(f.header.stamp) - ahead) < 1e-6 for f in probe.frames)
     assert "went backwards" not in probe.status["camera_subscriber"].last_error
+
+
+def test_fps_and_size_come_from_the_checkpoint_unless_overridden(processes, tmp_path):
+    """A checkpoint trained at 4 fps on 96 px frames: camera_subscriber samples at 4 fps and
+    letterboxes to 96 px with no parameter set; a node with fps:=3.0 over the embedded
+    preset (2 fps) uses 3 fps and says in its log that it overrides the checkpoint."""
+    from dataclasses import replace
+
+    from live_ros.model import presets
+
+    config = presets.EMBEDDED_CONFIG
+    replace(config, frame_fps=4.0, encoder=replace(config.encoder, image_size=96)).save_pretrained(tmp_path)
+    ckpt = processes.start(LIB / "camera_subscriber", "--ros-args", "-r", "__ns:=/ckpt", "-p", "qos:=reliable",
+                           "-p", f"checkpoint:={tmp_path}", "-r", "/camera/image_raw:=/ckpt_cam/image_raw")
+    over = processes.start(LIB / "camera_subscriber", "--ros-args", "-r", "__ns:=/over", "-p", "qos:=reliable",
+                           "-p", "fps:=3.0", "-r", "/camera/image_raw:=/over_cam/image_raw")
+    frames: list[Image] = []
+    with ros_node("checkpoint_fps_test") as (node, executor):
+        node.create_subscription(Image, "/ckpt/frames", frames.append, qos.frames())
+        pub = node.create_publisher(Image, "/ckpt_cam/image_raw", qos.camera("reliable"))
+        spin_until(executor, lambda: pub.get_subscription_count() > 0, 60, "camera_subscriber's subscription", ckpt)
+        # 20 Hz camera stamps; sampling keeps the first image at or after each 0.25 s tick
+        for k in range(400):
+            pub.publish(_image(10.0 + 0.05 * k))
+            executor.spin_once(timeout_sec=0.02)
+            if len(frames) >= 6:
+                break
+        spin_until(executor, lambda: len(frames) >= 6, 30, "6 sampled frames", ckpt)
+    stamps = [stamp_to_seconds(f.header.stamp) for f in frames]
+    # the frames' stamps are the camera's (exact to the nanosecond): 0.25 s apart up to rounding
+    assert all(abs(b - a - 0.25) < 1e-6 for a, b in zip(stamps, stamps[1:])), stamps
+    assert {(f.width, f.height) for f in frames} == {(96, 96)}
+    processes.stop_all()
+    ckpt_log, over_log = ckpt.stdout.read(), over.stdout.read()
+    assert "letterbox 96 px at 4 fps" in ckpt_log and "overrides" not in ckpt_log, ckpt_log
+    assert "fps 3.0 overrides the checkpoint's 2.0: the model was trained at 2.0" in over_log, over_log
+    assert "letterbox 224 px at 3 fps" in over_log, over_log

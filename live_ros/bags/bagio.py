@@ -301,7 +301,7 @@ def iter_camera(scan: CameraScan) -> Iterator[tuple[CameraImage, bytes]]:
 def decode_rgb(raw: bytes, msgtype: str, where: str = "image") -> np.ndarray:
     """Raw CDR of an Image / CompressedImage -> HxWx3 uint8 RGB (the nodes' conversions)."""
     from live_ros.bag_types import typestore
-    from live_ros.ros.convert import compressed_to_rgb, image_to_rgb
+    from live_ros.bags.images import compressed_to_rgb, image_to_rgb
 
     msg = typestore().deserialize_cdr(raw, msgtype)
     return (compressed_to_rgb if msgtype == COMPRESSED else image_to_rgb)(msg, 0, where)

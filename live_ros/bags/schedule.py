@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -77,7 +78,7 @@ def plan_frames(stamps: Sequence[float], fps: float, convertible: Callable[[int]
     ``convertible(i)``: False when image i cannot be converted (the node then refuses it and
     its grid does not move); only asked for images that are due."""
     model = CameraModel(fps)
-    return [model.step(s, None if convertible is None else (lambda i=i: convertible(i))) for i, s in enumerate(stamps)]
+    return [model.step(s, None if convertible is None else partial(convertible, i)) for i, s in enumerate(stamps)]
 
 
 @dataclass

@@ -64,7 +64,7 @@ class Event:
     meta: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        out = {"time": self.time}
+        out: dict = {"time": self.time}
         if self.end is not None:
             out["end"] = self.end
         out.update(kind=self.kind, object=self.object, text=self.text)
@@ -114,7 +114,7 @@ class VideoAnnotation:
     meta: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        data = {"format": FORMAT}
+        data: dict = {"format": FORMAT}
         for key, value in asdict(self).items():
             data[key] = value
         data["events"] = [e.to_dict() for e in self.events]
@@ -299,7 +299,7 @@ def load_coin(path: Path, subset: str | None = None, video_dir: Path | None = No
         if not events:
             continue
         events.sort(key=lambda e: e.time)
-        duration = float(entry.get("duration") or max(e.end for e in events))
+        duration = float(entry.get("duration") or max(e.end for e in events if e.end is not None))
         out.append(VideoAnnotation(vid, duration, _video_path(video_dir, vid), events, source="coin",
                                    domain="procedure", online=False,
                                    meta={"task": entry.get("class", ""), "subset": entry.get("subset", "")}))

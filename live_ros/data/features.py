@@ -1,7 +1,7 @@
 """Feature pre-extraction: video files -> frame tokens, once per video (as the release
 trains on pre-extracted features, not pixels).
 
-Frames come from the DECODED video file (PyAV), sampled on the contract's fps grid with
+Frames come from the DECODED video file (PyAV), sampled on the fps grid of live_ros/model/frames.py with
 :class:`live_ros.model.frames.FrameSampler` over the decoded frames' real timestamps
 (seconds from the first frame), and go through the encoder's ``encode`` (letterbox +
 normalise, :mod:`live_ros.model.frames`): the one path live frames take too.
@@ -99,7 +99,9 @@ def extract_video(video_path: str | Path, encoder, fps: float = 2.0, batch_size:
     ``on_frames(n)`` is called after each encoded batch (progress)."""
     import torch
 
-    chunks, times, batch = [], [], []
+    chunks: list[torch.Tensor] = []
+    times: list[float] = []
+    batch: list[np.ndarray] = []
     encoder.reset()  # a new stream (frame-difference encoders)
 
     def flush():
@@ -164,10 +166,10 @@ def extract_all(videos: Sequence[str | Path], encoder, fps: float = 2.0, out_dir
     videos already extracted with this encoder and fps are skipped unless ``force``."""
     from tqdm import tqdm
 
-    videos = [Path(v) for v in videos]
+    paths = [Path(v) for v in videos]
     out_dir = Path(out_dir)
     seen: dict[str, Path] = {}
-    for v in videos:
+    for v in paths:
         vid = video_id_of(v)
         if vid in seen and seen[vid].resolve() != v.resolve():
             raise FeaturesError(f"two videos share the id {vid!r} ({seen[vid]} and {v}): features are stored by "
@@ -175,7 +177,7 @@ def extract_all(videos: Sequence[str | Path], encoder, fps: float = 2.0, out_dir
         seen[vid] = v
     encoder_id = encoder.encoder_id
     out: list[Path] = []
-    bar = tqdm(videos, desc="extracting", unit="video", disable=not progress)
+    bar = tqdm(paths, desc="extracting", unit="video", disable=not progress)
     skipped = frames_done = 0
     for video in bar:
         target = features_path(out_dir, video_id_of(video))

@@ -33,8 +33,8 @@ def _questions() -> list[str]:
 
 
 def answer(visible: list[str]) -> str:
-    """The template responder's answer to a present-tense question (dialogue.py, mode current)."""
-    from live_ros.data.dialogue import _article, _join
+    """The template responder's answer to a present-tense question (dialogue_responders.py, mode current)."""
+    from live_ros.data.dialogue_responders import _article, _join
 
     if not visible:
         return "Nothing is on screen, only the background."
@@ -96,11 +96,11 @@ def build_windows(world_dir: str | Path, out_dir: str | Path, per_video: int = 8
     Per window: a question of the plan that has an update at grid frame ``u`` (present-tense
     narration, a reminder, "tell me about anything that comes into view"), inserted ``before`` frames earlier
     (uniform in the closed range, not before frame 0) with its answer then, its updates as
-    :func:`~live_ros.data.dialogue.assemble_turns` schedules them, and ``after`` more
+    :func:`~live_ros.data.dialogue_plans.assemble_turns` schedules them, and ``after`` more
     silent frames. Past-tense questions are left out: their answer at the insertion tells of
     frames the window does not hold. Windows are ``fixed`` (no redraw) and carry their own features slice.
     Writes ``out_dir/streams.jsonl`` and ``out_dir/features/``; returns the streams file."""
-    from live_ros.data.dialogue import assemble_turns
+    from live_ros.data.dialogue_plans import assemble_turns
     from live_ros.data.features import features_path, load_features
 
     world_dir, out_dir = Path(world_dir), Path(out_dir)

@@ -3,7 +3,7 @@ generation, training, evaluation and the replay tools.
 
 A :class:`StreamSample` is a video (or its pre-extracted features) plus timed turns: user
 questions and assistant responses with their video times in seconds. Frames sit on the
-contract's fps grid: frame k has video time ``k / fps`` (the stream starts at its first
+fps grid of live_ros/model/frames.py: frame k has video time ``k / fps`` (the stream starts at its first
 frame). A turn at time t is placed after the newest frame at or before t, i.e. after
 frame ``floor(t * fps + eps)``, as the engine inserts a query after the newest frame it
 has taken in.

@@ -1,17 +1,22 @@
 """The streaming engine (paper section 3.4): continuous KV cache, theta decision, queries at
 any time, streamed answers, bounded memory on endless streams, and the baselines.
 
-Plain Python/torch (no ROS): a node wraps :class:`ThreadedEngine`.
+Plain Python/torch (no ROS): a node wraps :class:`ThreadedEngine`. Modules: config.py
+(settings and their defaults), events.py (inputs, events, counters), stream.py (the token
+stream on the KV runner), engine.py (:class:`StreamEngine`), threaded.py
+(:class:`ThreadedEngine`), baselines.py, cache.py (eviction), runner.py (the forward).
 """
 
 from live_ros.engine.baselines import InterleavedDialogue, PerFrameDialogue
 from live_ros.engine.cache import CacheLayout, CachePolicy, EvictionPlan, Span
-from live_ros.engine.engine import (RELEASE_THETA, EngineConfig, EngineInputError, EngineStats, Event, FrameInput,
-                                    QueryInput, ResponseEvent, SilentEvent, StreamEngine, ThreadedEngine, decide,
-                                    interval_probability)
+from live_ros.engine.config import RELEASE_THETA, EngineConfig, EngineInputError
+from live_ros.engine.engine import StreamEngine
+from live_ros.engine.events import EngineStats, Event, FrameInput, QueryInput, ResponseEvent, SilentEvent
 from live_ros.engine.runner import KVRunner
+from live_ros.engine.stream import interval_probability
+from live_ros.engine.threaded import ThreadedEngine
 
 __all__ = ["RELEASE_THETA", "EngineConfig", "EngineInputError", "EngineStats", "Event", "FrameInput", "QueryInput",
-           "ResponseEvent", "SilentEvent", "StreamEngine", "ThreadedEngine", "decide", "interval_probability",
+           "ResponseEvent", "SilentEvent", "StreamEngine", "ThreadedEngine", "interval_probability",
            "CacheLayout", "CachePolicy", "EvictionPlan", "Span", "KVRunner", "PerFrameDialogue",
            "InterleavedDialogue"]

@@ -6,7 +6,7 @@
 - :class:`InterleavedDialogue`: a response after every frame (as long as the training
   responses).
 
-Both share :class:`~live_ros.engine.engine._Stream` with the streaming engine: the same
+Both share :class:`~live_ros.engine.stream.TokenStream` with the streaming engine: the same
 KV runner (preallocated cache, LM head only where read, packed weights), the same greedy
 decoding and the same pending-token trick (the eos of a turn is fed with the next
 frame's forward, as the interval token is in streaming). ``eos_with_next_frame=False``
@@ -18,12 +18,15 @@ The token sequences are those of :meth:`StreamTokenizer.encode` in modes "per_fr
 from __future__ import annotations
 
 import time
+from typing import cast
 
 from live_ros.engine.cache import FRAME, OPEN, TEXT
-from live_ros.engine.engine import EngineConfig, Event, ResponseEvent, SilentEvent, _Stream
+from live_ros.engine.config import EngineConfig
+from live_ros.engine.events import Event, ResponseEvent, SilentEvent
+from live_ros.engine.stream import TokenStream
 
 
-class _Dialogue(_Stream):
+class _Dialogue(TokenStream):
     def __init__(self, model, tokens, config: EngineConfig | None = None, **kwargs):
         super().__init__(model, tokens, config, **kwargs)
         self.reset()
@@ -45,9 +48,11 @@ class _Dialogue(_Stream):
         self._list_id += 1
         unit = self._new_unit()
         meta = {"unit": unit, "role": "assistant"}
-        pieces = [(OPEN, tk.open_ids(False), {"list_id": self._list_id}),
-                  (FRAME, list(tk.frame_ids), {"frame": index, "list_id": self._list_id}),
-                  (TEXT, tk.close_ids + tk.assistant_prefix_ids(True), meta)]
+        # the frame's chunk in both baselines (tk.frame_chunk_ids(mode)), recorded as three spans
+        pieces: list[tuple[str, list[int], dict]] = [
+            (OPEN, tk.open_ids(), {"list_id": self._list_id}),
+            (FRAME, list(tk.frame_ids), {"frame": index, "list_id": self._list_id}),
+            (TEXT, tk.speak_ids(), meta)]
         self._make_room(sum(len(p) for _, p, _ in pieces))
         t0 = time.perf_counter()
         logits = self._feed(pieces, [t], [-1])
@@ -77,16 +82,17 @@ class PerFrameDialogue(_Dialogue):
 
     def take_frame(self, frame_tokens, stamp: float | None = None) -> list[Event]:
         index, stamp, meta, logits, t0 = self._frame_turn(frame_tokens, stamp)
-        eos = self.tokens.eos_id
+        eos = self.tokens.silent_id("per_frame")
         p_eos = float(logits[-1].float().softmax(-1)[eos])
         speak = self.script(index, p_eos) if self.script is not None else int(logits[-1].argmax()) != eos
         if speak:
             return [self._response(index, stamp, meta, logits, t0)]
-        self._pending = [(TEXT, [eos], meta)]          # the EOS turn stays in context
+        self._pending = [(TEXT, self.tokens.end_ids(), meta)]   # the EOS turn stays in context
         if not self.eos_with_next_frame:
             self._feed([])
         self.stats.frames_taken += 1
-        ev = SilentEvent(index, stamp, stamp - self._first_stamp, 1.0 - p_eos,
+        first = cast(float, self._first_stamp)  # set by _frame_turn
+        ev = SilentEvent(index, stamp, stamp - first, 1.0 - p_eos,
                          timings={"forward_s": time.perf_counter() - t0})
         self._emit(ev)
         return [ev]

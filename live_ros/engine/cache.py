@@ -164,6 +164,8 @@ class CachePolicy:
 
     @property
     def low_water(self) -> int:
+        if self.budget is None:
+            raise ValueError("an unbounded cache (budget None) has no low-water mark")
         chunk = self.budget // 8 if self.chunk is None else self.chunk
         return self.budget - chunk
 
@@ -183,7 +185,7 @@ class CachePolicy:
         frame and the units in ``protect_units`` (the latest query and response) stay.
         Returns None when nothing needs to go.
         """
-        if not self.over(layout, incoming):
+        if self.budget is None or not self.over(layout, incoming):
             return None
         n = layout.length
         keep = torch.ones(n, dtype=torch.bool)

@@ -13,12 +13,22 @@ every mode gets the same optimisations:
 - cut back (``truncate``), eviction with re-compaction (keys rotated to their new RoPE
   positions) or re-prefill (kept tokens recomputed), both leaving positions contiguous.
 
-It computes exactly what ``LlamaForCausalLM.forward`` computes (same RMSNorm, RoPE table,
-SDPA with grouped-query attention), checked against it in the tests. It reads the
-weights of the model in place (call :meth:`refresh_weights` after changing them).
+Everything but the matrix products is the model's own code: its RMSNorm modules (in
+float32 as torch's fused ``rms_norm``, the same function), its rotary embedding and
+``apply_rotary_pos_emb``, its MLP activation, and the attention function transformers
+registers under ``config._attn_implementation`` (``sdpa``, ``eager``, a FlashAttention
+kernel, or one registered with ``transformers.AttentionInterface``), called with the
+model's attention module as ``LlamaAttention.forward`` calls it. So the library's SDPA or
+FlashAttention kernels apply on a GPU, and ``model.set_attn_implementation(...)`` changes
+what the runner uses. It computes what ``LlamaForCausalLM.forward`` computes, checked
+against it (sdpa and eager, grouped-query and multi-head) in test/test_engine_runner.py.
+It reads the weights of the model in place (call :meth:`refresh_weights` after changing
+them).
 """
 
 from __future__ import annotations
+
+import inspect
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +75,35 @@ def _cat_bias(*mods) -> torch.Tensor | None:
                                                            device=m.weight.device) for b, m in zip(biases, mods)])
 
 
+def _rms_norm(module, dtype: torch.dtype):
+    """The model's RMSNorm module; in float32 the same function as torch's fused
+    ``F.rms_norm`` with the module's weight and epsilon (``w * x / sqrt(mean(x^2) + eps)``),
+    which is used there: the module's five element-wise operations cost about 4 % of a
+    silent frame on a CPU. Other dtypes keep the module (it rounds to the dtype before
+    the weight, as the model does)."""
+    weight, eps = getattr(module, "weight", None), getattr(module, "variance_epsilon", None)
+    if dtype != torch.float32 or weight is None or eps is None:
+        return module
+    weight = weight.detach()
+    return lambda x: F.rms_norm(x, (x.shape[-1],), weight, eps)
+
+
+class _GroupedQueries:
+    """An attention module as the attention function sees it when the runner folds the
+    query heads of each key/value head into one head of ``groups * n`` queries: grouped-
+    query attention as plain multi-head attention, so the keys and values are read in
+    place (transformers' ``repeat_kv`` would copy the whole cache for a chunk of more than
+    one token with a mask). Every other attribute is the module's own."""
+
+    num_key_value_groups = 1
+
+    def __init__(self, module):
+        self.module = module
+
+    def __getattr__(self, name):
+        return getattr(self.module, name)
+
+
 class KVRunner:
     """The LLM of a :class:`~live_ros.model.live_model.LiveLlamaForCausalLM` (or any
     ``LlamaForCausalLM``) with a preallocated KV store of ``capacity`` tokens.
@@ -87,12 +126,23 @@ class KVRunner:
         self.n_heads = cfg.num_attention_heads
         self.n_kv = cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or self.hidden // self.n_heads
-        self.scale = self.head_dim ** -0.5
         self.pack = _mkldnn_ok(self.device, self.dtype) if pack is None else bool(pack)
         self.grow = grow
         self.rotary = llm.rotary_emb
+        # The model's own functions, from the module that defines its attention class.
+        modeling = inspect.getmodule(type(llm.layers[0].self_attn))
+        if modeling is None or not all(hasattr(modeling, f) for f in ("apply_rotary_pos_emb",
+                                                                       "eager_attention_forward")):
+            raise TypeError(f"{getattr(modeling, '__name__', type(llm.layers[0].self_attn))} is not a Llama-family modeling module: the runner needs its "
+                            "apply_rotary_pos_emb and eager_attention_forward")
+        self._rope = modeling.apply_rotary_pos_emb
+        self._eager = modeling.eager_attention_forward
         self.refresh_weights()
         self.capacity = 0
+        self.k: torch.Tensor       # [layers, kv heads, capacity, head_dim], allocated by _alloc
+        self.v: torch.Tensor
+        self.emb: torch.Tensor     # [capacity, hidden]: the input embedding of every position
+        self.ids: torch.Tensor     # [capacity]: the token id of every position
         self.length = 0
         self._alloc(int(capacity))
 
@@ -108,16 +158,47 @@ class KVRunner:
                           _cat_bias(att.q_proj, att.k_proj, att.v_proj), pack)
             gate_up = _Linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]),
                               _cat_bias(mlp.gate_proj, mlp.up_proj), pack)
-            self.layers.append((layer.input_layernorm.weight.detach(), layer.input_layernorm.variance_epsilon, qkv,
+            self.layers.append((_rms_norm(layer.input_layernorm, self.dtype), qkv, att, _GroupedQueries(att),
                                 _Linear(att.o_proj.weight, att.o_proj.bias, pack),
-                                layer.post_attention_layernorm.weight.detach(),
-                                layer.post_attention_layernorm.variance_epsilon, gate_up,
+                                _rms_norm(layer.post_attention_layernorm, self.dtype), gate_up,
                                 _Linear(mlp.down_proj.weight, mlp.down_proj.bias, pack)))
         self.intermediate = llm.layers[0].mlp.gate_proj.out_features
-        self.norm_w, self.norm_eps = llm.norm.weight.detach(), llm.norm.variance_epsilon
+        self.norm = _rms_norm(llm.norm, self.dtype)
         head = self.model.lm_head
         self.lm_head = _Linear(head.weight, getattr(head, "bias", None), pack)
         self.act = llm.layers[0].mlp.act_fn
+
+    # -- attention -----------------------------------------------------------------------
+    @property
+    def attn_implementation(self) -> str:
+        """The attention the runner uses: the model config's, as the model's forward does."""
+        return self.config._attn_implementation or "eager"
+
+    def attention_function(self, name: str | None = None):
+        """transformers' attention function registered under ``name`` (default: the
+        config's), looked up as ``LlamaAttention.forward`` looks it up."""
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        name = name or self.attn_implementation
+        if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):
+            return ALL_ATTENTION_FUNCTIONS.get_interface(name, self._eager)
+        return self._eager if name == "eager" else ALL_ATTENTION_FUNCTIONS[name]
+
+    def _mask(self, name: str, start: int, end: int, groups: int) -> torch.Tensor | None:
+        """The causal mask of a chunk at ``start .. end-1`` over keys ``0 .. end-1`` in the
+        form the attention functions take: none for one query or for FlashAttention
+        (causal by itself, aligned to the last key since flash-attn 2.1), else additive
+        (0 or the dtype's minimum, as transformers' eager masks; SDPA takes it as it is,
+        where a boolean one would be converted in every layer), rows repeated per folded
+        group."""
+        n = end - start
+        if n == 1 or "flash" in name:
+            return None
+        blocked = torch.ones(n, end, dtype=torch.bool, device=self.device).triu_(diagonal=start + 1)
+        if groups > 1:
+            blocked = blocked.repeat(groups, 1)
+        mask = torch.zeros(blocked.shape, dtype=self.dtype, device=self.device)
+        return mask.masked_fill_(blocked, torch.finfo(self.dtype).min)[None, None]
 
     # -- storage -------------------------------------------------------------------------
     def _alloc(self, capacity: int) -> None:
@@ -180,36 +261,43 @@ class KVRunner:
         return self._head(hidden[torch.as_tensor(logits_at, device=hidden.device)])
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        normed = F.rms_norm(hidden, (self.hidden,), self.norm_w, self.norm_eps)
-        return self.lm_head(normed).float()
+        return self.lm_head(self.norm(hidden)).float()
 
     def _layers(self, h: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """The decoder layers over a chunk ``h`` [n, hidden] at ``start .. end-1``, as
+        ``LlamaDecoderLayer.forward`` computes them, its keys and values written into the
+        store and attention over the store's first ``end`` tokens."""
         n = end - start
         nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
-        cos = self.cos[start:end]
-        sin = self.sin[start:end]
-        half = hd // 2
-        mask = None
-        if n > 1:
-            mask = torch.ones(n, end, dtype=torch.bool, device=h.device).tril(diagonal=start)
+        name = self.attn_implementation
+        attend = self.attention_function(name)
+        # Fold grouped queries onto their key/value heads unless the function is a flash
+        # kernel (which takes grouped-query attention and causality as they are).
+        groups = nh // nkv if nkv != nh and "flash" not in name else 1
+        mask = self._mask(name, start, end, groups)
+        fold = {"is_causal": False} if groups > 1 else {}   # the folded rows carry the causality in the mask
+        cos = self.cos[None, start:end]
+        sin = self.sin[None, start:end]
         q_end, k_end = nh * hd, (nh + nkv) * hd
         inter = self.intermediate
         act = self.act
-        for i, (ln1, eps1, qkv_l, o_l, ln2, eps2, gu_l, down_l) in enumerate(self.layers):
-            x = F.rms_norm(h, (self.hidden,), ln1, eps1)
-            qkv = qkv_l(x)
-            q = qkv[:, :q_end].view(n, nh, hd).transpose(0, 1)
-            k = qkv[:, q_end:k_end].view(n, nkv, hd).transpose(0, 1)
+        for i, (ln1, qkv_l, att, folded, o_l, ln2, gu_l, down_l) in enumerate(self.layers):
+            qkv = qkv_l(ln1(h))
+            q = qkv[:, :q_end].view(n, nh, hd).transpose(0, 1)[None]
+            k = qkv[:, q_end:k_end].view(n, nkv, hd).transpose(0, 1)[None]
             v = qkv[:, k_end:].view(n, nkv, hd).transpose(0, 1)
-            q = q * cos + torch.cat((-q[..., half:], q[..., :half]), -1) * sin
-            k = k * cos + torch.cat((-k[..., half:], k[..., :half]), -1) * sin
-            self.k[i, :, start:end] = k
+            q, k = self._rope(q, k, cos, sin)
+            self.k[i, :, start:end] = k[0]
             self.v[i, :, start:end] = v
-            att = F.scaled_dot_product_attention(q[None], self.k[i:i + 1, :, :end], self.v[i:i + 1, :, :end],
-                                                 attn_mask=mask, scale=self.scale, enable_gqa=nkv != nh)
-            h = h + o_l(att[0].transpose(0, 1).reshape(n, nh * hd))
-            x = F.rms_norm(h, (self.hidden,), ln2, eps2)
-            gu = gu_l(x)
+            keys, values = self.k[i:i + 1, :, :end], self.v[i:i + 1, :, :end]
+            if groups > 1:   # [1, nh, n, hd] -> [1, nkv, groups * n, hd]: rows (group, token)
+                out, _ = attend(folded, q.reshape(1, nkv, groups * n, hd), keys, values, mask,
+                                dropout=0.0, scaling=att.scaling, **fold)
+                out = out.reshape(groups, n, nkv, hd).permute(1, 2, 0, 3)
+            else:
+                out, _ = attend(att, q, keys, values, mask, dropout=0.0, scaling=att.scaling)
+            h = h + o_l(out.reshape(n, nh * hd))
+            gu = gu_l(ln2(h))
             h = h + down_l(act(gu[:, :inter]) * gu[:, inter:])
         return h
 

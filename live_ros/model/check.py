@@ -1,5 +1,6 @@
-"""``live-ros check-model <preset>``: load a preset, run one frame and one short answer,
-and print parameter counts, load time, memory and one-frame time."""
+"""``live-ros check-model <preset or checkpoint folder>``: load it
+(:func:`live_ros.model.checkpoint.load_checkpoint`), run one frame and one short answer,
+and print its settings, parameter counts, load time, memory and one-frame time."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def run(system, question: str = "What do you see?", max_new_tokens: int = 16) ->
     """One frame through encoder and LLM (its silence probability), then one answer."""
     from skimage import data
 
-    model, tokens = system.loaded.model, system.loaded.tokens
+    model, tokens = system.model, system.tokens
     device = next(model.parameters()).device
     frame = data.chelsea()  # a real photo (a cat), shipped by scikit-image
 
@@ -58,33 +59,42 @@ def run(system, question: str = "What do you see?", max_new_tokens: int = 16) ->
 
 def main(args) -> int:
     from live_ros.model import presets
-    from live_ros.model.checkpoint import CheckpointError
+    from live_ros.model.checkpoint import CheckpointError, load_checkpoint
+    from live_ros.model.config import ConfigError
 
     torch.set_num_threads(args.threads) if args.threads else None
     try:
         t0 = time.perf_counter()
-        system = presets.load(args.preset, llm=args.llm, vision=args.vision, adapter=args.adapter,
-                              device=args.device, dtype=args.dtype, force=args.force)
+        preset = args.preset if args.preset in presets.PRESETS else None
+        system = load_checkpoint(args.adapter or args.preset, llm=args.llm, vision=args.vision, device=args.device,
+                                 dtype=args.dtype, force=args.force, preset=preset)
         load_s = time.perf_counter() - t0
-    except (presets.PresetError, CheckpointError, FileNotFoundError) as err:
+    except (presets.PresetError, CheckpointError, ConfigError, FileNotFoundError) as err:
         print(f"live-ros check-model: {err}", file=sys.stderr)
         return 1
-    model = system.loaded.model
-    cfg = system.loaded.config
+    model, config = system.model, system.config
     connector = _params(model.connector)
     llm = _params(model) - connector
-    vision = _params(system.encoder)
-    adapter = system.loaded.adapter
-    print(f"preset        {args.preset}: {system.preset.description}")
-    print(f"encoder       {system.encoder.encoder_id}: {system.encoder.num_tokens} tokens x {system.encoder.dim} "
-          f"per frame, {system.encoder.image_size} px")
+    encoder = system.encoder
+    if encoder is None:  # a checkpoint on feature files: what _params(None) raised
+        raise AttributeError("the checkpoint has no vision encoder (it was trained on feature files)")
+    vision = _params(encoder)
+    adapter = system.adapter
+    what = f"{system.preset.name}: {system.preset.description}" if system.preset else "checkpoint"
+    print(f"preset        {what}" if args.preset in presets.PRESETS else f"checkpoint    {args.preset} ({what})")
+    print(f"encoder       {encoder.encoder_id}: {encoder.num_tokens} tokens x {encoder.dim} "
+          f"per frame, {encoder.image_size} px")
+    print(f"settings      {config.frame_fps:g} fps, {config.frame_resolution} px, {config.frame_num_tokens} "
+          f"tokens/frame, base LLM {config.base_llm}, LoRA r={config.lora.r}, mode {config.mode}")
     print(f"adapter       {adapter.path.parent if adapter else 'none'}"
           + (f" ({adapter.loaded} tensors, LoRA merged)" if adapter else ""))
-    for note in system.loaded.notes:
+    for note in system.notes:
         print(f"note          {note}")
+    cfg = system.model_config
     print(f"parameters    vision {vision / 1e6:.1f} M, connector {connector / 1e6:.2f} M, LLM {llm / 1e6:.1f} M, "
           f"total {(vision + connector + llm) / 1e6:.1f} M ({cfg.num_hidden_layers} layers, hidden {cfg.hidden_size})")
-    print(f"load time     {load_s:.2f} s (encoder {system.encoder_seconds:.2f} s, LLM {system.loaded.load_seconds:.2f} s)")
+    print(f"load time     {load_s:.2f} s (encoder {system.encoder_seconds:.2f} s, LLM "
+          f"{system.load_seconds - system.encoder_seconds:.2f} s)")
     run(system, max_new_tokens=2)  # warm-up
     result = run(system, max_new_tokens=args.max_new_tokens)
     print(f"one frame     {1000 * (result['encode_s'] + result['llm_frame_s']):.0f} ms (encode "

@@ -1,59 +1,49 @@
-"""Loading and saving LIVE checkpoints: the base LLM, LoRA (peft) and the connector.
+"""Loading and saving LIVE checkpoints: the base LLM, LoRA (peft), the connector and the
+vision encoder, all from one :class:`~live_ros.model.config.LiveConfig`.
 
 A live_ros checkpoint folder holds ``adapter_config.json`` + ``adapter_model.safetensors``
-(peft's layout: LoRA weights and the connector as a module to save, fp16) and
-``live_config.json`` (the live settings, the encoder and the base LLM it expects).
+(peft's layout: LoRA weights and the connector as a module to save, fp16), the tokenizer
+(with the frame placeholder) and ``live_config.json`` (:class:`LiveConfig`). The release's
+``videollm-online-8b-v1plus`` folder has the same adapter layout but no live settings: its
+preset supplies them (``presets.RELEASE_CONFIG``).
 
-The release's ``videollm-online-8b-v1plus`` folder has the same adapter layout but no live
-settings: :func:`load_release_checkpoint` supplies them (1+3x3 tokens, ",", 2 fps, 384 px,
-SigLIP-large). Every failure names the file and the fix.
+:func:`load_checkpoint` is the one loader: a preset name or a checkpoint folder in; the
+encoder (optional), the model, its StreamTokenizer, the LiveConfig and the load notes out.
+Every failure names the file and the fix.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file
 
+from live_ros.model import presets
+from live_ros.model.config import (CONFIG_NAME, LORA_TARGETS, RELEASE_LORA, EncoderSettings, LiveConfig,
+                                   LoraSettings, parse_encoder_id)
 from live_ros.model.format import FormatSpec, StreamTokenizer, add_frame_token
 from live_ros.model.live_model import LiveLlamaConfig, LiveLlamaForCausalLM
 
-LIVE_CONFIG = "live_config.json"
+if TYPE_CHECKING:
+    from live_ros.model.encoders import VisionEncoder
+
+LIVE_CONFIG = CONFIG_NAME
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-LORA_TARGETS = r"model.*(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint or model folder that cannot be used, with what to do about it."""
-
-
-@dataclass
-class LoraSettings:
-    """LoRA on every linear layer of the LLM (section 3.3); the connector is trained fully
-    (``modules_to_save``). The release: r=128, alpha=256, lm_head included."""
-
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: str = LORA_TARGETS
-    modules_to_save: list[str] = field(default_factory=lambda: ["connector"])
-
-    def peft_config(self) -> LoraConfig:
-        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=self.target_modules, modules_to_save=list(self.modules_to_save),
-                          task_type="CAUSAL_LM")
-
-
-RELEASE_LORA = LoraSettings(r=128, alpha=256, dropout=0.05, target_modules=LORA_TARGETS + r"|lm_head$")
 
 
 @contextlib.contextmanager
@@ -106,23 +96,20 @@ def load_tokenizer(folder: Path, frame_token: str = "<v>", add: bool = True):
     return tokenizer
 
 
-def load_base(llm_dir: Path, tokenizer, vision_hidden_size: int, frame_num_tokens: int, *, encoder_id: str = "",
-              frame_fps: float = 2.0, frame_resolution: int = 224, spec: FormatSpec | None = None,
-              stream_loss_weight: float = 1.0, device: str = "cpu", dtype=None, connector_seed: int = 0):
-    """A LiveLlamaForCausalLM from a local Llama-family folder, with a fresh connector."""
+def build_base(llm_dir: Path, tokenizer, config: LiveConfig, *, device: str = "cpu", dtype=None,
+               connector_seed: int = 0) -> LiveLlamaForCausalLM:
+    """A LiveLlamaForCausalLM of ``config`` over a local Llama-family folder, with a fresh
+    connector (its model config: :meth:`LiveLlamaConfig.from_live`)."""
+    from transformers import LlamaConfig
+
     llm_dir = Path(llm_dir)
     _require(llm_dir / "config.json", "the LLM's config", "pass a local Hugging Face model folder (config.json + "
              "*.safetensors); for the embedded preset run scripts/setup.sh to fill the cache")
-    spec = spec or FormatSpec(frame_num_tokens=frame_num_tokens)
     with quiet_transformers():  # a base LLM has no connector and is of type llama, by design
-        config = LiveLlamaConfig.from_pretrained(
-            str(llm_dir), local_files_only=True, vision_hidden_size=vision_hidden_size,
-            frame_num_tokens=frame_num_tokens, frame_token=spec.frame_token,
-            v_placeholder_id=tokenizer.convert_tokens_to_ids(spec.frame_token),
-            stream_loss_weight=stream_loss_weight, frame_fps=frame_fps, frame_resolution=frame_resolution,
-            encoder_id=encoder_id, live_format=spec.to_dict())
-        config.model_type = "live_llama"
-        model = LiveLlamaForCausalLM.from_pretrained(str(llm_dir), config=config, dtype=_dtype(dtype),
+        base = LlamaConfig.from_pretrained(str(llm_dir), local_files_only=True)
+        model_config = LiveLlamaConfig.from_live(config, base,
+                                                 tokenizer.convert_tokens_to_ids(config.format.frame_token))
+        model = LiveLlamaForCausalLM.from_pretrained(str(llm_dir), config=model_config, dtype=_dtype(dtype),
                                                      local_files_only=True)
     model.reset_connector(connector_seed)
     model.to(device)
@@ -184,7 +171,7 @@ def load_adapter(model: LiveLlamaForCausalLM, folder: Path, *, strict: bool = Tr
     return peft_model, report
 
 
-def save_checkpoint(model: PeftModel, tokenizer, folder: Path, live: dict, dtype=torch.float16) -> Path:
+def save_checkpoint(model: PeftModel, tokenizer, folder: Path, live: LiveConfig | dict, dtype=torch.float16) -> Path:
     """Save adapter (LoRA + connector, stored in ``dtype``), tokenizer and live settings."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -194,21 +181,221 @@ def save_checkpoint(model: PeftModel, tokenizer, folder: Path, live: dict, dtype
     save_file(state, str(folder / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     model.peft_config["default"].save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
-    (folder / LIVE_CONFIG).write_text(json.dumps(live, indent=1, sort_keys=True))
+    (live if isinstance(live, LiveConfig) else LiveConfig.from_dict(live)).save_pretrained(folder)
     return folder
 
 
-def read_live_config(folder: Path) -> dict:
-    path = _require(Path(folder) / LIVE_CONFIG, "the live settings of a live_ros checkpoint",
-                    "pass a folder written by live-ros train (or load a release folder with the "
-                    "videollm-online-8b-v1plus preset, which supplies these settings)")
-    return json.loads(path.read_text())
+def _load_llm(llm_dir: Path, adapter_dir: Path | None, config: LiveConfig, *, device: str = "cpu", dtype=None,
+              merge: bool = True) -> tuple[torch.nn.Module, StreamTokenizer, AdapterReport | None, list[str]]:
+    """Base LLM + optional adapter, merged for inference (section 3.4: LoRA merged into the
+    weights costs nothing per token). The tokenizer saved with the adapter when it has one."""
+    notes = []
+    _require(Path(llm_dir) / "config.json", "the LLM's config", "pass a local Hugging Face model folder "
+             "(config.json + *.safetensors); for the embedded preset run scripts/setup.sh to fill the cache")
+    saved = adapter_dir if adapter_dir is not None and (Path(adapter_dir) / "tokenizer_config.json").exists() else None
+    tokenizer = load_tokenizer(saved or llm_dir, config.format.frame_token, add=saved is None)
+    model = build_base(llm_dir, tokenizer, config, device="cpu", dtype=dtype)
+    report = None
+    if adapter_dir is not None:
+        model, report = load_adapter(model, adapter_dir)
+        if merge:
+            model = model.merge_and_unload()
+    else:
+        notes.append("no adapter: connector freshly initialised (untrained)")
+    model.to(device).eval()
+    return model, StreamTokenizer(tokenizer, config.format), report, notes
+
+
+@dataclass
+class LoadedCheckpoint:
+    """What :func:`load_checkpoint` gives: the vision encoder (None without it), the model
+    (LoRA merged unless asked otherwise), its stream tokenizer, the checkpoint's settings,
+    the load notes (e.g. an untrained connector) and where it came from."""
+
+    encoder: VisionEncoder | None
+    model: torch.nn.Module
+    tokens: StreamTokenizer
+    config: LiveConfig
+    notes: list[str] = field(default_factory=list)
+    adapter: AdapterReport | None = None
+    preset: presets.Preset | None = None
+    folder: Path | None = None
+    encoder_seconds: float = 0.0
+    load_seconds: float = 0.0       # all of it, the encoder's included
+
+    @property
+    def model_config(self) -> LiveLlamaConfig:
+        base = self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
+        return base.config
+
+
+def _resolve(source: str | Path, preset: str | None) -> tuple[presets.Preset | None, Path | None, LiveConfig]:
+    """(the preset, the checkpoint folder or None, its config) of a preset name or a folder."""
+    source = str(source)
+    if source in presets.PRESETS:
+        found = presets.get(source)
+        folder = found.checkpoint if presets._has_adapter(found.checkpoint) else None
+        if found.release:
+            folder = Path(os.environ[found.env["adapter"]]) if os.environ.get(found.env["adapter"]) else None
+        return found, folder, presets.live_config(source, folder if folder and not found.release else None)
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        raise CheckpointError(f"'{source}' is neither a preset ({', '.join(presets.PRESETS)}) nor a checkpoint folder")
+    named = presets.get(preset) if preset else None
+    if not (folder / LIVE_CONFIG).exists():
+        if named is not None and named.release:
+            return named, folder, named.config
+        _require(folder / LIVE_CONFIG, "the live settings of a live_ros checkpoint",
+                 "pass a folder written by live-ros train (a videollm-online-8b-v1plus folder loads through its "
+                 "preset: --adapter with that preset, or $LIVE_ROS_VIDEOLLM_ONLINE)")
+    try:
+        config = LiveConfig.from_pretrained(folder)
+    except ValueError as err:
+        raise CheckpointError(str(err)) from err
+    return named or presets.preset_for(config, "llm"), folder, config
+
+
+def _llm_dir(config: LiveConfig, preset: presets.Preset | None, llm: str | None) -> Path:
+    if llm:
+        return Path(llm).expanduser()
+    if Path(config.base_llm).expanduser().is_dir():
+        return Path(config.base_llm).expanduser()
+    owner = preset if preset and preset.config.base_llm == config.base_llm else presets.preset_for(config, "llm")
+    if owner is None:
+        raise CheckpointError(f"the checkpoint was trained on '{config.base_llm}', which no preset provides: pass "
+                              f"its local folder (--llm, llm_path)")
+    return _preset_path(owner, "llm")
+
+
+def _preset_path(preset: presets.Preset, key: str) -> Path:
+    """One of a preset's files (``llm`` or ``vision``) without requiring the others."""
+    if preset.name == "embedded":
+        from live_ros.assets import efficientnet_lite0_weights, smollm2_dir, smollm2_ready
+
+        if key == "vision":
+            return Path(efficientnet_lite0_weights())
+        if not smollm2_ready():
+            raise presets.PresetError(f"SmolLM2 is not converted yet ({smollm2_dir()}): run scripts/setup.sh "
+                                      f"(or python -m live_ros.assets prepare)")
+        return Path(smollm2_dir())
+    var = preset.env[key]
+    if not os.environ.get(var):
+        what = {"llm": "Meta-Llama-3-8B-Instruct", "vision": "google/siglip-large-patch16-384"}[key]
+        raise presets.PresetError(f"preset '{preset.name}' needs local folders: --{key} (or ${var}). {key} = {what} "
+                                  f"(download it once on a machine with network; live_ros never downloads)")
+    path = Path(os.environ[var]).expanduser()
+    if not path.exists():
+        raise presets.PresetError(f"preset '{preset.name}': {key} folder {path} does not exist")
+    return path
+
+
+def _vision_path(config: LiveConfig, preset: presets.Preset | None, vision: str | None) -> Path:
+    owner = preset if preset and (preset.config.encoder.backend, preset.config.encoder.model_name) == (
+        config.encoder.backend, config.encoder.model_name) else presets.preset_for(config, "vision")
+    if vision or owner is None:
+        if not vision:
+            raise CheckpointError(f"no preset has the encoder {config.encoder.backend}/{config.encoder.model_name}: "
+                                  f"pass its local weights (--vision, vision_path)")
+        return Path(vision).expanduser()
+    return _preset_path(owner, "vision")
+
+
+def _check_device(preset: presets.Preset | None, device: str, force: bool) -> None:
+    if preset is not None and preset.size == "8b" and not str(device).startswith("cuda") and not force:
+        raise presets.PresetError(f"preset '{preset.name}' is an 8B model: on a CPU it needs about 32 GB and "
+                                  f"several seconds per frame. Use --device cuda, or --force to run it anyway")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise presets.PresetError("--device cuda asked for, but torch sees no GPU (or is a CPU build)")
+
+
+def _encoder_config(config: LiveConfig, preset: presets.Preset | None, vision: str | None):
+    """The EncoderConfig of ``config`` with its local weights, and ``config`` with the
+    weights tag filled in (the release names no weights: its local copy's tag)."""
+    from live_ros.model.encoders import weights_tag
+
+    enc_config = config.encoder.encoder_config(_vision_path(config, preset, vision))
+    tag = weights_tag(enc_config)
+    if config.encoder.weights_tag and config.encoder.weights_tag != tag:
+        raise CheckpointError(
+            f"the checkpoint expects frame tokens from '{config.encoder_id}' but the weights at "
+            f"{enc_config.weights} are '{tag}': use the encoder weights the checkpoint was trained with")
+    return enc_config, replace(config, encoder=config.encoder.with_weights_tag(tag))
+
+
+def load_encoder(source: str | Path, *, vision: str | None = None, device: str = "cpu", dtype=None,
+                 preset: str | None = None):
+    """Only the vision encoder of a preset or checkpoint folder, built from its config
+    (frame_encoder needs no LLM)."""
+    from live_ros.model.encoders import build_encoder
+
+    found, _, config = _resolve(source, preset)
+    enc_config, _ = _encoder_config(config, found, vision)
+    encoder = build_encoder(enc_config).to(device)
+    if dtype and str(device).startswith("cuda"):
+        encoder.to(_dtype(dtype))
+    return encoder
+
+
+def load_checkpoint(source: str | Path, *, llm: str | None = None, vision: str | None = None, device: str = "cpu",
+                    dtype=None, merge: bool = True, force: bool = False, with_encoder: bool = True,
+                    preset: str | None = None) -> LoadedCheckpoint:
+    """A preset name or checkpoint folder -> encoder (unless ``with_encoder=False``), model,
+    StreamTokenizer, LiveConfig and notes. ``llm`` / ``vision`` replace the local folders the
+    preset would use; ``preset`` names the preset a folder belongs to (needed only for a
+    release folder, which has no live_config.json)."""
+    t0 = time.perf_counter()
+    found, folder, config = _resolve(source, preset)
+    _check_device(found, device, force)
+    llm_dir = _llm_dir(config, found, llm)
+    encoder, encoder_seconds = None, 0.0
+    if config.encoder.backend and (with_encoder or not config.encoder.weights_tag):
+        try:
+            enc_config, config = _encoder_config(config, found, vision)
+        except presets.PresetError:
+            if with_encoder:
+                raise
+            enc_config = None  # only the weights tag was wanted: tokens of any local copy are accepted
+        if with_encoder:
+            from live_ros.model.encoders import build_encoder
+
+            t1 = time.perf_counter()
+            encoder = build_encoder(enc_config).to(device)
+            if dtype and str(device).startswith("cuda"):
+                encoder.to(_dtype(dtype))
+            encoder_seconds = time.perf_counter() - t1
+            if not config.encoder.accepts(encoder.encoder_id):
+                raise CheckpointError(f"the checkpoint expects frame tokens from '{config.encoder_id}' but the "
+                                      f"encoder is '{encoder.encoder_id}': use the encoder it was trained with")
+    model, tokens, report, notes = _load_llm(llm_dir, folder, config, device=device, dtype=dtype, merge=merge)
+    return LoadedCheckpoint(encoder, model, tokens, config, notes, report, found, folder, encoder_seconds,
+                            time.perf_counter() - t0)
+
+
+# -- the loaders not yet on load_checkpoint (training, evaluation) call these -----------------------
+
+def legacy_config(vision_hidden_size: int, encoder_id: str, frame_num_tokens: int = 10, frame_fps: float = 2.0,
+                  frame_resolution: int = 224, spec: FormatSpec | None = None, base_llm: str = "",
+                  stream_weight: float = 1.0, **training) -> LiveConfig:
+    """A LiveConfig from the loose settings the older loaders pass."""
+    encoder = parse_encoder_id(encoder_id) if encoder_id else None  # the id names the size it was made at
+    if encoder is None or encoder.num_tokens != frame_num_tokens:  # an id of another form: no encoder check
+        encoder = EncoderSettings(image_size=frame_resolution, num_tokens=frame_num_tokens)
+    return LiveConfig(base_llm=base_llm, encoder=encoder, vision_hidden_size=vision_hidden_size, frame_fps=frame_fps,
+                      format=spec or FormatSpec(), stream_weight=stream_weight, **training)
+
+
+def load_base(llm_dir: Path, tokenizer, vision_hidden_size: int, frame_num_tokens: int, *, encoder_id: str = "",
+              frame_fps: float = 2.0, frame_resolution: int = 224, spec: FormatSpec | None = None,
+              stream_loss_weight: float = 1.0, device: str = "cpu", dtype=None, connector_seed: int = 0):
+    """:func:`build_base` with loose settings (train.py's call until it builds a LiveConfig)."""
+    config = legacy_config(vision_hidden_size, encoder_id, frame_num_tokens, frame_fps, frame_resolution, spec,
+                           stream_weight=stream_loss_weight)
+    return build_base(llm_dir, tokenizer, config, device=device, dtype=dtype, connector_seed=connector_seed)
 
 
 @dataclass
 class Loaded:
-    """A model ready for streaming: LLM (+connector, LoRA merged unless asked otherwise),
-    its stream tokenizer, and the load timings."""
+    """A model for streaming with loose settings (:func:`load_live`)."""
 
     model: torch.nn.Module
     tokens: StreamTokenizer
@@ -226,58 +413,41 @@ def load_live(llm_dir: Path, adapter_dir: Path | None, *, vision_hidden_size: in
               frame_num_tokens: int = 10, frame_fps: float = 2.0, frame_resolution: int = 224,
               spec: FormatSpec | None = None, tokenizer_dir: Path | None = None, device: str = "cpu", dtype=None,
               merge: bool = True, expect_encoder: str | None = None) -> Loaded:
-    """Base LLM + optional adapter, merged for inference (section 3.4: LoRA merged into the
-    weights costs nothing per token)."""
+    """Base LLM + optional adapter from loose settings (the older loaders' call)."""
     t0 = time.perf_counter()
-    notes = []
-    _require(Path(llm_dir) / "config.json", "the LLM's config", "pass a local Hugging Face model folder "
-             "(config.json + *.safetensors); for the embedded preset run scripts/setup.sh to fill the cache")
-    tokenizer = load_tokenizer(tokenizer_dir or llm_dir, (spec or FormatSpec()).frame_token,
-                               add=tokenizer_dir is None)
-    model = load_base(llm_dir, tokenizer, vision_hidden_size, frame_num_tokens, encoder_id=encoder_id,
-                      frame_fps=frame_fps, frame_resolution=frame_resolution, spec=spec, device="cpu", dtype=dtype)
-    report = None
-    if adapter_dir is not None:
-        model, report = load_adapter(model, adapter_dir)
-        if merge:
-            model = model.merge_and_unload()
-    else:
-        notes.append("no adapter: connector freshly initialised (untrained)")
     if expect_encoder and encoder_id and expect_encoder != encoder_id:
         raise CheckpointError(f"the checkpoint expects frame tokens from '{encoder_id}' but the encoder is "
                               f"'{expect_encoder}': use the encoder the checkpoint was trained with")
-    model.to(device).eval()
-    return Loaded(model, StreamTokenizer(tokenizer, spec or FormatSpec(frame_num_tokens=frame_num_tokens)),
-                  time.perf_counter() - t0, report, notes)
+    config = legacy_config(vision_hidden_size, encoder_id, frame_num_tokens, frame_fps, frame_resolution, spec)
+    model, tokens, report, notes = _load_llm(llm_dir, adapter_dir, config, device=device, dtype=dtype, merge=merge)
+    return Loaded(model, tokens, time.perf_counter() - t0, report, notes)
 
 
-# The release's live settings (reference notes): not stored in its checkpoint.
-RELEASE_SPEC = FormatSpec(frame_token="<v>", frame_num_tokens=10, interval=",", stream_open="[",
-                          stream_close="]\n", turn_separator="\n", user_prefix="User:",
-                          assistant_prefix="Assistant:")
+def read_live_config(folder: Path) -> dict:
+    """A checkpoint's settings as the older loaders read them (format_version 1's keys)."""
+    try:
+        config = LiveConfig.from_pretrained(folder)
+    except FileNotFoundError as err:
+        raise CheckpointError(str(err)) from err
+    return {"base_llm": config.base_llm, "vision_hidden_size": config.vision_hidden_size,
+            "encoder_id": config.encoder_id, "frame_num_tokens": config.frame_num_tokens,
+            "frame_fps": config.frame_fps, "frame_resolution": config.frame_resolution,
+            "live_format": config.format.to_dict(), "mode": config.mode, "stream_weight": config.stream_weight}
 
 
-def load_release_checkpoint(adapter_dir: Path, llm_dir: Path, *, encoder_id: str, vision_hidden_size: int = 1024,
-                            device: str = "cpu", dtype=None, merge: bool = True) -> Loaded:
-    """``videollm-online-8b-v1plus`` over a local Llama-3-8B-Instruct: the tokenizer saved
-    with the adapter (it has ``<v>``), the release's LoRA and connector, and the settings
-    the release does not store (1+3x3 tokens, ",", 2 fps, 384 px, SigLIP-large 1024-d)."""
-    adapter_dir = Path(adapter_dir)
-    tokenizer_dir = adapter_dir if (adapter_dir / "tokenizer_config.json").exists() else None
-    return load_live(llm_dir, adapter_dir, vision_hidden_size=vision_hidden_size, encoder_id=encoder_id,
-                     frame_num_tokens=10, frame_fps=2.0, frame_resolution=384, spec=RELEASE_SPEC,
-                     tokenizer_dir=tokenizer_dir, device=device, dtype=dtype, merge=merge)
+def live_settings(model_config: LiveLlamaConfig, encoder: dict, base_llm: str, **extra) -> LiveConfig:
+    """The LiveConfig of a checkpoint trained on ``model_config`` (train.py's call until it
+    keeps a LiveConfig): the model's settings, the encoder's (format_version 1's dict), the
+    training settings in ``extra`` (mode, stream_weight, lora)."""
+    live = model_config.live_config
+    data = {"format_version": 1, "base_llm": base_llm, "encoder": encoder, "encoder_id": encoder.get("id", live.encoder_id),
+            "vision_hidden_size": live.vision_hidden_size, "frame_num_tokens": live.frame_num_tokens,
+            "frame_fps": live.frame_fps, "frame_resolution": live.frame_resolution,
+            "live_format": live.format.to_dict(), "stream_weight": extra.get("stream_weight", live.stream_weight),
+            "mode": extra.get("mode", live.mode), "lora": extra.get("lora", live.lora.to_dict())}
+    return LiveConfig.from_dict(data)
 
 
-def live_settings(model_config: LiveLlamaConfig, encoder: dict, base_llm: str, **extra) -> dict:
-    """The ``live_config.json`` content of a checkpoint trained on ``model_config``."""
-    return {"format_version": 1, "base_llm": base_llm, "encoder": encoder,
-            "vision_hidden_size": model_config.vision_hidden_size,
-            "frame_num_tokens": model_config.frame_num_tokens, "frame_fps": model_config.frame_fps,
-            "frame_resolution": model_config.frame_resolution, "encoder_id": model_config.encoder_id,
-            "live_format": model_config.live_format, **extra}
-
-
-__all__ = ["CheckpointError", "LoraSettings", "RELEASE_LORA", "RELEASE_SPEC", "Loaded", "AdapterReport",
-           "load_tokenizer", "load_base", "add_lora", "load_adapter", "save_checkpoint", "read_live_config",
-           "load_live", "load_release_checkpoint", "live_settings"]
+__all__ = ["CheckpointError", "LoraSettings", "RELEASE_LORA", "LORA_TARGETS", "LoadedCheckpoint", "AdapterReport",
+           "load_checkpoint", "load_encoder", "load_tokenizer", "build_base", "add_lora", "load_adapter",
+           "save_checkpoint", "Loaded", "load_base", "load_live", "legacy_config", "read_live_config", "live_settings"]

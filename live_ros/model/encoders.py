@@ -85,9 +85,10 @@ class EncoderConfig:
                              f"got {self.spatial!r}")
         if not (isinstance(self.image_size, int) and self.image_size > 0):
             raise ValueError(f"image_size must be a positive int, got {self.image_size!r}")
-        self.mean, self.std = tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std)
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError(f"mean and std need 3 values (RGB, std > 0), got {self.mean} and {self.std}")
+        mean, std = tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std)
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"mean and std need 3 values (RGB, std > 0), got {mean} and {std}")
+        self.mean, self.std = (mean[0], mean[1], mean[2]), (std[0], std[1], std[2])
         if self.weights is not None:
             self.weights = str(self.weights)
         elif not self.random_init:
@@ -124,6 +125,8 @@ def weights_tag(config: EncoderConfig) -> str:
     file or folder name; ``random`` without weights."""
     if config.random_init:
         return "random"
+    if config.weights is None:  # what Path(None) raises
+        raise TypeError("EncoderConfig.weights is None: give a weights path, or random_init=True")
     path = Path(config.weights)
     if path.is_file() and path.stat().st_size <= HASH_LIMIT_BYTES:
         digest = hashlib.sha256()
@@ -314,6 +317,8 @@ class TimmEncoder(VisionEncoder):
 
         self.model = timm.create_model(config.model_name, pretrained=False, num_classes=1000)
         if not config.random_init:
+            if config.weights is None:  # what Path(None) raises
+                raise TypeError("EncoderConfig.weights is None: give a weights path, or random_init=True")
             path = Path(config.weights)
             hint = (EMBEDDED_HINT if config.model_name == "tf_efficientnet_lite0" else
                     f"put a state dict (.pth or .safetensors) of timm '{config.model_name}' there, or set weights")

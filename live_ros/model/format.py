@@ -1,7 +1,9 @@
-"""The streaming sequence format of LIVE and its labels (paper sections 3.2-3.3).
+"""The streaming sequence format of LIVE, its labels and its decision rule (paper
+sections 3.2-3.4): the one grammar that training labels (:meth:`StreamTokenizer.encode`),
+the streaming engine, the baselines and the evaluation all build their sequences from.
 
 A stream is a list of turns: frame lists, user turns and assistant turns. Rendered with
-the release's template (reference notes, "Sequence format")::
+the release's template::
 
     <system>\\n
     \\n[<v>*N,<v>*N,...,<v>*N]        frames, interval token "," between frames
@@ -24,6 +26,9 @@ Two baselines of the paper's Table 1, same model and tokens, for the ablation an
 speed benchmark: per-frame dialogue (every frame is followed by an assistant turn, an
 empty one that only decodes eos when silent, kept in context) and interleaved dialogue
 (every frame is followed by a response).
+
+The decision at a frame (section 3.4, probability correction): the model stays silent
+while the probability of the mode's silent token is at least theta (:func:`speaks`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,18 @@ DEFAULT_SYSTEM_PROMPT = (
 
 Role = Literal["stream", "user", "assistant"]
 Mode = Literal["streaming", "per_frame", "interleaved"]
+MODES: tuple[Mode, ...] = ("streaming", "per_frame", "interleaved")
+
+RELEASE_THETA = 0.725   # the release's default threshold of the decision (section 3.4)
+
+
+def speaks(p_silent, theta: float):
+    """THE decision at a frame (paper section 3.4, probability correction): the silent
+    token is kept when its probability is at least ``theta``; otherwise the model speaks.
+    ``p_silent`` is a float (True = speak) or a tensor / array (elementwise). A NaN
+    probability speaks here: callers that can get one (a broken model) check it first."""
+    silent = p_silent >= theta
+    return not silent if isinstance(silent, bool) else ~silent
 
 
 @dataclass
@@ -128,8 +145,9 @@ class StreamTokenizer:
         self.eos_id = tokenizer.eos_token_id
         if self.eos_id is None:
             raise ValueError("the tokenizer has no eos token; set tokenizer.eos_token")
-        bos = [tokenizer.bos_token_id] if getattr(tokenizer, "add_bos_token", False) and tokenizer.bos_token_id is not None else []
-        self.prefix_ids = bos + self.text_ids(self.spec.system_prompt + "\n")
+        add_bos = getattr(tokenizer, "add_bos_token", False) and tokenizer.bos_token_id is not None
+        self.bos_ids = [tokenizer.bos_token_id] if add_bos else []
+        self.prefix_ids = self.system_ids()
         # Each turn's opening piece, tokenized as one piece (so "\n[" merges where the
         # tokenizer merges it), in two variants: after a closed frame list or not.
         sep = self.spec.turn_separator
@@ -139,7 +157,7 @@ class StreamTokenizer:
                            for after in (False, True)}
         self.frame_ids = [self.frame_token_id] * self.spec.frame_num_tokens
 
-    # -- pieces -------------------------------------------------------------------------
+    # -- text ------------------------------------------------------------------------------
     def text_ids(self, text: str) -> list[int]:
         """Plain text: no special tokens added, and special-token strings split (so a
         ``<v>`` or ``<|im_end|>`` typed by a user never becomes a control token)."""
@@ -147,13 +165,56 @@ class StreamTokenizer:
             return []
         return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True).input_ids)
 
+    # -- the grammar: every piece a stream is made of ----------------------------------------
+    def system_ids(self, prompt: str | None = None) -> list[int]:
+        """The stream's opening (the attention sink): bos where the tokenizer adds one, then
+        the system prompt (``None``: the spec's) and its newline. Never empty."""
+        return self.bos_ids + self.text_ids((self.spec.system_prompt if prompt is None else prompt) + "\n")
+
     def open_ids(self, after_close: bool = False) -> list[int]:
         """Opens a frame list (the first frame's tokens follow)."""
         return self._open[after_close]
 
+    def frame_chunk_ids(self, mode: Mode = "streaming", lead: bool = False) -> list[int]:
+        """One frame as fed in ``mode``, ending at the position whose logits decide.
+
+        streaming: the frame's placeholders, after the interval token when the frame
+        follows a silent frame of the same list (``lead``; a list's first frame follows
+        :meth:`open_ids` instead). per_frame / interleaved: a frame list of its own,
+        closed, and the assistant prefix (:meth:`open_ids` + ``frame_ids`` +
+        :meth:`speak_ids`)."""
+        if mode == "streaming":
+            return ([self.interval_id] if lead else []) + self.frame_ids
+        _check_mode(mode)
+        return self.open_ids() + self.frame_ids + self.speak_ids()
+
+    def silent_id(self, mode: Mode = "streaming") -> int | None:
+        """The token that means "stay silent" at a frame decision in ``mode``: the interval
+        token (streaming), eos (per_frame: an empty assistant turn), None (interleaved:
+        every frame gets a response)."""
+        _check_mode(mode)
+        return {"streaming": self.interval_id, "per_frame": self.eos_id, "interleaved": None}[mode]
+
+    def next_frame_ids(self, mode: Mode = "streaming") -> list[int]:
+        """After a frame's decision to stay silent, up to the next frame's decision
+        position: the silent token (in interleaved, the eos of the frame's response) and
+        the next frame's chunk."""
+        if mode == "streaming":
+            return self.frame_chunk_ids(mode, lead=True)
+        return self.end_ids() + self.frame_chunk_ids(mode)
+
+    def speak_ids(self) -> list[int]:
+        """The model speaks at a frame: the frame list closes and the assistant turn opens
+        (the response is decoded after it)."""
+        return self.close_ids + self.assistant_prefix_ids(after_close=True)
+
     def user_ids(self, text: str, after_close: bool = False) -> list[int]:
         """A whole user turn (a frame list before it must be closed by the caller)."""
         return self._user[after_close] + self.text_ids(self.spec.text_space + text)
+
+    def user_turn_ids(self, text: str, list_open: bool) -> list[int]:
+        """A user turn inserted into the stream: closes the frame list when one is open."""
+        return (self.close_ids + self.user_ids(text, after_close=True)) if list_open else self.user_ids(text)
 
     def assistant_prefix_ids(self, after_close: bool = False) -> list[int]:
         """What is fed before the model decodes a response."""
@@ -161,7 +222,12 @@ class StreamTokenizer:
 
     def response_ids(self, text: str) -> list[int]:
         """The assistant's text and eos (what is learned / decoded after the prefix)."""
-        return self.text_ids(self.spec.text_space + text) + [self.eos_id] if text else [self.eos_id]
+        return self.text_ids(self.spec.text_space + text) + self.end_ids() if text else self.end_ids()
+
+    def end_ids(self) -> list[int]:
+        """Closes an assistant turn (a response, or the empty turn of a silent per-frame
+        frame): eos. The engine feeds it with the next forward."""
+        return [self.eos_id]
 
     def first_token_ids(self, phrases: Sequence[str]) -> set[int]:
         """The first token of each phrase as it appears inside a response (after a space)."""
@@ -180,8 +246,7 @@ class StreamTokenizer:
         segment it belongs to). ``stream_weight`` is the paper's w for frame-decision
         positions. Frames before ``learn_from_frame`` are context only.
         """
-        if mode not in ("streaming", "per_frame", "interleaved"):
-            raise ValueError(f"unknown mode '{mode}': streaming, per_frame or interleaved")
+        _check_mode(mode)
         out = Encoded()
         self._add(out, self.prefix_ids, None)
         if mode == "streaming":
@@ -222,7 +287,7 @@ class StreamTokenizer:
                 for k in range(turn.num_frames):
                     last = k == turn.num_frames - 1
                     learn = frame >= learn_from
-                    self._add(out, self.frame_ids, None)
+                    self._add(out, self.frame_chunk_ids("streaming", lead=k > 0), None)
                     out.frame_ends.append(len(out.input_ids) - 1)
                     if not last:
                         decision = 0
@@ -234,8 +299,6 @@ class StreamTokenizer:
                         out.labels[-1] = self.close_id if decision else self.interval_id
                         out.weights[-1] = w
                     out.decision_labels.append(decision if learn else -1)
-                    if not last:
-                        self._add(out, [self.interval_id], None)
                     frame += 1
                 after_close = nxt is not None
                 if after_close:
@@ -270,6 +333,7 @@ class StreamTokenizer:
                 learn = frame >= learn_from
                 start = len(out.input_ids)
                 opening = self.open_ids()
+                # frame_chunk_ids(mode) up to the assistant prefix, which opens the turn below
                 self._add(out, opening + self.frame_ids + self.close_ids, None)
                 out.frame_ends.append(start + len(opening) + len(self.frame_ids) - 1)
                 responds = last and i + 1 < len(turns) and turns[i + 1].role == "assistant"
@@ -279,10 +343,15 @@ class StreamTokenizer:
                 if mode == "per_frame":
                     text = turns[i + 1].text if responds else ""
                 else:  # interleaved: the segment's response after every frame
-                    text = nxt_text
-                    if text is None:
+                    if nxt_text is None:
                         continue
+                    text = nxt_text
                 self._add_assistant(out, text, learn, after_close=True)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode '{mode}': streaming, per_frame or interleaved")
 
 
 def _next_response(turns: list[Turn], i: int) -> str | None:

@@ -68,7 +68,7 @@ class FrameSampler:
         self.last = stamp
         if self.start is None:
             self.start = stamp
-        elif stamp < self.next_tick - EPSILON:
+        elif stamp < self.start + self._next_tick / self.fps - EPSILON:  # before next_tick
             return False
         # Taken: the next tick is the first grid tick strictly after this stamp (a stamp
         # within EPSILON of a tick counts as on that tick).

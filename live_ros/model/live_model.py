@@ -12,37 +12,86 @@ the release (the embedding matrix is never resized).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from live_ros.model.config import EncoderSettings, LiveConfig, parse_encoder_id
 from live_ros.model.format import IGNORE, FormatSpec
 
 
 class LiveLlamaConfig(LlamaConfig):
-    """A Llama config plus the live settings (the release stores none of them)."""
+    """The base LLM's Llama config plus the checkpoint's :class:`LiveConfig` (``live``, kept
+    as its dict so that transformers can serialise it) and the id of the frame placeholder.
+    The live values below are read from ``live``, never stored beside it."""
 
     model_type = "live_llama"
 
-    def __init__(self, vision_hidden_size: int = 1280, frame_num_tokens: int = 10, frame_token: str = "<v>",
-                 v_placeholder_id: int | None = None, stream_loss_weight: float = 1.0, frame_fps: float = 2.0,
-                 frame_resolution: int = 224, encoder_id: str = "", live_format: dict | None = None, **kwargs):
+    def __init__(self, live: dict | LiveConfig | None = None, v_placeholder_id: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.vision_hidden_size = vision_hidden_size
-        self.frame_num_tokens = frame_num_tokens
-        self.frame_token = frame_token
+        self.live = (live if isinstance(live, LiveConfig) else LiveConfig.from_dict(live or {})).to_dict()
         self.v_placeholder_id = v_placeholder_id
-        self.stream_loss_weight = stream_loss_weight
-        self.frame_fps = frame_fps
-        self.frame_resolution = frame_resolution
-        self.encoder_id = encoder_id
-        self.live_format = live_format or FormatSpec(frame_token=frame_token,
-                                                     frame_num_tokens=frame_num_tokens).to_dict()
+
+    @classmethod
+    def from_live(cls, live: LiveConfig, base: LlamaConfig, v_placeholder_id: int) -> "LiveLlamaConfig":
+        """The model config of ``live`` over the base LLM's config ``base``."""
+        settings = base.to_dict()
+        for key in ("model_type", "architectures", "transformers_version", "live", "v_placeholder_id"):
+            settings.pop(key, None)
+        return cls(live=live, v_placeholder_id=v_placeholder_id, **settings)
+
+    @property
+    def live_config(self) -> LiveConfig:
+        return LiveConfig.from_dict(self.live)
+
+    @property
+    def vision_hidden_size(self) -> int:
+        return self.live["vision_hidden_size"]
+
+    @property
+    def frame_num_tokens(self) -> int:
+        return self.live["encoder"]["num_tokens"]
+
+    @property
+    def frame_token(self) -> str:
+        return self.live["format"]["frame_token"]
+
+    @property
+    def frame_fps(self) -> float:
+        return self.live["frame_fps"]
+
+    @property
+    def frame_resolution(self) -> int:
+        return self.live["encoder"]["image_size"]
+
+    @property
+    def stream_loss_weight(self) -> float:
+        return self.live["stream_weight"]
+
+    @property
+    def encoder_id(self) -> str:
+        return self.live_config.encoder_id
+
+    @encoder_id.setter
+    def encoder_id(self, encoder_id: str) -> None:
+        """Name another encoder (tests; its settings parsed from the id, ``""``: none)."""
+        live = self.live_config
+        encoder = parse_encoder_id(encoder_id, mean=live.encoder.mean, std=live.encoder.std) if encoder_id else None
+        if encoder_id and encoder is None:
+            raise ValueError(f"'{encoder_id}' is not an encoder id (backend/model@weights:SIZEpx:1+SxS)")
+        encoder = encoder or EncoderSettings(image_size=live.encoder.image_size, num_tokens=live.encoder.num_tokens)
+        self.live = replace(live, encoder=encoder).to_dict()
+
+    @property
+    def live_format(self) -> dict:
+        return self.format_spec.to_dict()
 
     @property
     def format_spec(self) -> FormatSpec:
-        return FormatSpec(**self.live_format)
+        return self.live_config.format
 
 
 def build_connector(vision_dim: int, hidden: int) -> nn.Sequential:

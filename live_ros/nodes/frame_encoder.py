@@ -1,7 +1,8 @@
 """frame_encoder: letterboxed frames in, frame tokens out.
 
 Subscribes ``live/frames`` (rgb8, already sampled and letterboxed by camera_subscriber),
-encodes with the preset's vision encoder and publishes ``live/frame_tokens``
+encodes with the vision encoder of the preset's checkpoint (or of ``checkpoint``: its
+``live_config.json`` names the encoder, resolution and tokens per frame) and publishes ``live/frame_tokens``
 (``FrameTokens``: the camera stamp, ``num_tokens x dim`` floats, and the encoder id that the
 LLM node checks). The callback only queues; a worker encodes, several frames in one batch
 when it is behind. A frame-difference encoder (the embedded preset, ``+delta``) compares each
@@ -28,6 +29,8 @@ from live_ros.ros.convert import ConversionError, image_to_rgb, stamp_to_seconds
 class FrameEncoder(LiveNode):
     PARAMS = (
         Param("preset", "embedded", "Model preset whose vision encoder runs here.", choices=tuple(presets.PRESETS)),
+        Param("checkpoint", "", "Checkpoint folder whose live_config.json names the encoder, its input resolution "
+                                "and tokens per frame (empty: the preset's)."),
         Param("vision_path", "", "Local vision weights (8B preset: the siglip-large-patch16-384 folder; "
                                  "empty: the preset's default or $LIVE_ROS_SIGLIP)."),
         Param("device", "cpu", "cpu or cuda.", choices=("cpu", "cuda")),
@@ -36,8 +39,8 @@ class FrameEncoder(LiveNode):
         Param("queue_size", 64, "Frames waiting to be encoded before the oldest is dropped.", (1, 10_000)),
     )
 
-    def __init__(self):
-        super().__init__("frame_encoder", namespace="live")
+    def __init__(self, **kwargs):  # kwargs: rclpy Node's (context, parameter_overrides, ...)
+        super().__init__("frame_encoder", namespace="live", **kwargs)
         self.encoder = None
         self.pub = None
         self.sub = None
@@ -54,8 +57,9 @@ class FrameEncoder(LiveNode):
 
     def load(self) -> None:
         t0 = time.perf_counter()
-        self.encoder = presets.load_encoder(self.p("preset"), vision=self.p("vision_path") or None,
-                                            device=self.p("device"), dtype=self.p("dtype"))
+        self.encoder = presets.load_encoder(self.p("preset"), checkpoint=self.p("checkpoint") or None,
+                                            vision=self.p("vision_path") or None, device=self.p("device"),
+                                            dtype=self.p("dtype"))
         self.get_logger().info(f"encoder {self.encoder.encoder_id} ({self.encoder.num_tokens} tokens x "
                                f"{self.encoder.dim}) loaded in {time.perf_counter() - t0:.1f} s")
 

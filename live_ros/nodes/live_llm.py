@@ -40,18 +40,25 @@ class LiveLLM(LiveNode):
         Param("preset", "embedded", "Model preset (live_ros.model.presets).", choices=tuple(presets.PRESETS)),
         Param("llm_path", "", "Local LLM folder (8B preset: Meta-Llama-3-8B-Instruct; empty: the preset's)."),
         Param("vision_path", "", "Local vision weights (only to name the expected encoder; empty: the preset's)."),
-        Param("adapter_path", "", "Checkpoint folder (empty: the preset's; 8B: videollm-online-8b-v1plus)."),
+        Param("checkpoint", "", "Checkpoint folder (empty: the preset's; 8B: videollm-online-8b-v1plus); its "
+                                "live_config.json sets the model's settings."),
+        Param("adapter_path", "", "Checkpoint folder, as checkpoint (kept for existing parameter files; "
+                                  "checkpoint wins when both are set)."),
         Param("device", "cpu", "cpu or cuda.", choices=("cpu", "cuda")),
         Param("dtype", "float32", "LLM dtype (bfloat16 on a GPU).", choices=("float32", "bfloat16", "float16")),
-        Param("theta", 0.725, "Stay silent while P(interval token) >= theta (paper 3.4; release 0.725). Higher "
-                              "speaks more often.", (0.0, 1.0), dynamic=True),
-        Param("max_new_tokens", 48, "Response length limit in tokens.", (1, 1024), dynamic=True),
-        Param("min_new_tokens", 0, "End of response banned before this many tokens (benchmarks that need "
-                                   "responses of a fixed length; 0 for normal use).", (0, 1024), dynamic=True),
+        Param("theta", EngineConfig.theta,
+              "Stay silent while P(interval token) >= theta (paper 3.4; release 0.725). Higher speaks more often.",
+              (0.0, 1.0), dynamic=True),
+        Param("max_new_tokens", EngineConfig.max_new_tokens, "Response length limit in tokens.", (1, 1024),
+              dynamic=True),
+        Param("min_new_tokens", EngineConfig.min_new_tokens,
+              "End of response banned before this many tokens (benchmarks that need responses of a fixed length; "
+              "0 for normal use).", (0, 1024), dynamic=True),
         Param("system_prompt", "", "System prompt (empty: the checkpoint's). Changing it resets the stream.",
               dynamic=True),
-        Param("cache_budget", 1280, "KV cache budget in tokens (system prompt, sinks, recent frames and "
-                                    "dialogue are kept; 0: unbounded).", (0, 1_000_000), dynamic=True),
+        Param("cache_budget", EngineConfig.cache_budget,
+              "KV cache budget in tokens (system prompt, sinks, recent frames and dialogue are kept; 0: unbounded).",
+              (0, 1_000_000), dynamic=True),
         Param("mute", False, "No proactive narration: speak only when asked.", dynamic=True),
         Param("min_response_interval", 0.0, "Seconds of video between two proactive responses.", (0.0, 3600.0),
               dynamic=True),
@@ -69,10 +76,11 @@ class LiveLLM(LiveNode):
                                "(empty: $ROS_HOME/live_ros, ROS_HOME defaulting to ~/.ros)."),
     )
 
-    def __init__(self):
-        super().__init__("live_llm", namespace="live")
+    def __init__(self, **kwargs):  # kwargs: rclpy Node's (context, parameter_overrides, ...)
+        super().__init__("live_llm", namespace="live", **kwargs)
         self.engine: ThreadedEngine | None = None
         self.expected_encoder = ""
+        self.encoder_settings = None              # the checkpoint's encoder (load)
         self.frame_ids: dict[int, str] = {}
         self.taken: list[float] = []
         self.frames_refused = 0
@@ -101,20 +109,25 @@ class LiveLLM(LiveNode):
 
     def load(self) -> None:
         """The model and the engine (its system prompt prefilled): in the load thread with autostart."""
+        from live_ros.model.checkpoint import load_checkpoint
+
         t0 = time.perf_counter()
-        system = presets.load(self.p("preset"), llm=self.p("llm_path") or None,
-                              vision=self.p("vision_path") or None, adapter=self.p("adapter_path") or None,
-                              device=self.p("device"), dtype=self.p("dtype"))
-        loaded = system.loaded
-        self.expected_encoder = loaded.config.encoder_id or system.encoder.encoder_id
-        del system  # the vision encoder runs in frame_encoder
+        folder = self.p("checkpoint") or self.p("adapter_path") or None
+        loaded = load_checkpoint(folder or self.p("preset"), llm=self.p("llm_path") or None,
+                                 vision=self.p("vision_path") or None, device=self.p("device"),
+                                 dtype=self.p("dtype"), with_encoder=False, preset=self.p("preset"))
+        self.encoder_settings = loaded.config.encoder
+        self.expected_encoder = loaded.config.encoder_id
         for note in loaded.notes:
-            self.get_logger().warning(f"{self.p('preset')}: {note}")
+            self.get_logger().warning(f"{folder or self.p('preset')}: {note}")
         from live_ros.engine import StreamEngine
 
         self.core = StreamEngine(loaded.model, loaded.tokens, self._engine_config())
-        self.get_logger().info(f"{self.p('preset')} loaded in {time.perf_counter() - t0:.1f} s; expects frame "
-                               f"tokens from {self.expected_encoder}")
+        c = loaded.config
+        self.get_logger().info(f"{folder or self.p('preset')} loaded in {time.perf_counter() - t0:.1f} s; expects "
+                               f"frame tokens from {self.expected_encoder or 'any encoder'} ({c.frame_num_tokens} "
+                               f"tokens x {c.vision_hidden_size}, {c.frame_resolution} px, trained at "
+                               f"{c.frame_fps:g} fps)")
 
     def configure(self) -> None:
         self.pub = self.create_lifecycle_publisher(Response, "response", qos.responses())
@@ -167,10 +180,11 @@ class LiveLLM(LiveNode):
     # -- callbacks: validate and enqueue ----------------------------------------------------
     def on_tokens(self, msg: FrameTokens) -> None:
         where = f"live_llm: frame {msg.frame_index} on {self.sub.topic_name}"
-        if msg.encoder != self.expected_encoder:
+        if not self.encoder_settings.accepts(msg.encoder):
             self.frames_refused += 1
             self.report_error(f"{where}: tokens from encoder '{msg.encoder}' but this checkpoint expects "
-                              f"'{self.expected_encoder}': run frame_encoder with the same preset as live_llm")
+                              f"'{self.expected_encoder}': run frame_encoder with the same preset and checkpoint "
+                              f"as live_llm")
             return
         self._count_gap(int(msg.frame_index))
         stamp = stamp_to_seconds(msg.header.stamp)

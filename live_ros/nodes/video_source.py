@@ -74,8 +74,8 @@ class VideoSource(LiveNode):
               "once), so that the video's first frames are not lost while discovery completes.", (0, 100)),
     )
 
-    def __init__(self):
-        super().__init__("video_source", namespace="live")
+    def __init__(self, **kwargs):  # kwargs: rclpy Node's (context, parameter_overrides, ...)
+        super().__init__("video_source", namespace="live", **kwargs)
         self.pub = None
         self.thread = None
         self.running = False

@@ -45,7 +45,7 @@ class OwnGraph:
     value) parameter overrides, as ``<param>`` of that node."""
 
     def __init__(self, *, launch_file: str = "live_ros.launch.xml", namespace: str = "live", preset: str = "embedded",
-                 camera_topic: str = "/camera/image_raw", compressed: bool = False, fps: float = 2.0,
+                 camera_topic: str = "/camera/image_raw", compressed: bool = False, fps: float | None = None,
                  camera_qos: str = "reliable", params_file: str | None = None, sets=(), log: Path | None = None):
         overrides = {"use_sim_time": "true", "use_video": "false", "camera_topic": camera_topic, "preset": preset,
                      "namespace": namespace}
@@ -60,8 +60,10 @@ class OwnGraph:
         if missing:
             raise GraphError(f"{launch_file} does not start {', '.join(missing)}: replay-eval needs "
                              f"{', '.join(MODEL_NODES)}")
-        by_name["camera_subscriber"].params += [("qos", camera_qos), ("qos_depth", "100"), ("fps", repr(float(fps))),
+        by_name["camera_subscriber"].params += [("qos", camera_qos), ("qos_depth", "100"),
                                                 ("compressed", "true" if compressed else "false")]
+        if fps:  # else the checkpoint's
+            by_name["camera_subscriber"].params.append(("fps", repr(float(fps))))
         for node, name, value in sets:
             if node not in by_name:
                 raise GraphError(f"--set {node}.{name}: no node '{node}' in {launch_file} (nodes: {', '.join(by_name)})")

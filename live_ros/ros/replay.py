@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from live_ros.bags import bagio
 from live_ros.bags.schedule import CameraModel, FramePlan, Question, question_slots
-from live_ros.bags.score import Asked
+from live_ros.evaluation.score import Asked
 
 
 class ReplayError(RuntimeError):

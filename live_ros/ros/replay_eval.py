@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from live_ros.bags import bagio
-from live_ros.bags.score import DEFAULT_WINDOW, FUZZY_THRESHOLD
+from live_ros.evaluation.score import DEFAULT_WINDOW, FUZZY_THRESHOLD
 
 
 @dataclass
@@ -38,7 +38,7 @@ class ReplayOptions:
     launch_file: str = "live_ros.launch.xml"
     params_file: str | None = None
     sets: list = field(default_factory=list)          # (node, name, value)
-    fps: float = 2.0
+    fps: float | None = None      # None: the graph's (camera_subscriber's fps, else its checkpoint's)
     camera_qos: str | None = None
     publish_topic: str | None = None
     window: tuple = DEFAULT_WINDOW
@@ -118,23 +118,14 @@ def _remove_empty(folders: list[Path]) -> None:
 
 def load_inputs(opts: ReplayOptions):
     """(scan, events, annotation source, questions); raises BagError / ValueError."""
-    from live_ros.bags.schedule import load_questions
-    from live_ros.bags.score import events_from_annotation
+    from live_ros.evaluation.bag_streams import replay_inputs
 
-    scan = bagio.scan_camera(opts.bag, opts.topic)
-    annotation, source = scan.annotation, "bag custom_data" if scan.annotation else None
-    if opts.annotations:
-        from live_ros.data.annotations import load_annotation
-
-        annotation, source = load_annotation(Path(opts.annotations)).to_dict(), str(opts.annotations)
-    events = events_from_annotation(annotation) if annotation else []
-    questions = load_questions(opts.questions) if opts.questions else []
-    return scan, events, source, questions
+    return replay_inputs(opts.bag, opts.topic, opts.annotations, opts.questions)
 
 
 def run(opts: ReplayOptions) -> dict:
     """Replay and score; returns the report (also written to ``opts.out``)."""
-    from live_ros.bags.report import build_report, write_outputs
+    from live_ros.evaluation.report import build_report, write_outputs
     from live_ros.ros.graph import OwnGraph, get_params, set_param
     from live_ros.ros.replay import Player
     from live_ros.ros.tools import private_node
@@ -179,11 +170,11 @@ def run(opts: ReplayOptions) -> dict:
                     for n, name, value in opts.sets:
                         set_param(node, executor, f"{ns}/{n}", name, value)
                     cam = get_params(node, executor, f"{ns}/camera_subscriber",
-                                     ["fps", "qos", "compressed", "use_sim_time"])
+                                     ["fps", "qos", "compressed", "use_sim_time", "preset", "checkpoint"])
                     if cam["use_sim_time"] is False:
                         notes.append("attached graph does not use sim time (use_sim_time:=true): its latencies and "
                                      "timers follow the wall clock, not the bag's /clock")
-                    fps = float(cam["fps"] or opts.fps)
+                    fps = model_fps(cam)
                     if cam["compressed"] is not None and bool(cam["compressed"]) != scan.compressed:
                         raise bagio.BagError(f"bag {scan.bag}: topic {scan.topic} is {scan.msgtype} but the running "
                                              f"camera_subscriber has compressed={cam['compressed']}: restart it with "
@@ -194,14 +185,16 @@ def run(opts: ReplayOptions) -> dict:
                         notes.append(f"attached camera_subscriber has qos {cam['qos']}: lockstep needs reliable "
                                      f"(a lost image stops the replay)")
                 else:
-                    fps = opts.fps
+                    fps = opts.fps or model_fps(get_params(node, executor, f"{ns}/camera_subscriber",
+                                                           ["fps", "preset", "checkpoint"], timeout=opts.timeout))
                 player = Player(node, executor, scan, namespace=opts.namespace, topic=topic, camera_qos=camera_qos)
                 if graph is not None:
                     player.check = deaths.problem
                 # a graph started here has seen no stamps: the warm-up can precede the bag's
                 player.warm_up(fps, opts.timeout, opts.frame_timeout, on_wait, precede=graph is not None)
                 llm = get_params(node, executor, f"{ns}/live_llm", ["preset", "theta", "llm_path", "vision_path",
-                                                                      "adapter_path", "max_new_tokens", "num_threads"])
+                                                                      "adapter_path", "checkpoint", "max_new_tokens",
+                                                                      "num_threads"])
                 _say(opts, f"graph ready; playing {mode}" + (f" x{opts.speed:g}" if opts.realtime else ""))
                 play = player.play(fps, questions, realtime=opts.realtime, speed=opts.speed,
                                    frame_timeout=opts.frame_timeout, drain=opts.drain)
@@ -245,12 +238,23 @@ def run(opts: ReplayOptions) -> dict:
     return report
 
 
-@functools.lru_cache(maxsize=1)
-def load_system(preset: str, llm: str | None, vision: str | None, adapter: str | None):
-    """The graph's model in this process (the offline side), loaded once per settings."""
-    from live_ros.model import presets
+def model_fps(camera: dict) -> float:
+    """The frame rate a graph samples at: camera_subscriber's ``fps`` parameter, or when it
+    is 0 its checkpoint's (live_config.json, read without torch)."""
+    from live_ros.model.presets import live_config
 
-    return presets.load(preset, llm=llm, vision=vision, adapter=adapter)
+    if camera.get("fps"):
+        return float(camera["fps"])
+    return live_config(camera.get("preset") or "embedded", camera.get("checkpoint") or None).frame_fps
+
+
+@functools.lru_cache(maxsize=1)
+def load_system(preset: str, llm: str | None, vision: str | None, checkpoint: str | None):
+    """The graph's model in this process (the offline side), loaded once per settings, through
+    the loader the nodes use."""
+    from live_ros.model.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint or preset, llm=llm, vision=vision, preset=preset)
 
 
 def offline_eval(scan, play, report: dict, events, llm: dict, fps: float, out: Path) -> dict:
@@ -258,29 +262,14 @@ def offline_eval(scan, play, report: dict, events, llm: dict, fps: float, out: P
     with the graph's torch threads (num_threads), so the numbers are the nodes' own."""
     import torch
 
+    from live_ros.evaluation.bag_streams import replay_offline
+
     threads = torch.get_num_threads()
     torch.set_num_threads(int(llm.get("num_threads") or 1))
     try:
-        return _offline_eval(scan, play, report, events, llm, fps, out)
+        system = load_system(llm.get("preset") or "embedded", llm.get("llm_path") or None,
+                             llm.get("vision_path") or None, llm.get("checkpoint") or llm.get("adapter_path") or None)
+        return replay_offline(system, scan, [p for p in play.plans if p.acked], report["score"]["answers"], events,
+                              fps, out, theta=report["settings"].get("theta"))
     finally:
         torch.set_num_threads(threads)
-
-
-def _offline_eval(scan, play, report: dict, events, llm: dict, fps: float, out: Path) -> dict:
-    from live_ros.bags.offline import encode_frames, offline_stream, offline_metrics, safe_id
-    from live_ros.bags.score import Asked
-
-    taken = [p for p in play.plans if p.acked]
-    keep = {p.order for p in taken}
-    frames = [bagio.decode_rgb(raw, scan.msgtype) for img, raw in bagio.iter_camera(scan) if img.order in keep]
-    system = load_system(llm.get("preset") or "embedded", llm.get("llm_path") or None, llm.get("vision_path") or None,
-                         llm.get("adapter_path") or None)
-    tokens = encode_frames(system.encoder, frames)
-    first = taken[0].stamp
-    times = [p.stamp - first for p in taken]
-    asked = [Asked(a["time"], a["question"], a["expected"], a["query_id"], a["answer"], a["refused"],
-                   a.get("expected_at"), a.get("answer_time")) for a in report["score"]["answers"]]
-    sample = offline_stream(safe_id(Path(scan.bag).name), times, events, asked, fps)
-    theta = report["settings"].get("theta")
-    return offline_metrics(system.loaded.model, system.loaded.tokens, tokens, times, sample, Path(out) / "offline",
-                           theta=theta, encoder_id=system.encoder.encoder_id)

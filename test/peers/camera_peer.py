@@ -11,12 +11,13 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from sensor_msgs.msg import Image
 
-import live_ros  # noqa: F401
+from live_ros import runtime
 from live_ros.ros import qos
 from live_ros.ros.convert import rgb_to_image
 
 
 def main() -> int:
+    runtime.prepare_ros()
     rclpy.init()
     topic = sys.argv[1]
     rate = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0

@@ -8,13 +8,14 @@ import sys
 import rclpy
 from rclpy.executors import ExternalShutdownException
 
-import live_ros  # noqa: F401
+from live_ros import runtime
 from live_ros.msg import FrameTokens, Response
 from live_ros.ros import qos
 from live_ros.srv import Query
 
 
 def main() -> int:
+    runtime.prepare_ros()
     rclpy.init()
     node = rclpy.create_node("interfaces_peer", namespace="live")
     publisher = node.create_publisher(Response, "response", qos.responses())

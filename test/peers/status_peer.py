@@ -10,12 +10,13 @@ import time
 import rclpy
 from rclpy.executors import ExternalShutdownException
 
-import live_ros  # noqa: F401
+from live_ros import runtime
 from live_ros.msg import Status
 from live_ros.ros import qos
 
 
 def main() -> int:
+    runtime.prepare_ros()
     rclpy.init()
     period = float(sys.argv[2]) if len(sys.argv) > 2 else 0.2
     first_delay = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
