@@ -65,8 +65,12 @@ def ms(x) -> str:
 
 
 def stats_ms(values) -> dict:
-    return {"median": pct(values, 50), "p95": pct(values, 95), "max": max(values) if values else float("nan"),
-            "n": len(values)}
+    return {
+        "median": pct(values, 50),
+        "p95": pct(values, 95),
+        "max": max(values) if values else float("nan"),
+        "n": len(values),
+    }
 
 
 # -- the worker side (one measurement per process) ---------------------------------------------
@@ -85,10 +89,15 @@ def load(args, tokens_per_frame: int, lora: bool = True):
     from live_ros.model.checkpoint import LoraSettings, add_lora, load_live
 
     # the embedded preset's frame tokens: EfficientNet-Lite0, frame and difference (2 x 1280)
-    loaded = load_live(smollm2_dir(), None, vision_hidden_size=2560, encoder_id="timm/tf_efficientnet_lite0",
-                       frame_num_tokens=tokens_per_frame)
+    loaded = load_live(
+        smollm2_dir(),
+        None,
+        vision_hidden_size=2560,
+        encoder_id="timm/tf_efficientnet_lite0",
+        frame_num_tokens=tokens_per_frame,
+    )
     model = loaded.model
-    if lora:   # a LoRA with non-zero weights, merged for inference (section 3.4)
+    if lora:  # a LoRA with non-zero weights, merged for inference (section 3.4)
         peft_model = add_lora(model, LoraSettings(r=16, alpha=32, dropout=0.0))
         with torch.no_grad():
             for name, p in peft_model.named_parameters():
@@ -112,13 +121,20 @@ def load_llama3_8b(args, tokens_per_frame: int):
     tok = load_tokenizer(smollm2_dir())
     spec = FormatSpec(frame_num_tokens=tokens_per_frame)
     tokens = StreamTokenizer(tok, spec)
-    cfg = LiveLlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336,
-                          num_hidden_layers=args.layers or 32, num_attention_heads=32, num_key_value_heads=8,
-                          max_position_embeddings=8192, rms_norm_eps=1e-5, tie_word_embeddings=False,
-                          rope_parameters={"rope_type": "default", "rope_theta": 500000.0},   # Llama-3 (not 3.1)
-                          live=LiveConfig(encoder=EncoderSettings(num_tokens=tokens_per_frame),
-                                          vision_hidden_size=1024, format=spec),
-                          v_placeholder_id=tokens.frame_token_id)
+    cfg = LiveLlamaConfig(
+        vocab_size=128256,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=args.layers or 32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=8192,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        rope_parameters={"rope_type": "default", "rope_theta": 500000.0},  # Llama-3 (not 3.1)
+        live=LiveConfig(encoder=EncoderSettings(num_tokens=tokens_per_frame), vision_hidden_size=1024, format=spec),
+        v_placeholder_id=tokens.frame_token_id,
+    )
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     torch.set_default_dtype(dtype)
     with torch.device(args.device):
@@ -138,12 +154,14 @@ def frames_for(n: int, tokens_per_frame: int, dim: int, seed: int = 0):
 def sync(args):
     if args.device.startswith("cuda"):
         import torch
+
         torch.cuda.synchronize()
 
 
 def device_peak_mb(args) -> float | None:
     if args.device.startswith("cuda"):
         import torch
+
         return torch.cuda.max_memory_allocated() / 2**20
     return None
 
@@ -162,7 +180,7 @@ def job_silent(args) -> dict:
     for method in ("recompact", "reprefill"):
         eng = StreamEngine(model, tokens, EngineConfig(theta=0.0, cache_budget=args.budget, eviction=method))
         n_fill = 0
-        while eng.stats.evictions < 2:          # to the budget, past the first evictions
+        while eng.stats.evictions < 2:  # to the budget, past the first evictions
             eng.take_frame(frames[n_fill % 400])
             n_fill += 1
         times, spikes = [], []
@@ -177,8 +195,12 @@ def job_silent(args) -> dict:
                 spikes.append(eng.stats.last_eviction_s)
             else:
                 times.append(dt)
-        out[method] = {"frame_s": stats_ms(times), "eviction_s": stats_ms(spikes),
-                       "cache_tokens": eng.runner.length, "evictions": len(spikes)}
+        out[method] = {
+            "frame_s": stats_ms(times),
+            "eviction_s": stats_ms(spikes),
+            "cache_tokens": eng.runner.length,
+            "evictions": len(spikes),
+        }
         if method == "recompact":
             out["fps"] = 1.0 / pct(times, 50)
             out["fps_all"] = n / (sum(times) + sum(spikes) + 1e-9)
@@ -188,17 +210,31 @@ def job_silent(args) -> dict:
     if not args.llama3_8b:
         with torch.inference_mode():
             k = (out["recompact"]["cache_tokens"] - len(tokens.prefix_ids) - 2) // 11
-            ids = tokens.prefix_ids + tokens.open_ids() + tokens.frame_ids + ([tokens.interval_id] +
-                                                                             tokens.frame_ids) * (k - 1)
+            ids = (
+                tokens.prefix_ids
+                + tokens.open_ids()
+                + tokens.frame_ids
+                + ([tokens.interval_id] + tokens.frame_ids) * (k - 1)
+            )
             cache = DynamicCache(config=model.config)
-            model(input_ids=torch.tensor([ids]), frame_tokens=torch.stack(frames_for(k, 10, dim, 5)),
-                  past_key_values=cache, use_cache=True, logits_to_keep=1)
+            model(
+                input_ids=torch.tensor([ids]),
+                frame_tokens=torch.stack(frames_for(k, 10, dim, 5)),
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
             step = torch.tensor([[tokens.interval_id] + tokens.frame_ids])
             times = []
             for i in range(40):
                 t0 = time.perf_counter()
-                model(input_ids=step, frame_tokens=frames[i][None], past_key_values=cache, use_cache=True,
-                      logits_to_keep=1)
+                model(
+                    input_ids=step,
+                    frame_tokens=frames[i][None],
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
                 times.append(time.perf_counter() - t0)
                 cache.crop(-step.shape[1])
             out["hf_fps"] = 1.0 / pct(times, 50)
@@ -218,6 +254,7 @@ def job_mode(args) -> dict:
     frames = frames_for(n, tpf, dim)
     per_frame_tokens = 2 * (tpf + 1) + 4 * n
     cfg = EngineConfig(cache_budget=None, max_new_tokens=r, min_new_tokens=r, max_batch=1, partials=False)
+
     def speak(i, p):
         return i % every == every - 1
 
@@ -248,10 +285,19 @@ def job_mode(args) -> dict:
             silent_times.append(time.perf_counter() - t1)
     total = time.perf_counter() - t0
     kv_bytes_per_token = eng.runner.nbytes() / eng.runner.capacity
-    return {"mode": mode, "tpf": tpf, "frames": n, "seconds": total, "fps": n / total,
-            "silent_frame_s": stats_ms(silent_times), "cache_tokens": eng.runner.length,
-            "kv_mb": eng.runner.length * kv_bytes_per_token / 2**20, "peak_mb": peak_mb(),
-            "device_peak_mb": device_peak_mb(args), "responses": eng.stats.responses}
+    return {
+        "mode": mode,
+        "tpf": tpf,
+        "frames": n,
+        "seconds": total,
+        "fps": n / total,
+        "silent_frame_s": stats_ms(silent_times),
+        "cache_tokens": eng.runner.length,
+        "kv_mb": eng.runner.length * kv_bytes_per_token / 2**20,
+        "peak_mb": peak_mb(),
+        "device_peak_mb": device_peak_mb(args),
+        "responses": eng.stats.responses,
+    }
 
 
 def job_curve(args) -> dict:
@@ -262,10 +308,11 @@ def job_curve(args) -> dict:
     bounded = args.curve == "bounded"
     n = args.curve_frames
     every, r = args.narrate_every, args.response_tokens
-    cfg = EngineConfig(cache_budget=args.budget if bounded else None, max_new_tokens=r, min_new_tokens=r,
-                       theta=0.0, partials=False)
+    cfg = EngineConfig(
+        cache_budget=args.budget if bounded else None, max_new_tokens=r, min_new_tokens=r, theta=0.0, partials=False
+    )
     eng = StreamEngine(model, tokens, cfg)
-    if bounded:   # a narration now and then: dialogue text is kept longer than frames
+    if bounded:  # a narration now and then: dialogue text is kept longer than frames
         eng.script = lambda i, p: every > 0 and i % every == every - 1
     else:
         eng.runner.reserve(len(tokens.prefix_ids) + 11 * n + 64)
@@ -280,9 +327,18 @@ def job_curve(args) -> dict:
         cache.append(eng.runner.length)
         if (i + 1) % 100 == 0 or i + 1 == n:
             rss[i + 1] = rss_mb()
-    return {"curve": args.curve, "frames": n, "times": times, "cache": cache, "rss": rss, "peak_mb": peak_mb(),
-            "device_peak_mb": device_peak_mb(args), "evictions": eng.stats.evictions,
-            "max_eviction_s": eng.stats.max_eviction_s, "budget": args.budget if bounded else None}
+    return {
+        "curve": args.curve,
+        "frames": n,
+        "times": times,
+        "cache": cache,
+        "rss": rss,
+        "peak_mb": peak_mb(),
+        "device_peak_mb": device_peak_mb(args),
+        "evictions": eng.stats.evictions,
+        "max_eviction_s": eng.stats.max_eviction_s,
+        "budget": args.budget if bounded else None,
+    }
 
 
 def job_latency(args) -> dict:
@@ -304,7 +360,7 @@ def job_latency(args) -> dict:
     n = int(args.latency_seconds * 2)
     frames = frames_for(n, 10, dim)
     eng = ThreadedEngine(core, listen)
-    for f in frames[:4]:                       # warm-up
+    for f in frames[:4]:  # warm-up
         eng.submit_frame(f)
     eng.wait_idle(60)
     eng.reset()
@@ -325,12 +381,17 @@ def job_latency(args) -> dict:
     eng.stop()
     pro = [e.timings for e in finals if e.proactive]
     ans = [e.timings for e in finals if e.response_kind == "answer" and not e.proactive]
-    return {"frames": n, "proactive": len(pro), "answers": len(ans),
-            "first_s": stats_ms([t["arrival_to_first_token_s"] for t in pro]),
-            "final_s": stats_ms([t["arrival_to_final_s"] for t in pro]),
-            "query_first_s": stats_ms([t["arrival_to_first_token_s"] for t in ans]),
-            "query_final_s": stats_ms([t["arrival_to_final_s"] for t in ans]),
-            "dropped": st.frames_dropped - dropped_before, "taken": st.frames_taken - taken_before}
+    return {
+        "frames": n,
+        "proactive": len(pro),
+        "answers": len(ans),
+        "first_s": stats_ms([t["arrival_to_first_token_s"] for t in pro]),
+        "final_s": stats_ms([t["arrival_to_final_s"] for t in pro]),
+        "query_first_s": stats_ms([t["arrival_to_first_token_s"] for t in ans]),
+        "query_final_s": stats_ms([t["arrival_to_final_s"] for t in ans]),
+        "dropped": st.frames_dropped - dropped_before,
+        "taken": st.frames_taken - taken_before,
+    }
 
 
 JOBS = {"silent": job_silent, "mode": job_mode, "curve": job_curve, "latency": job_latency}
@@ -345,30 +406,34 @@ def run_job(args, job: str, extra: list[str], log) -> dict:
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)), None)
     if proc.returncode != 0 or line is None:
         raise SystemExit(f"job {job} {' '.join(extra)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    result = json.loads(line[len(RESULT):])
-    log(f"  [{time.perf_counter() - t0:5.1f} s] {job} {' '.join(extra)}  (machine load {result['loadavg'][0]:.1f}"
-        f" -> {result['loadavg'][1]:.1f})")
+    result = json.loads(line[len(RESULT) :])
+    log(
+        f"  [{time.perf_counter() - t0:5.1f} s] {job} {' '.join(extra)}  (machine load {result['loadavg'][0]:.1f}"
+        f" -> {result['loadavg'][1]:.1f})"
+    )
     return result
 
 
 def window(times, end, width):
-    w = [t for t in times[max(0, end - width):end] if t is not None]
+    w = [t for t in times[max(0, end - width) : end] if t is not None]
     return stats_ms(w)
 
 
 def around(times, frame, width=50):
     """The frames centred on ``frame`` (frame numbers count from 1)."""
     lo = max(0, frame - 1 - width // 2)
-    return stats_ms([t for t in times[lo:lo + width] if t is not None])
+    return stats_ms([t for t in times[lo : lo + width] if t is not None])
 
 
 def orchestrate(args) -> None:
     t_start = time.perf_counter()
     say = lambda s: print(s, flush=True)  # noqa: E731
     what = "Llama-3-8B shape, random bf16" if args.llama3_8b else "embedded SmolLM2-135M-Instruct fp32"
-    say(f"# bench_engine: {what}, device {args.device}, {args.threads} threads (OMP_WAIT_POLICY="
+    say(
+        f"# bench_engine: {what}, device {args.device}, {args.threads} threads (OMP_WAIT_POLICY="
         f"{args.omp_wait_policy}), budget {args.budget} tokens{' (--long)' if args.long else ''}"
-        f"{' (--quick)' if args.quick else ''}; machine load at start {os.getloadavg()[0]:.1f}")
+        f"{' (--quick)' if args.quick else ''}; machine load at start {os.getloadavg()[0]:.1f}"
+    )
     say("running (each line: one process):")
     silent = run_job(args, "silent", [], say)
     modes = {}
@@ -381,59 +446,82 @@ def orchestrate(args) -> None:
 
     say("")
     say("## 1. Silent frames, one at a time, LoRA merged, cache at its budget")
-    say(f"runner attention: transformers' '{silent.get('attn_implementation', '?')}' "
-        f"(config._attn_implementation, ALL_ATTENTION_FUNCTIONS)")
+    say(
+        f"runner attention: transformers' '{silent.get('attn_implementation', '?')}' "
+        f"(config._attn_implementation, ALL_ATTENTION_FUNCTIONS)"
+    )
     s = silent["recompact"]
     say("| engine | median ms/frame | p95 | FPS |")
     say("|---|---|---|---|")
-    say(f"| streaming engine ({s['cache_tokens']} tokens in cache) | {ms(s['frame_s']['median'])} | "
-        f"{ms(s['frame_s']['p95'])} | **{silent['fps']:.1f}** |")
+    say(
+        f"| streaming engine ({s['cache_tokens']} tokens in cache) | {ms(s['frame_s']['median'])} | "
+        f"{ms(s['frame_s']['p95'])} | **{silent['fps']:.1f}** |"
+    )
     if "hf_fps" in silent:
-        say(f"| plain transformers forward (DynamicCache, logits_to_keep=1) | {ms(silent['hf_frame_s']['median'])} | "
-            f"{ms(silent['hf_frame_s']['p95'])} | {silent['hf_fps']:.1f} |")
+        say(
+            f"| plain transformers forward (DynamicCache, logits_to_keep=1) | {ms(silent['hf_frame_s']['median'])} | "
+            f"{ms(silent['hf_frame_s']['p95'])} | {silent['hf_fps']:.1f} |"
+        )
     say("")
-    say(f"## 2. Streaming vs per-frame vs interleaved ({args.mode_frames} frames, unbounded caches, a "
-        f"{args.response_tokens}-token response every {args.respond_every} frames; interleaved: after every frame)")
+    say(
+        f"## 2. Streaming vs per-frame vs interleaved ({args.mode_frames} frames, unbounded caches, a "
+        f"{args.response_tokens}-token response every {args.respond_every} frames; interleaved: after every frame)"
+    )
     say("| tokens/frame | mode | FPS | vs streaming | peak RSS MB | KV cache MB (tokens) | silent ms/frame |")
     say("|---|---|---|---|---|---|---|")
     for tpf in (1, 10):
         base = modes[(tpf, "streaming")]["fps"]
-        for mode, label in (("streaming", "streaming (LIVE)"), ("per_frame", "per-frame, EOS turns"),
-                            ("per_frame_2fwd", "per-frame, EOS fed at once (2 fwd)"),
-                            ("interleaved", "interleaved")):
+        for mode, label in (
+            ("streaming", "streaming (LIVE)"),
+            ("per_frame", "per-frame, EOS turns"),
+            ("per_frame_2fwd", "per-frame, EOS fed at once (2 fwd)"),
+            ("interleaved", "interleaved"),
+        ):
             m = modes[(tpf, mode)]
             dev = f" / GPU {m['device_peak_mb']:.0f}" if m.get("device_peak_mb") else ""
-            say(f"| {tpf} | {label} | {m['fps']:.2f} | {base / m['fps']:.2f}x | {m['peak_mb']:.0f}{dev} | "
-                f"{m['kv_mb']:.1f} ({m['cache_tokens']}) | {ms(m['silent_frame_s']['median'])} |")
-    say("(vs streaming: how many times faster streaming is; paper Table 1d, A100: 13.5 / 7.5 / 1.5 FPS = "
-        "1.8x and 9x)")
+            say(
+                f"| {tpf} | {label} | {m['fps']:.2f} | {base / m['fps']:.2f}x | {m['peak_mb']:.0f}{dev} | "
+                f"{m['kv_mb']:.1f} ({m['cache_tokens']}) | {ms(m['silent_frame_s']['median'])} |"
+            )
+    say("(vs streaming: how many times faster streaming is; paper Table 1d, A100: 13.5 / 7.5 / 1.5 FPS = 1.8x and 9x)")
     say("")
     say("## 3. Time per frame over the stream (silent frames; ms)")
     say("Unbounded cache (the release), curve:")
     say("| frame | " + " | ".join(str(k) for k in curve_points(unb["frames"])) + " |")
     say("|---|" + "---|" * len(curve_points(unb["frames"])))
-    say("| median ms (10 frames before) | " + " | ".join(
-        ms(window(unb["times"], k, 10)["median"]) for k in curve_points(unb["frames"])) + " |")
+    say(
+        "| median ms (10 frames before) | "
+        + " | ".join(ms(window(unb["times"], k, 10)["median"]) for k in curve_points(unb["frames"]))
+        + " |"
+    )
     say("| cache tokens | " + " | ".join(str(unb["cache"][k - 1]) for k in curve_points(unb["frames"])) + " |")
     say("")
     last = bnd["frames"] - 25
     marks = [k for k in (100, 1000, 7200) if k <= last] + ([last] if last not in (100, 1000, 7200) else [])
     width = 50
-    say(f"Bounded cache ({args.budget} tokens, re-compaction, a narration every {args.narrate_every} frames), "
-        f"the {width} frames centred on:")
+    say(
+        f"Bounded cache ({args.budget} tokens, re-compaction, a narration every {args.narrate_every} frames), "
+        f"the {width} frames centred on:"
+    )
     say("| frame | median | p95 | max | cache tokens | RSS MB |")
     say("|---|---|---|---|---|---|")
     for k in marks:
         w = around(bnd["times"], k, width)
-        say(f"| {k} | {ms(w['median'])} | {ms(w['p95'])} | {ms(w['max'])} | {bnd['cache'][k - 1]} | "
-            f"{bnd['rss'].get(str(k), bnd['rss'].get(k, float('nan'))):.0f} |")
+        say(
+            f"| {k} | {ms(w['median'])} | {ms(w['p95'])} | {ms(w['max'])} | {bnd['cache'][k - 1]} | "
+            f"{bnd['rss'].get(str(k), bnd['rss'].get(k, float('nan'))):.0f} |"
+        )
     wu = window(unb["times"], min(1000, unb["frames"]), width)
-    say(f"| unbounded, frame {min(1000, unb['frames'])} | {ms(wu['median'])} | {ms(wu['p95'])} | {ms(wu['max'])} | "
-        f"{unb['cache'][min(1000, unb['frames']) - 1]} | {unb['rss'].get(str(min(1000, unb['frames'])), 0):.0f} |")
+    say(
+        f"| unbounded, frame {min(1000, unb['frames'])} | {ms(wu['median'])} | {ms(wu['p95'])} | {ms(wu['max'])} | "
+        f"{unb['cache'][min(1000, unb['frames']) - 1]} | {unb['rss'].get(str(min(1000, unb['frames'])), 0):.0f} |"
+    )
     all_b = [t for t in bnd["times"] if t is not None]
-    say(f"whole bounded stream: median {ms(pct(all_b, 50))}, p95 {ms(pct(all_b, 95))}, max {ms(max(all_b))} ms; "
+    say(
+        f"whole bounded stream: median {ms(pct(all_b, 50))}, p95 {ms(pct(all_b, 95))}, max {ms(max(all_b))} ms; "
         f"{bnd['evictions']} evictions; peak RSS {bnd['peak_mb']:.0f} MB (RSS at frame 100: "
-        f"{bnd['rss'].get('100', float('nan')):.0f} MB)")
+        f"{bnd['rss'].get('100', float('nan')):.0f} MB)"
+    )
     say("")
     say(f"## 4. Eviction spike at the budget ({args.budget} tokens, down to budget - budget/8)")
     say("| method | median ms | max ms | evictions seen |")
@@ -442,39 +530,73 @@ def orchestrate(args) -> None:
         e = silent[method]["eviction_s"]
         say(f"| {method} | {ms(e['median'])} | {ms(e['max'])} | {e['n']} |")
     say("")
-    say(f"## 5. Latency in real time (ThreadedEngine, 2 fps, {lat['frames']} frames, a {args.response_tokens}-token "
-        f"response every {args.respond_every} frames, 3 queries)")
+    say(
+        f"## 5. Latency in real time (ThreadedEngine, 2 fps, {lat['frames']} frames, a {args.response_tokens}-token "
+        f"response every {args.respond_every} frames, 3 queries)"
+    )
     say("| from arrival to | p50 ms | p95 ms | max ms | n |")
     say("|---|---|---|---|---|")
-    for key, label in (("first_s", "first partial token (proactive)"), ("final_s", "final token (proactive)"),
-                       ("query_first_s", "first token of an answer (query)"),
-                       ("query_final_s", "final token of an answer (query)")):
+    for key, label in (
+        ("first_s", "first partial token (proactive)"),
+        ("final_s", "final token (proactive)"),
+        ("query_first_s", "first token of an answer (query)"),
+        ("query_final_s", "final token of an answer (query)"),
+    ):
         v = lat[key]
         say(f"| {label} | {ms(v['median'])} | {ms(v['p95'])} | {ms(v['max'])} | {v['n']} |")
     say(f"frames taken {lat['taken']}/{lat['frames']}, dropped {lat['dropped']}")
     say("")
     say("## Targets (embedded default, 10 tokens per frame)")
     f100 = around(bnd["times"], 100, width)
-    checks = [("silent-frame FPS >= 12 (stretch 15)", silent["fps"] >= 12, f"{silent['fps']:.1f}"),
-              ("streaming >= 2x per-frame (EOS turns, 1 fwd)",
-               modes[(10, "streaming")]["fps"] >= 2 * modes[(10, "per_frame")]["fps"],
-               f"{modes[(10, 'streaming')]['fps'] / modes[(10, 'per_frame')]['fps']:.2f}x"),
-              ("streaming >= 2x per-frame (EOS fed at once, 2 fwd)",
-               modes[(10, "streaming")]["fps"] >= 2 * modes[(10, "per_frame_2fwd")]["fps"],
-               f"{modes[(10, 'streaming')]['fps'] / modes[(10, 'per_frame_2fwd')]['fps']:.2f}x"),
-              ("streaming >= 9x interleaved", modes[(10, "streaming")]["fps"] >= 9 * modes[(10, "interleaved")]["fps"],
-               f"{modes[(10, 'streaming')]['fps'] / modes[(10, 'interleaved')]['fps']:.2f}x")]
+    checks = [
+        ("silent-frame FPS >= 12 (stretch 15)", silent["fps"] >= 12, f"{silent['fps']:.1f}"),
+        (
+            "streaming >= 2x per-frame (EOS turns, 1 fwd)",
+            modes[(10, "streaming")]["fps"] >= 2 * modes[(10, "per_frame")]["fps"],
+            f"{modes[(10, 'streaming')]['fps'] / modes[(10, 'per_frame')]['fps']:.2f}x",
+        ),
+        (
+            "streaming >= 2x per-frame (EOS fed at once, 2 fwd)",
+            modes[(10, "streaming")]["fps"] >= 2 * modes[(10, "per_frame_2fwd")]["fps"],
+            f"{modes[(10, 'streaming')]['fps'] / modes[(10, 'per_frame_2fwd')]['fps']:.2f}x",
+        ),
+        (
+            "streaming >= 9x interleaved",
+            modes[(10, "streaming")]["fps"] >= 9 * modes[(10, "interleaved")]["fps"],
+            f"{modes[(10, 'streaming')]['fps'] / modes[(10, 'interleaved')]['fps']:.2f}x",
+        ),
+    ]
     for k in marks[1:]:
         w = around(bnd["times"], k, width)
-        checks.append((f"bounded: median at frame {k} <= 1.2x frame 100", w["median"] <= 1.2 * f100["median"],
-                       f"{w['median'] / f100['median']:.2f}x"))
-        checks.append((f"bounded: p95 at frame {k} <= 2x frame 100", w["p95"] <= 2 * f100["p95"],
-                       f"{w['p95'] / f100['p95']:.2f}x"))
+        checks.append(
+            (
+                f"bounded: median at frame {k} <= 1.2x frame 100",
+                w["median"] <= 1.2 * f100["median"],
+                f"{w['median'] / f100['median']:.2f}x",
+            )
+        )
+        checks.append(
+            (
+                f"bounded: p95 at frame {k} <= 2x frame 100",
+                w["p95"] <= 2 * f100["p95"],
+                f"{w['p95'] / f100['p95']:.2f}x",
+            )
+        )
     rss100 = bnd["rss"].get("100", float("nan"))
-    checks.append(("bounded: peak memory within 10 % of frame 100", bnd["peak_mb"] <= 1.1 * rss100,
-                   f"{bnd['peak_mb'] / rss100:.3f}x"))
-    checks.append(("arrival -> first partial token p50 <= 300 ms", lat["first_s"]["median"] <= 0.3,
-                   f"{ms(lat['first_s']['median'])} ms"))
+    checks.append(
+        (
+            "bounded: peak memory within 10 % of frame 100",
+            bnd["peak_mb"] <= 1.1 * rss100,
+            f"{bnd['peak_mb'] / rss100:.3f}x",
+        )
+    )
+    checks.append(
+        (
+            "arrival -> first partial token p50 <= 300 ms",
+            lat["first_s"]["median"] <= 0.3,
+            f"{ms(lat['first_s']['median'])} ms",
+        )
+    )
     say("| target | met | measured |")
     say("|---|---|---|")
     for name, ok, val in checks:
@@ -482,9 +604,18 @@ def orchestrate(args) -> None:
     say("")
     say(f"total {time.perf_counter() - t_start:.0f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps({"silent": silent, "modes": {f"{k[0]}:{k[1]}": v for k, v in
-                                                                            modes.items()},
-                                               "unbounded": unb, "bounded": bnd, "latency": lat}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "silent": silent,
+                    "modes": {f"{k[0]}:{k[1]}": v for k, v in modes.items()},
+                    "unbounded": unb,
+                    "bounded": bnd,
+                    "latency": lat,
+                },
+                indent=1,
+            )
+        )
 
 
 def _default_budget() -> int:
@@ -509,13 +640,17 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--layers", type=int, default=0, help="with --llama3-8b: fewer layers (plumbing checks)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2: this machine's cores)")
-    p.add_argument("--budget", type=int, default=_default_budget(), help="cache budget in tokens (default: the "
-                   "engine's)")
+    p.add_argument(
+        "--budget", type=int, default=_default_budget(), help="cache budget in tokens (default: the engine's)"
+    )
     p.add_argument("--json", default="", help="also write every number to this file")
-    p.add_argument("--omp-wait-policy", default=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
-                   help="OpenMP wait policy of the measuring processes (default PASSIVE: on a shared machine,\n"
-                        "spinning threads make 2-thread forwards 5-40x slower whenever another process\n"
-                        "takes a core; ACTIVE is the OpenMP default)")
+    p.add_argument(
+        "--omp-wait-policy",
+        default=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+        help="OpenMP wait policy of the measuring processes (default PASSIVE: on a shared machine,\n"
+        "spinning threads make 2-thread forwards 5-40x slower whenever another process\n"
+        "takes a core; ACTIVE is the OpenMP default)",
+    )
     # internal: one job per process
     p.add_argument("--job", choices=sorted(JOBS), help=argparse.SUPPRESS)
     p.add_argument("--mode", default="streaming", help=argparse.SUPPRESS)
@@ -532,14 +667,30 @@ def main(argv=None) -> None:
     args.mode_frames = args.mode_frames or (40 if quick else 600 if args.long else 120)
     args.latency_seconds = args.latency_seconds or (15 if quick else 40)
     args.unbounded_frames = 300 if quick else 1000
-    args.bounded_frames = 25 + (300 if quick else 7200 if args.long else 1000)   # windows centred on the marks
+    args.bounded_frames = 25 + (300 if quick else 7200 if args.long else 1000)  # windows centred on the marks
     args.silent_frames = 60 if quick else 200
     args.spike_frames = 120 if quick else 250
     args.passthrough = [a for a in ("--llama3-8b",) if getattr(args, "llama3_8b")]
-    args.passthrough += ["--device", args.device, "--threads", str(args.threads), "--budget", str(args.budget),
-                         "--layers", str(args.layers), "--mode-frames", str(args.mode_frames),
-                         "--respond-every", str(args.respond_every), "--response-tokens", str(args.response_tokens),
-                         "--narrate-every", str(args.narrate_every), "--latency-seconds", str(args.latency_seconds)]
+    args.passthrough += [
+        "--device",
+        args.device,
+        "--threads",
+        str(args.threads),
+        "--budget",
+        str(args.budget),
+        "--layers",
+        str(args.layers),
+        "--mode-frames",
+        str(args.mode_frames),
+        "--respond-every",
+        str(args.respond_every),
+        "--response-tokens",
+        str(args.response_tokens),
+        "--narrate-every",
+        str(args.narrate_every),
+        "--latency-seconds",
+        str(args.latency_seconds),
+    ]
     if args.quick:
         args.passthrough.append("--quick")
     if args.long:

@@ -53,14 +53,32 @@ from graph_figures import say  # noqa: E402
 ROOT = bg.ROOT
 NODES = bg.NODES
 LIVE_ROS = Path(sys.executable).parent / "live-ros"
-PROBES = ("bad-images", "bad-tokens", "bad-queries", "future-tokens", "future-image", "huge-images", "query-flood",
-          "kill-llm", "kill-encoder", "camera-outage", "tools")
+PROBES = (
+    "bad-images",
+    "bad-tokens",
+    "bad-queries",
+    "future-tokens",
+    "future-image",
+    "huge-images",
+    "query-flood",
+    "kill-llm",
+    "kill-encoder",
+    "camera-outage",
+    "tools",
+)
 MODEL_FPS = 2.0
 
 
 def row(probe: str, tried: int, handled: int, refused: int, alive: str, note: str = "") -> dict:
-    return {"probe": probe, "tried": tried, "handled": handled, "refused": refused,
-            "lost": max(0, tried - handled - refused), "alive": alive, "note": note}
+    return {
+        "probe": probe,
+        "tried": tried,
+        "handled": handled,
+        "refused": refused,
+        "lost": max(0, tried - handled - refused),
+        "alive": alive,
+        "note": note,
+    }
 
 
 class Faults:
@@ -90,17 +108,21 @@ class Faults:
         """'yes' when every node reports after now with its pid unchanged (the killed ones:
         respawned and active again)."""
         deadline = time.monotonic() + 90
-        while expect_respawn and time.monotonic() < deadline and \
-                any(bg.pids(self.supervisor).get(n) == self.pids.get(n) for n in expect_respawn):
-            time.sleep(0.2)   # the launcher has not started the new process yet
+        while (
+            expect_respawn
+            and time.monotonic() < deadline
+            and any(bg.pids(self.supervisor).get(n) == self.pids.get(n) for n in expect_respawn)
+        ):
+            time.sleep(0.2)  # the launcher has not started the new process yet
         respawned_at = time.monotonic()
         states: dict = {}
         while time.monotonic() < deadline:
             st = self.status(3.0)
             now = bg.pids(self.supervisor)
-            with self.probe.lock:   # a respawned node counts once its new process reports
-                fresh = {n: self.probe.status[n][0] > respawned_at + 1.0 for n in expect_respawn
-                         if n in self.probe.status}
+            with self.probe.lock:  # a respawned node counts once its new process reports
+                fresh = {
+                    n: self.probe.status[n][0] > respawned_at + 1.0 for n in expect_respawn if n in self.probe.status
+                }
             states = {n: (st[n].state if n in st else "no status") for n in NODES}
             if all(s == "active" for s in states.values()) and all(fresh.get(n) for n in expect_respawn):
                 restarted = [n for n in NODES if now.get(n) != self.pids.get(n)]
@@ -177,10 +199,18 @@ def bad_images(f: Faults) -> dict:
 
     good = f.video.msgs[0]
     w, h = good.width, good.height
-    cases = [("yuv999", w, h, w * 3, bytes(good.data)), ("rgb8", w, h, w * 3, bytes(good.data)[: w * 3 * 10]),
-             ("rgb8", w, h, w, bytes(good.data)), ("rgb8", 0, 0, 0, b""), ("bgr8", w, h, w * 3 - 1, bytes(good.data)),
-             ("mono16", w, h, w, bytes(good.data)[: w * h]), ("rgb8", w, h, w * 3, b"\x00" * 17),
-             ("16UC3", w, h, w * 6, bytes(good.data)), ("rgb8", 10**6, 10**6, 3 * 10**6, b"x"), ("", w, h, w * 3, b"")]
+    cases = [
+        ("yuv999", w, h, w * 3, bytes(good.data)),
+        ("rgb8", w, h, w * 3, bytes(good.data)[: w * 3 * 10]),
+        ("rgb8", w, h, w, bytes(good.data)),
+        ("rgb8", 0, 0, 0, b""),
+        ("bgr8", w, h, w * 3 - 1, bytes(good.data)),
+        ("mono16", w, h, w, bytes(good.data)[: w * h]),
+        ("rgb8", w, h, w * 3, b"\x00" * 17),
+        ("16UC3", w, h, w * 6, bytes(good.data)),
+        ("rgb8", 10**6, 10**6, 3 * 10**6, b"x"),
+        ("", w, h, w * 3, b""),
+    ]
     before = f.counter("camera_subscriber", "frames_dropped")
     t0 = time.monotonic()
     for enc, width, height, step, data in cases:
@@ -189,12 +219,18 @@ def bad_images(f: Faults) -> dict:
         ns = f.probe.clock.now().nanoseconds
         msg.header.stamp = Time(sec=ns // 10**9, nanosec=ns % 10**9)
         f.probe.camera.publish(msg)
-        time.sleep(0.6)   # past the next 2 fps tick: every one of them is due, so each is converted
+        time.sleep(0.6)  # past the next 2 fps tick: every one of them is due, so each is converted
     time.sleep(1.5)
     refused = f.counter("camera_subscriber", "frames_dropped") - before
     errors = [e for e in f.errors_since("camera_subscriber", t0) if "no image on" not in e]
-    return row("bad-images", len(cases), 0, refused, f.alive(),
-               f"{len(errors)} distinct refusals reported, e.g. {errors[0][:100] if errors else '-'!r}")
+    return row(
+        "bad-images",
+        len(cases),
+        0,
+        refused,
+        f.alive(),
+        f"{len(errors)} distinct refusals reported, e.g. {errors[0][:100] if errors else '-'!r}",
+    )
 
 
 def _token_sample(f: Faults):
@@ -257,8 +293,14 @@ def future_tokens(f: Faults) -> dict:
     taken = f.wait_decisions(keys)
     refused = f.counter("live_llm", "frames_dropped") - before
     tried = 1 + len(keys)
-    return row("future-tokens", tried, taken, min(refused, tried - taken), f.alive(),
-               f"real frames after it taken: {taken} of {len(keys)}")
+    return row(
+        "future-tokens",
+        tried,
+        taken,
+        min(refused, tried - taken),
+        f.alive(),
+        f"real frames after it taken: {taken} of {len(keys)}",
+    )
 
 
 def future_image(f: Faults) -> dict:
@@ -266,7 +308,7 @@ def future_image(f: Faults) -> dict:
 
     msg = f.video.now()
     before = sum(f.counter(n, "frames_dropped") for n in ("camera_subscriber", "live_llm"))
-    ns = f.probe.clock.now().nanoseconds + 6 * 10**9   # not through the bench's own sampler: it is ahead
+    ns = f.probe.clock.now().nanoseconds + 6 * 10**9  # not through the bench's own sampler: it is ahead
     msg.header.stamp = Time(sec=ns // 10**9, nanosec=ns % 10**9)
     f.probe.camera.publish(msg)
     time.sleep(0.3)
@@ -274,8 +316,14 @@ def future_image(f: Faults) -> dict:
     taken = f.wait_decisions(keys)
     refused = sum(f.counter(n, "frames_dropped") for n in ("camera_subscriber", "live_llm")) - before
     tried = 1 + len(keys)
-    return row("future-image", tried, taken, min(refused, tried - taken), f.alive(),
-               f"real frames after it taken: {taken} of {len(keys)}")
+    return row(
+        "future-image",
+        tried,
+        taken,
+        min(refused, tried - taken),
+        f.alive(),
+        f"real frames after it taken: {taken} of {len(keys)}",
+    )
 
 
 def _rss_mb(pid: int) -> float:
@@ -312,9 +360,15 @@ def huge_images(f: Faults) -> dict:
     refused = f.counter("camera_subscriber", "frames_dropped") - before
     rss1 = _rss_mb(pid)
     errors = [e for e in f.errors_since("camera_subscriber", t0) if "no image on" not in e]
-    return row("huge-images", len(sizes), 0, refused, f.alive(),
-               f"camera_subscriber RSS {rss0:.0f} -> {rss1:.0f} MB; frames after: {taken} of {len(keys)}; "
-               f"e.g. {errors[-1][:110] if errors else '-'!r}")
+    return row(
+        "huge-images",
+        len(sizes),
+        0,
+        refused,
+        f.alive(),
+        f"camera_subscriber RSS {rss0:.0f} -> {rss1:.0f} MB; frames after: {taken} of {len(keys)}; "
+        f"e.g. {errors[-1][:110] if errors else '-'!r}",
+    )
 
 
 def query_flood(f: Faults) -> dict:
@@ -354,16 +408,23 @@ def query_flood(f: Faults) -> dict:
     with f.probe.lock:
         keys = [k for k, p in f.probe.expected.items() if p == "flood"]
     taken = f.decisions_for(keys)
-    return row("query-flood", 100, answered, refused_now + refused_later, f.alive(),
-               f"accepted {len(ids)}; max lag {max(lags, default=0):.1f} s; frames taken {taken} of {len(keys)}")
+    return row(
+        "query-flood",
+        100,
+        answered,
+        refused_now + refused_later,
+        f.alive(),
+        f"accepted {len(ids)}; max lag {max(lags, default=0):.1f} s; frames taken {taken} of {len(keys)}",
+    )
 
 
 def kill_llm(f: Faults) -> dict:
     import threading
 
     stop = threading.Event()
-    cam = threading.Thread(target=lambda: [f.stream(1.0, phase="kill-llm") for _ in iter(stop.is_set, True)],
-                           daemon=True)
+    cam = threading.Thread(
+        target=lambda: [f.stream(1.0, phase="kill-llm") for _ in iter(stop.is_set, True)], daemon=True
+    )
     cam.start()
     ids = []
     try:
@@ -373,7 +434,7 @@ def kill_llm(f: Faults) -> dict:
                 ids.append(reply.query_id)
         f.kill("live_llm")
         alive = f.alive(expect_respawn=("live_llm",))
-        f.probe.clients.pop(f"{f.probe.ns}/query", None)   # a new client for the new server
+        f.probe.clients.pop(f"{f.probe.ns}/query", None)  # a new client for the new server
         after = f.ask("A question after the restart: what do you see?", timeout=60)
         answered, refused = f.outcome(ids, timeout=120)
     finally:
@@ -389,8 +450,9 @@ def kill_encoder(f: Faults) -> dict:
     stop = threading.Event()
     fields = ("frames_dropped",)
     before = {n: f.counter(n, fields[0]) for n in NODES}
-    cam = threading.Thread(target=lambda: [f.stream(1.0, phase="kill-enc") for _ in iter(stop.is_set, True)],
-                           daemon=True)
+    cam = threading.Thread(
+        target=lambda: [f.stream(1.0, phase="kill-enc") for _ in iter(stop.is_set, True)], daemon=True
+    )
     cam.start()
     try:
         time.sleep(2.0)
@@ -404,8 +466,14 @@ def kill_encoder(f: Faults) -> dict:
         keys = [k for k, p in f.probe.expected.items() if p == "kill-enc"]
     taken = f.wait_decisions(keys, timeout=30)
     counted = sum(f.counter(n, "frames_dropped") - before[n] for n in NODES)
-    return row("kill-encoder", len(keys), taken, min(counted, len(keys) - taken), alive,
-               f"frames counted as dropped by the nodes: {counted}")
+    return row(
+        "kill-encoder",
+        len(keys),
+        taken,
+        min(counted, len(keys) - taken),
+        alive,
+        f"frames counted as dropped by the nodes: {counted}",
+    )
 
 
 def camera_outage(f: Faults) -> dict:
@@ -424,8 +492,9 @@ def camera_outage(f: Faults) -> dict:
 
 def _cli(*args, env=None, timeout=120) -> tuple[int, str, float]:
     t0 = time.monotonic()
-    p = subprocess.run([str(LIVE_ROS), *args], capture_output=True, text=True, timeout=timeout,
-                       env={**os.environ, **(env or {})})
+    p = subprocess.run(
+        [str(LIVE_ROS), *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
     return p.returncode, (p.stdout + p.stderr).strip(), time.monotonic() - t0
 
 
@@ -444,32 +513,44 @@ def tools(f: Faults) -> dict:
         refused += clear
         notes.append(f"param set {' '.join(args)}: {out.splitlines()[-1][:70] if out else ''!r}")
     tried += 1
-    code, out, took = _cli("ask", "hello?", env={"ROS_DOMAIN_ID": str((int(os.environ['ROS_DOMAIN_ID']) + 50) % 100)})
+    code, out, took = _cli("ask", "hello?", env={"ROS_DOMAIN_ID": str((int(os.environ["ROS_DOMAIN_ID"]) + 50) % 100)})
     refused += code != 0 and took < 10
     notes.append(f"ask with no graph: {took:.1f} s")
     return row("tools", tried, handled, refused, f.alive(), "; ".join(notes))
 
 
-RUNS = {"bad-images": bad_images, "bad-tokens": bad_tokens, "bad-queries": bad_queries,
-        "future-tokens": future_tokens, "future-image": future_image, "huge-images": huge_images,
-        "query-flood": query_flood, "kill-llm": kill_llm, "kill-encoder": kill_encoder,
-        "camera-outage": camera_outage, "tools": tools}
+RUNS = {
+    "bad-images": bad_images,
+    "bad-tokens": bad_tokens,
+    "bad-queries": bad_queries,
+    "future-tokens": future_tokens,
+    "future-image": future_image,
+    "huge-images": huge_images,
+    "query-flood": query_flood,
+    "kill-llm": kill_llm,
+    "kill-encoder": kill_encoder,
+    "camera-outage": camera_outage,
+    "tools": tools,
+}
 
 
 def table(rows: list[dict]) -> str:
     head = f"| {'probe':<14} | tried | handled | refused (clear error) | lost | nodes alive | note |"
     lines = [head, "|" + "|".join("-" * (len(c) + 0) for c in head.split("|")[1:-1]) + "|"]
     for r in rows:
-        lines.append(f"| {r['probe']:<14} | {r['tried']:>5} | {r['handled']:>7} | {r['refused']:>21} | "
-                     f"{r['lost']:>4} | {r['alive']:<11} | {r['note']} |")
+        lines.append(
+            f"| {r['probe']:<14} | {r['tried']:>5} | {r['handled']:>7} | {r['refused']:>21} | "
+            f"{r['lost']:>4} | {r['alive']:<11} | {r['note']} |"
+        )
     return "\n".join(lines)
 
 
 def run(args) -> list[dict]:
     bg.set_ros_env()
     os.environ.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="live_ros_faults_"))
-    graph_args = argparse.Namespace(preset="embedded", namespace=args.namespace, model_fps=MODEL_FPS,
-                                    camera_qos="sensor_data", camera_depth=0)
+    graph_args = argparse.Namespace(
+        preset="embedded", namespace=args.namespace, model_fps=MODEL_FPS, camera_qos="sensor_data", camera_depth=0
+    )
     log_path = args.log or str(Path(tempfile.gettempdir()) / "bench_faults_nodes.log")
     supervisor, log = bg.start_graph(graph_args, log_path)
     f = None
@@ -501,13 +582,17 @@ def run(args) -> list[dict]:
     say("")
     say(table(rows))
     say("")
-    say(f"crashes {crashes}, silent losses {sum(r['lost'] for r in rows)}, unanswered queries "
-           f"{sum(r['lost'] for r in rows if r['probe'] in ('query-flood', 'kill-llm'))} (nodes' log: {log_path})")
+    say(
+        f"crashes {crashes}, silent losses {sum(r['lost'] for r in rows)}, unanswered queries "
+        f"{sum(r['lost'] for r in rows if r['probe'] in ('query-flood', 'kill-llm'))} (nodes' log: {log_path})"
+    )
     return rows
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--probes", default=",".join(PROBES), help=f"comma-separated subset of: {', '.join(PROBES)}")
     ap.add_argument("--namespace", default="live")
     ap.add_argument("--json", help="also write the rows to this file")

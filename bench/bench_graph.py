@@ -73,17 +73,21 @@ def run(args) -> dict:
     t_start = time.monotonic()
     log = lambda s: say(f"  [{time.monotonic() - t_start:6.1f} s] {s}")  # noqa: E731
     video = Video(Path(args.video) if args.video else share_dir() / "media" / "demo.mp4", args.camera_size)
-    say(f"# bench_graph: preset {args.preset}, camera {video.width}x{video.height} rgb8 ({video.nbytes:,} B) at "
+    say(
+        f"# bench_graph: preset {args.preset}, camera {video.width}x{video.height} rgb8 ({video.nbytes:,} B) at "
         f"{args.camera_fps:g} fps, camera QoS {args.camera_qos} (camera_subscriber depth "
         f"{args.camera_depth or 'from the params file'}) -> {args.model_fps:g} fps model; Fast DDS transports "
         f"{os.environ.get('FASTDDS_BUILTIN_TRANSPORTS', 'DEFAULT')}; ROS_DOMAIN_ID="
         f"{os.environ['ROS_DOMAIN_ID']} ({os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE']}); "
-        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start{' (--quick)' if args.quick else ''}")
+        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start{' (--quick)' if args.quick else ''}"
+    )
     log_path = args.log or tempfile.mkstemp(prefix="bench_graph_nodes_", suffix=".log")[1]
     probe = Probe(args.namespace, args.model_fps, args.camera_qos)
     supervisor, log_file = start_graph(args, log_path)
-    res: dict = {"args": {k: v for k, v in vars(args).items() if k != "job"}, "camera_size": [video.width,
-                                                                                                 video.height]}
+    res: dict = {
+        "args": {k: v for k, v in vars(args).items() if k != "job"},
+        "camera_size": [video.width, video.height],
+    }
     try:
         res["discovery_images"] = discover(probe, video, args.timeout)
         wait_active(probe, supervisor, 10.0)
@@ -98,8 +102,10 @@ def run(args) -> dict:
             for fps in args.sweep:
                 r = measured(probe, supervisor, video, fps, args.sweep_seconds, f"sweep{fps:g}")
                 res["sweep"].append(r)
-                log(f"sweep {fps:g} fps: {r['dropped']} dropped of {r['sampled']}, {r['camera_lost']} camera images "
-                    f"lost, achieved {r['camera']['achieved_fps']:.1f} fps")
+                log(
+                    f"sweep {fps:g} fps: {r['dropped']} dropped of {r['sampled']}, {r['camera_lost']} camera images "
+                    f"lost, achieved {r['camera']['achieved_fps']:.1f} fps"
+                )
             res["largest_rate_without_drops"] = largest_clean_rate(res["sweep"])
         if "transport" in args.phases:
             res["transport"] = transport(probe, video, args)
@@ -120,8 +126,10 @@ def run(args) -> dict:
     report(args, res)
     p = res["problems"]
     say("")
-    say(f"nodes: {p['warnings']} warning/error lines in {p['log']}; respawns {p['respawns'] or 'none'}; "
-        f"last_error {p['last_error'] or 'none'}")
+    say(
+        f"nodes: {p['warnings']} warning/error lines in {p['log']}; respawns {p['respawns'] or 'none'}; "
+        f"last_error {p['last_error'] or 'none'}"
+    )
     for line in p["first_warnings"]:
         say(f"  {line[:240]}")
     say(f"total {time.monotonic() - t_start:.0f} s")
@@ -132,35 +140,70 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a smoke run of about 2-3 minutes (short phases)")
     p.add_argument("--minutes", type=float, default=None, help="sustained run length (default 10; quick 0.33)")
-    p.add_argument("--camera-fps", type=float, default=30.0, help="camera rate of the sustained, transport and "
-                   "latency phases (default 30)")
-    p.add_argument("--sweep", default=None, help="camera rates of the sweep, comma-separated (default "
-                   "30,60,120,240; '' for none)")
+    p.add_argument(
+        "--camera-fps",
+        type=float,
+        default=30.0,
+        help="camera rate of the sustained, transport and latency phases (default 30)",
+    )
+    p.add_argument(
+        "--sweep", default=None, help="camera rates of the sweep, comma-separated (default 30,60,120,240; '' for none)"
+    )
     p.add_argument("--sweep-seconds", type=float, default=None, help="seconds per sweep rate (default 60; quick 10)")
     p.add_argument("--phases", default=",".join(PHASES), help=f"phases to run (default {','.join(PHASES)})")
     p.add_argument("--model-fps", type=float, default=2.0, help="camera_subscriber's fps (default 2)")
-    p.add_argument("--camera-qos", default="sensor_data", choices=("sensor_data", "reliable"),
-                   help="QoS of the bench's camera publisher and camera_subscriber's qos parameter (default "
-                        "sensor_data: best effort, as camera drivers publish)")
-    p.add_argument("--camera-depth", type=int, default=0, help="camera_subscriber's qos_depth (default: the "
-                   "params file's, 30); the bench's camera publishes with the sensor-data depth, 5")
-    p.add_argument("--camera-size", default="", help="resize the video's frames to WxH (default: as decoded, "
-                   "320x240 for the demo video)")
+    p.add_argument(
+        "--camera-qos",
+        default="sensor_data",
+        choices=("sensor_data", "reliable"),
+        help="QoS of the bench's camera publisher and camera_subscriber's qos parameter (default "
+        "sensor_data: best effort, as camera drivers publish)",
+    )
+    p.add_argument(
+        "--camera-depth",
+        type=int,
+        default=0,
+        help="camera_subscriber's qos_depth (default: the "
+        "params file's, 30); the bench's camera publishes with the sensor-data depth, 5",
+    )
+    p.add_argument(
+        "--camera-size",
+        default="",
+        help="resize the video's frames to WxH (default: as decoded, 320x240 for the demo video)",
+    )
     p.add_argument("--video", default="", help="video to publish (default: the package's media/demo.mp4)")
     p.add_argument("--preset", default="embedded", help="model preset of the nodes (default embedded)")
     p.add_argument("--namespace", default="live")
-    p.add_argument("--warmup-seconds", type=float, default=None, help="camera at its rate before measuring, "
-                   "after discovery (default 10; quick 3)")
-    p.add_argument("--latency-seconds", type=float, default=None, help="proactive latency phase length "
-                   "(default 120; quick 25)")
-    p.add_argument("--theta", type=float, default=1.0, help="live_llm theta in the latency phase (default 1.0: "
-                   "it wants to speak at every frame)")
-    p.add_argument("--max-new-tokens", type=int, default=12, help="live_llm max_new_tokens in the latency phase "
-                   "(default 12)")
-    p.add_argument("--min-response-interval", type=float, default=2.0, help="live_llm min_response_interval in "
-                   "the latency phase, seconds (default 2)")
-    p.add_argument("--queries", type=int, default=None, help="questions asked after the proactive phase "
-                   "(default 10; quick 3; 0: none)")
+    p.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=None,
+        help="camera at its rate before measuring, after discovery (default 10; quick 3)",
+    )
+    p.add_argument(
+        "--latency-seconds", type=float, default=None, help="proactive latency phase length (default 120; quick 25)"
+    )
+    p.add_argument(
+        "--theta",
+        type=float,
+        default=1.0,
+        help="live_llm theta in the latency phase (default 1.0: it wants to speak at every frame)",
+    )
+    p.add_argument(
+        "--max-new-tokens", type=int, default=12, help="live_llm max_new_tokens in the latency phase (default 12)"
+    )
+    p.add_argument(
+        "--min-response-interval",
+        type=float,
+        default=2.0,
+        help="live_llm min_response_interval in the latency phase, seconds (default 2)",
+    )
+    p.add_argument(
+        "--queries",
+        type=int,
+        default=None,
+        help="questions asked after the proactive phase (default 10; quick 3; 0: none)",
+    )
     p.add_argument("--query-every", type=float, default=4.0, help="seconds between questions (default 4)")
     p.add_argument("--question", default="What do you see?", help="the question asked")
     p.add_argument("--pings", type=int, default=None, help="ping-pongs per message type (default 200; quick 40)")
@@ -195,7 +238,7 @@ def main(argv=None) -> int:
     def on_signal(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, on_signal)    # also when started with SIGINT ignored (background shells)
+    signal.signal(signal.SIGINT, on_signal)  # also when started with SIGINT ignored (background shells)
     signal.signal(signal.SIGTERM, on_signal)
     sys.path.insert(0, str(ROOT))
     res = run(args)

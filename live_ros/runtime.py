@@ -26,7 +26,8 @@ def prepare_torch() -> None:
 
 def prepare_ros() -> None:
     if not os.environ.get("AMENT_PREFIX_PATH") and os.path.isdir(
-            os.path.join(sys.prefix, "share", "ament_index", "resource_index", "packages")):
+        os.path.join(sys.prefix, "share", "ament_index", "resource_index", "packages")
+    ):
         os.environ["AMENT_PREFIX_PATH"] = sys.prefix
 
 

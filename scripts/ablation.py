@@ -38,8 +38,16 @@ ARMS = {
 
 def run_arm(name: str, out: Path, extra: list[str]) -> float:
     _, overrides = ARMS[name]
-    cmd = [str(Path(sys.executable).parent / "live-ros"), "train", "--config", str(CONFIG), "--out", str(out / name),
-           *overrides, *extra]
+    cmd = [
+        str(Path(sys.executable).parent / "live-ros"),
+        "train",
+        "--config",
+        str(CONFIG),
+        "--out",
+        str(out / name),
+        *overrides,
+        *extra,
+    ]
     if any((out / name).glob("checkpoint-*")):
         cmd.append("--resume")
     print(f"[ablation] {name}: {' '.join(cmd[1:])}", flush=True)
@@ -59,12 +67,23 @@ def row(name: str, out: Path) -> dict | None:
     init = json.loads(config.read_text()).get("model", {}).get("init_from") if config.is_file() else None
     if name == "untrained" and init:
         label = f"untrained: {init} as loaded"
-    return {"arm": name, "label": label, "init_from": init, "mode": train.get("mode"), "w": train.get("stream_weight"),
-            "lm_ppl": m.get("lm_ppl"), "time_diff": m.get("time_diff"), "time_diff_theta": m.get("time_diff_theta"),
-            "fluency": m.get("fluency"), "lm_correctness": m.get("lm_correctness"),
-            "missed": data.get("missed"), "timed_turns": data.get("timed_turns"),
-            "train_tokens_per_stream": train.get("tokens_per_stream") if train.get("streams") else None,
-            "train_seconds": train.get("seconds"), "steps": train.get("steps")}
+    return {
+        "arm": name,
+        "label": label,
+        "init_from": init,
+        "mode": train.get("mode"),
+        "w": train.get("stream_weight"),
+        "lm_ppl": m.get("lm_ppl"),
+        "time_diff": m.get("time_diff"),
+        "time_diff_theta": m.get("time_diff_theta"),
+        "fluency": m.get("fluency"),
+        "lm_correctness": m.get("lm_correctness"),
+        "missed": data.get("missed"),
+        "timed_turns": data.get("timed_turns"),
+        "train_tokens_per_stream": train.get("tokens_per_stream") if train.get("streams") else None,
+        "train_seconds": train.get("seconds"),
+        "steps": train.get("steps"),
+    }
 
 
 def _f(value, fmt: str) -> str:
@@ -72,16 +91,20 @@ def _f(value, fmt: str) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| arm | LM-PPL | TimeDiff (s) | TimeDiff@0.725 (s) | Fluency | LM-Correctness | missed | "
-             "train tokens/stream | train time |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| arm | LM-PPL | TimeDiff (s) | TimeDiff@0.725 (s) | Fluency | LM-Correctness | missed | "
+        "train tokens/stream | train time |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         missed = "-" if r["missed"] is None else f"{r['missed']}/{r['timed_turns']}"
-        lines.append(f"| {r['label']} | {_f(r['lm_ppl'], '.2f')} | {_f(r['time_diff'], '.2f')} | "
-                     f"{_f(r['time_diff_theta'], '.2f')} | {_f(r['fluency'] and 100 * r['fluency'], '.1f')} % | "
-                     f"{_f(r['lm_correctness'] and 100 * r['lm_correctness'], '.1f')} % | {missed} | "
-                     f"{_f(r['train_tokens_per_stream'], '.0f')} | "
-                     f"{_f(r['steps'] and r['train_seconds'] / 60, '.1f')} min |")
+        lines.append(
+            f"| {r['label']} | {_f(r['lm_ppl'], '.2f')} | {_f(r['time_diff'], '.2f')} | "
+            f"{_f(r['time_diff_theta'], '.2f')} | {_f(r['fluency'] and 100 * r['fluency'], '.1f')} % | "
+            f"{_f(r['lm_correctness'] and 100 * r['lm_correctness'], '.1f')} % | {missed} | "
+            f"{_f(r['train_tokens_per_stream'], '.0f')} | "
+            f"{_f(r['steps'] and r['train_seconds'] / 60, '.1f')} min |"
+        )
     return "\n".join(lines)
 
 

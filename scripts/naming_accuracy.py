@@ -45,12 +45,12 @@ def main() -> int:
     first = {token: noun for noun in nouns for token in tokens.first_token_ids([noun])}
     seen, right = collections.Counter(), collections.Counter()
     confusions = collections.Counter()
-    for sample in load_samples(args.streams)[:args.limit]:
+    for sample in load_samples(args.streams)[: args.limit]:
         feats, _, _ = load_stream_features(sample, args.features, expect_encoder=encoder_id)
         turns = sample.to_turns(min(int(feats.shape[0]), sample.num_frames))
         _, enc, _ = fit_context(tokens, turns, "streaming", 8192)
         with torch.inference_mode():
-            logits = model(input_ids=torch.tensor([enc.input_ids]), frame_tokens=feats[:enc.num_frames]).logits[0]
+            logits = model(input_ids=torch.tensor([enc.input_ids]), frame_tokens=feats[: enc.num_frames]).logits[0]
         best = logits.argmax(-1).tolist()
         for role, start, end in enc.turn_spans:
             if role != "assistant":
@@ -65,11 +65,15 @@ def main() -> int:
                 if said != truth:
                     confusions[(truth, said)] += 1
     total = sum(seen.values())
-    print(f"{args.checkpoint}: object-name accuracy {sum(right.values())}/{total} = "
-          f"{sum(right.values()) / max(total, 1):.3f}")
+    print(
+        f"{args.checkpoint}: object-name accuracy {sum(right.values())}/{total} = "
+        f"{sum(right.values()) / max(total, 1):.3f}"
+    )
     print("per object:", ", ".join(f"{n} {right[n]}/{seen[n]}" for n in nouns if seen[n]))
-    print("most common confusions (truth -> said):",
-          ", ".join(f"{t} -> {s} x{c}" for (t, s), c in confusions.most_common(8)))
+    print(
+        "most common confusions (truth -> said):",
+        ", ".join(f"{t} -> {s} x{c}" for (t, s), c in confusions.most_common(8)),
+    )
     return 0
 
 

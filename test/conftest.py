@@ -37,8 +37,14 @@ class Processes:
         self.procs: list[subprocess.Popen] = []
 
     def start(self, *args, env=None, **kwargs) -> subprocess.Popen:
-        proc = subprocess.Popen([str(a) for a in args], env={**os.environ, **(env or {})},
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+        proc = subprocess.Popen(
+            [str(a) for a in args],
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            **kwargs,
+        )
         self.procs.append(proc)
         return proc
 

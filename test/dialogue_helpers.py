@@ -12,14 +12,27 @@ def on_grid(t: float, fps: float = FPS) -> bool:
 
 
 def scene_annotation() -> VideoAnnotation:
-    return VideoAnnotation("scene1", 30.0, events=[
-        Event(3.2, "appears", "cat", "The cat appears."),
-        Event(6.0, "moves", "cat", "The cat moves to the left.", end=7.3, end_text="The cat stops.",
-              meta={"direction": "to the left"}),
-        Event(10.3, "appears", "rocket", "The rocket appears."),
-        Event(15.0, "leaves", "cat", "The cat leaves."),
-        Event(22.1, "leaves", "rocket", "The rocket leaves."),
-    ], source="world", domain="scene")
+    return VideoAnnotation(
+        "scene1",
+        30.0,
+        events=[
+            Event(3.2, "appears", "cat", "The cat appears."),
+            Event(
+                6.0,
+                "moves",
+                "cat",
+                "The cat moves to the left.",
+                end=7.3,
+                end_text="The cat stops.",
+                meta={"direction": "to the left"},
+            ),
+            Event(10.3, "appears", "rocket", "The rocket appears."),
+            Event(15.0, "leaves", "cat", "The cat leaves."),
+            Event(22.1, "leaves", "rocket", "The rocket leaves."),
+        ],
+        source="world",
+        domain="scene",
+    )
 
 
 def question(plan: dict, mode: str, **match) -> dict:

@@ -38,11 +38,19 @@ def smollm2_tokenizer():
 def tiny_model(tokenizer, vision_dim: int = 16, frame_num_tokens: int = 2, seed: int = 0, **overrides):
     spec = FormatSpec(frame_num_tokens=frame_num_tokens)
     live = LiveConfig(encoder=EncoderSettings(num_tokens=frame_num_tokens), vision_hidden_size=vision_dim, format=spec)
-    config = LiveLlamaConfig(vocab_size=len(tokenizer) - 1, hidden_size=64, intermediate_size=128,
-                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                             max_position_embeddings=4096, live=live,
-                             v_placeholder_id=tokenizer.convert_tokens_to_ids("<v>"),
-                             tie_word_embeddings=False, **overrides)
+    config = LiveLlamaConfig(
+        vocab_size=len(tokenizer) - 1,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        live=live,
+        v_placeholder_id=tokenizer.convert_tokens_to_ids("<v>"),
+        tie_word_embeddings=False,
+        **overrides,
+    )
     torch.manual_seed(seed)
     model = LiveLlamaForCausalLM(config)
     model.reset_connector(seed)

@@ -110,8 +110,12 @@ def test_no_cycles_between_packages():
 
 
 def test_bags_are_pure_bag_io():
-    bad = [f"{p.relative_to(ROOT)}:{line} imports {target}" for p in (PACKAGE / "bags").rglob("*.py")
-           for line, target in imports(p) if unit_of(target) in ("evaluation", "training", "ros", "nodes", "cli")]
+    bad = [
+        f"{p.relative_to(ROOT)}:{line} imports {target}"
+        for p in (PACKAGE / "bags").rglob("*.py")
+        for line, target in imports(p)
+        if unit_of(target) in ("evaluation", "training", "ros", "nodes", "cli")
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -121,13 +125,18 @@ def test_modules_are_small_enough_to_read(path):
     lines = len(path.read_text().splitlines())
     if rel in LONG_MODULES:
         return
-    assert lines <= MAX_LINES, (f"{rel} has {lines} lines (> {MAX_LINES}): split it by concern, or list it in "
-                                f"LONG_MODULES with why it reads as one concern")
+    assert lines <= MAX_LINES, (
+        f"{rel} has {lines} lines (> {MAX_LINES}): split it by concern, or list it in "
+        f"LONG_MODULES with why it reads as one concern"
+    )
 
 
 def test_long_module_exceptions_are_still_needed():
-    stale = [rel for rel in LONG_MODULES if not (ROOT / rel).is_file()
-             or len((ROOT / rel).read_text().splitlines()) <= MAX_LINES]
+    stale = [
+        rel
+        for rel in LONG_MODULES
+        if not (ROOT / rel).is_file() or len((ROOT / rel).read_text().splitlines()) <= MAX_LINES
+    ]
     assert not stale, f"no longer long (or gone): remove from LONG_MODULES: {stale}"
 
 
@@ -150,4 +159,4 @@ def test_readme_code_map_matches_the_tree():
             tree.add(str(rel))
     missing = sorted(tree - named)
     gone = sorted(named - tree)
-    assert not missing and not gone, (f"README code map lacks: {missing}; names what is not in the tree: {gone}")
+    assert not missing and not gone, f"README code map lacks: {missing}; names what is not in the tree: {gone}"

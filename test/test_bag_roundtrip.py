@@ -41,12 +41,25 @@ def test_mcap_round_trip(tmp_path):
         res_conn = writer.add_connection("/live/response", "live_ros/msg/Response", typestore=store)
         for i, t in enumerate(tokens):
             stamp = Time(sec=10 + i, nanosec=250)
-            msg = FrameTokens(header=Header(stamp=stamp, frame_id="camera"), frame_index=i, encoder="enc@1",
-                              num_tokens=10, dim=8, data=t.reshape(-1))
+            msg = FrameTokens(
+                header=Header(stamp=stamp, frame_id="camera"),
+                frame_index=i,
+                encoder="enc@1",
+                num_tokens=10,
+                dim=8,
+                data=t.reshape(-1),
+            )
             writer.write(tok_conn, (10 + i) * 10**9 + 250, store.serialize_cdr(msg, "live_ros/msg/FrameTokens"))
-        reply = Response(header=Header(stamp=Time(sec=12, nanosec=250), frame_id="camera"), response_id=1,
-                         query_id=7, kind="answer", text="A cat comes in from the left.", final=True,
-                         video_time=2.0, latency=np.float32(0.3))
+        reply = Response(
+            header=Header(stamp=Time(sec=12, nanosec=250), frame_id="camera"),
+            response_id=1,
+            query_id=7,
+            kind="answer",
+            text="A cat comes in from the left.",
+            final=True,
+            video_time=2.0,
+            latency=np.float32(0.3),
+        )
         writer.write(res_conn, 12 * 10**9 + 400, store.serialize_cdr(reply, "live_ros/msg/Response"))
 
     files = list(bag.glob("*.mcap"))
@@ -69,6 +82,8 @@ def test_mcap_round_trip(tmp_path):
     # rosbag2's own metadata inside the MCAP names each topic's type hash: rosidl's.
     bag_meta = yaml.safe_load(metadata["rosbag2"]["serialized_metadata"])
     bag_meta = bag_meta.get("rosbag2_bagfile_information", bag_meta)
-    hashes = {t["topic_metadata"]["name"]: t["topic_metadata"]["type_description_hash"]
-              for t in bag_meta["topics_with_message_count"]}
+    hashes = {
+        t["topic_metadata"]["name"]: t["topic_metadata"]["type_description_hash"]
+        for t in bag_meta["topics_with_message_count"]
+    }
     assert hashes == {"/live/frame_tokens": rosidl_hash("FrameTokens"), "/live/response": rosidl_hash("Response")}

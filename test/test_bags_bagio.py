@@ -55,7 +55,7 @@ def test_bag_from_video_keeps_timing_pixels_and_annotation(clip, tmp_path):
         assert im.log_ns == im.sec * 10**9 + im.nanosec and im.frame_id == "camera"
     assert scan.annotation["events"][0]["text"] == ann.events[0].text
     assert scan.report.lines() == [] and scan.report.median_step == pytest.approx(0.1)
-    (img, raw), = [x for x in bagio.iter_camera(scan) if x[0].order == 12]
+    ((img, raw),) = [x for x in bagio.iter_camera(scan) if x[0].order == 12]
     np.testing.assert_array_equal(bagio.decode_rgb(raw, scan.msgtype), decoded[12][1])
 
 
@@ -84,8 +84,10 @@ def _bag(path, topics, store=None):
 
 def _camera_bag(path, stamps):
     """Images received in this order (log time 0.1 s apart) with these header stamps."""
-    frames = [(int(round(s * 1e9)), np.full((24, 32, 3), 10 * i % 255, np.uint8), 10**9 + i * 10**8)
-              for i, s in enumerate(stamps)]
+    frames = [
+        (int(round(s * 1e9)), np.full((24, 32, 3), 10 * i % 255, np.uint8), 10**9 + i * 10**8)
+        for i, s in enumerate(stamps)
+    ]
     write_camera_bag(path, frames, frame_id="cam")
     return path
 
@@ -94,9 +96,9 @@ def test_truncated_bag_is_a_clear_error(tmp_path):
     bag = _camera_bag(tmp_path / "bag", [0.1 * i for i in range(40)])
     mcap = next(bag.glob("*.mcap"))
     data = mcap.read_bytes()
-    mcap.write_bytes(data[: len(data) * 2 // 3])          # a recorder killed mid-write
+    mcap.write_bytes(data[: len(data) * 2 // 3])  # a recorder killed mid-write
     with pytest.raises(BagError) as err:
-        bagio.scan_camera(bag)          # the camera topic is named from metadata.yaml
+        bagio.scan_camera(bag)  # the camera topic is named from metadata.yaml
     text = str(err.value)
     assert str(bag) in text and "topic /camera/image_raw" in text and "truncated" in text
     # the bare .mcap file too
@@ -109,8 +111,16 @@ def test_bag_without_image_topic_names_bag_and_topics(tmp_path):
     Response = store.types["live_ros/msg/Response"]
     Header = store.types["std_msgs/msg/Header"]
     Time = store.types["builtin_interfaces/msg/Time"]
-    msg = Response(header=Header(stamp=Time(sec=1, nanosec=0), frame_id="camera"), response_id=1, query_id=0,
-                   kind="narration", text="hi", final=True, video_time=0.0, latency=np.float32(0.1))
+    msg = Response(
+        header=Header(stamp=Time(sec=1, nanosec=0), frame_id="camera"),
+        response_id=1,
+        query_id=0,
+        kind="narration",
+        text="hi",
+        final=True,
+        video_time=0.0,
+        latency=np.float32(0.1),
+    )
     bag = _bag(tmp_path / "bag", {"/live/response": ("live_ros/msg/Response", [(10**9, msg)])})
     with pytest.raises(BagError) as err:
         bagio.scan_camera(bag)
@@ -139,7 +149,7 @@ def test_unknown_type_is_named(tmp_path):
 def test_gaps_reordered_and_repeated_stamps_are_reported(tmp_path):
     stamps = [0.0, 0.1, 0.2, 0.3, 0.8, 0.7, 0.9, 0.9, 1.0]
     scan = bagio.scan_camera(_camera_bag(tmp_path / "bag", stamps))
-    assert [im.stamp for im in scan.images] == pytest.approx(stamps)   # bag order kept, nothing dropped
+    assert [im.stamp for im in scan.images] == pytest.approx(stamps)  # bag order kept, nothing dropped
     r = scan.report
     assert [g[0] for g in r.gaps] == [4] and r.gaps[0][3] == pytest.approx(0.5)
     assert [x[0] for x in r.reordered] == [5] and [x[0] for x in r.repeated] == [7]
@@ -183,8 +193,10 @@ def test_plan_follows_the_sampling_rule():
 
 def test_questions_file_and_slots(tmp_path):
     path = tmp_path / "q.yaml"
-    path.write_text("- {time: 3.0, text: 'What now?'}\n- {time: 1.0, text: Tell me when the cat leaves., "
-                    "expected: The cat leaves.}\n")
+    path.write_text(
+        "- {time: 3.0, text: 'What now?'}\n- {time: 1.0, text: Tell me when the cat leaves., "
+        "expected: The cat leaves.}\n"
+    )
     qs = load_questions(path)
     assert [(q.time, q.expected) for q in qs] == [(1.0, "The cat leaves."), (3.0, None)]
     assert question_slots([0.0, 0.5, 1.0, 1.5, 2.0], qs) == [3, 5]

@@ -47,8 +47,10 @@ def read_mcap(bag: Path):
         meta = {m.name: m.metadata for m in reader.iter_metadata()}
     info = yaml.safe_load(meta["rosbag2"]["serialized_metadata"])
     info = info.get("rosbag2_bagfile_information", info)
-    hashes = {t["topic_metadata"]["name"]: t["topic_metadata"]["type_description_hash"]
-              for t in info["topics_with_message_count"]}
+    hashes = {
+        t["topic_metadata"]["name"]: t["topic_metadata"]["type_description_hash"]
+        for t in info["topics_with_message_count"]
+    }
     return decoded, hashes, schemas
 
 
@@ -73,12 +75,20 @@ def test_record_writes_raw_messages_readable_by_mcap_ros2(tmp_path, processes):
     rng = np.random.default_rng(0)
     sent_tokens = [rng.standard_normal((10, 16)).astype(np.float32) for _ in range(3)]
     with ros_node("record_publisher") as (node, executor):
-        pubs = {"camera": node.create_publisher(Image, "/camera/image_raw", qos.camera("reliable", 10)),
-                "tokens": node.create_publisher(FrameTokens, "/live/frame_tokens", qos.frames()),
-                "decision": node.create_publisher(Decision, "/live/decision", qos.decisions()),
-                "response": node.create_publisher(Response, "/live/response", qos.responses())}
-        spin_until(executor, lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 30,
-                   "the recorder's subscriptions", rec, detail=lambda: lines)
+        pubs = {
+            "camera": node.create_publisher(Image, "/camera/image_raw", qos.camera("reliable", 10)),
+            "tokens": node.create_publisher(FrameTokens, "/live/frame_tokens", qos.frames()),
+            "decision": node.create_publisher(Decision, "/live/decision", qos.decisions()),
+            "response": node.create_publisher(Response, "/live/response", qos.responses()),
+        }
+        spin_until(
+            executor,
+            lambda: all(p.get_subscription_count() > 0 for p in pubs.values()),
+            30,
+            "the recorder's subscriptions",
+            rec,
+            detail=lambda: lines,
+        )
         for i in range(3):
             stamp = seconds_to_stamp(100.0 + 0.5 * i)
             rgb = np.full((24, 32, 3), 40 * i, np.uint8)
@@ -87,12 +97,26 @@ def test_record_writes_raw_messages_readable_by_mcap_ros2(tmp_path, processes):
             tok.header.stamp, tok.header.frame_id = stamp, "cam"
             tok.data = array.array("f", sent_tokens[i].tobytes())
             pubs["tokens"].publish(tok)
-            d = Decision(frame_index=i, video_time=0.5 * i, p_interval=0.9, theta=0.725, spoke=i == 2, batch=1,
-                         response_id=4 if i == 2 else 0)
+            d = Decision(
+                frame_index=i,
+                video_time=0.5 * i,
+                p_interval=0.9,
+                theta=0.725,
+                spoke=i == 2,
+                batch=1,
+                response_id=4 if i == 2 else 0,
+            )
             d.header.stamp = stamp
             pubs["decision"].publish(d)
-        r = Response(response_id=4, query_id=0, kind="narration", text="The cat appears.", final=True,
-                     video_time=1.0, latency=0.25)
+        r = Response(
+            response_id=4,
+            query_id=0,
+            kind="narration",
+            text="The cat appears.",
+            final=True,
+            video_time=1.0,
+            latency=0.25,
+        )
         r.header.stamp = seconds_to_stamp(101.0)
         pubs["response"].publish(r)
         end = time.monotonic() + 1.0  # reliable delivery of what was just published
@@ -106,19 +130,27 @@ def test_record_writes_raw_messages_readable_by_mcap_ros2(tmp_path, processes):
     by_topic: dict[str, list] = {}
     for topic, schema, msg in decoded:
         by_topic.setdefault(topic, []).append((schema, msg))
-    assert {t: len(v) for t, v in by_topic.items()} == {"/camera/image_raw": 3, "/live/frame_tokens": 3,
-                                                         "/live/decision": 3, "/live/response": 1}
+    assert {t: len(v) for t, v in by_topic.items()} == {
+        "/camera/image_raw": 3,
+        "/live/frame_tokens": 3,
+        "/live/decision": 3,
+        "/live/response": 1,
+    }
     for i, (schema, img) in enumerate(by_topic["/camera/image_raw"]):
         assert schema == "sensor_msgs/msg/Image" and (img.height, img.width, img.encoding) == (24, 32, "rgb8")
         assert bytes(img.data) == bytes([40 * i]) * (24 * 32 * 3) and img.header.frame_id == "cam"
     for i, (_, tok) in enumerate(by_topic["/live/frame_tokens"]):
         np.testing.assert_array_equal(np.asarray(tok.data, np.float32).reshape(10, 16), sent_tokens[i])
     assert [m.spoke for _, m in by_topic["/live/decision"]] == [False, False, True]
-    (_, resp), = by_topic["/live/response"]
+    ((_, resp),) = by_topic["/live/response"]
     assert (resp.text, resp.response_id, resp.final) == ("The cat appears.", 4, True)
 
-    types = {"/camera/image_raw": "sensor_msgs/msg/Image", "/live/frame_tokens": "live_ros/msg/FrameTokens",
-             "/live/decision": "live_ros/msg/Decision", "/live/response": "live_ros/msg/Response"}
+    types = {
+        "/camera/image_raw": "sensor_msgs/msg/Image",
+        "/live/frame_tokens": "live_ros/msg/FrameTokens",
+        "/live/decision": "live_ros/msg/Decision",
+        "/live/response": "live_ros/msg/Response",
+    }
     assert hashes == {topic: rosidl_hash(t) for topic, t in types.items()}
     assert set(schemas) == set(types.values())
     for name, text in schemas.items():

@@ -27,7 +27,7 @@ from live_ros.bags import bagio
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 QUESTION = {"time": 1.0, "text": "Tell me when the cat leaves.", "expected": "The cat leaves."}
-THETA = 0.85          # the committed checkpoint speaks a few times on this clip at this theta
+THETA = 0.85  # the committed checkpoint speaks a few times on this clip at this theta
 MAX_NEW_TOKENS = 16
 
 
@@ -49,8 +49,13 @@ def clip(tmp_path_factory):
     ann = render_video(scene, folder / "clip.mp4", folder / "clip.json")
     bag_from_video(folder / "clip.mp4", folder / "bag", annotations=folder / "clip.json", start_stamp=1000.0)
     (folder / "questions.json").write_text(json.dumps([QUESTION]))
-    return {"folder": folder, "bag": folder / "bag", "annotation": folder / "clip.json", "events": ann.events,
-            "questions": folder / "questions.json"}
+    return {
+        "folder": folder,
+        "bag": folder / "bag",
+        "annotation": folder / "clip.json",
+        "events": ann.events,
+        "questions": folder / "questions.json",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +91,9 @@ def test_record_then_replay_eval_gives_the_expected_matches(clip, graph, tmp_pat
     from test_bags_record import read_mcap, rosidl_hash, schema_hash
 
     rec_dir = tmp_path / "recorded"
-    rec = processes.start(Path(sys.executable).parent / "live-ros", "record", rec_dir, "--duration", "300",
-                          "--camera-qos", "reliable")
+    rec = processes.start(
+        Path(sys.executable).parent / "live-ros", "record", rec_dir, "--duration", "300", "--camera-qos", "reliable"
+    )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(rec.stdout.readline, "")), daemon=True).start()
     deadline = time.monotonic() + 30
@@ -108,20 +114,26 @@ def test_record_then_replay_eval_gives_the_expected_matches(clip, graph, tmp_pat
     assert acked == 33 and first["frames"]["decisions"] == 33 and first["frames"]["spoke"] == 33
     assert counts["/camera/image_raw"] >= 161 and counts["/live/frame_tokens"] >= acked
     assert counts["/live/decision"] >= acked and counts["/live/response"] >= acked
-    for topic, msgtype in (("/camera/image_raw", "sensor_msgs/msg/Image"), ("/live/frame_tokens", "live_ros/msg/FrameTokens"),
-                           ("/live/decision", "live_ros/msg/Decision"), ("/live/response", "live_ros/msg/Response")):
+    for topic, msgtype in (
+        ("/camera/image_raw", "sensor_msgs/msg/Image"),
+        ("/live/frame_tokens", "live_ros/msg/FrameTokens"),
+        ("/live/decision", "live_ros/msg/Decision"),
+        ("/live/response", "live_ros/msg/Response"),
+    ):
         assert hashes[topic] == rosidl_hash(msgtype) == schema_hash(msgtype, schemas[msgtype])
 
     # replay-eval of the recorded bag: the warm-up images are left out, the matches are known
-    second = replay(rec_dir, tmp_path / "eval_recorded", annotations=clip["annotation"], prefer_object=False,
-                    offline=False)
+    second = replay(
+        rec_dir, tmp_path / "eval_recorded", annotations=clip["annotation"], prefer_object=False, offline=False
+    )
     assert second["stamps"]["skipped_warmup"] >= 1 and second["frames"]["images"] == 161
     want = expected_times(clip["events"])
     for report in (first, second):
         rows = report["score"]["events"]
         assert [r["response_time"] for r in rows] == pytest.approx(want, abs=1e-6), rows
-        assert [r["time_diff"] for r in rows] == pytest.approx([w - e.time for w, e in zip(want, clip["events"])],
-                                                               abs=1e-6)
+        assert [r["time_diff"] for r in rows] == pytest.approx(
+            [w - e.time for w, e in zip(want, clip["events"])], abs=1e-6
+        )
         on = report["score"]["online"]
         assert (on["matched"], on["missed"], on["spurious"]) == (3, 0, 33 - 3)
     assert Path(second["outputs"]["png"]).is_file()
@@ -154,9 +166,14 @@ def test_lockstep_decisions_equal_the_engine_alone(clip, graph, tmp_path):
     try:
         tokens = encode_frames(system.encoder, frames)
         asked_after = sum(1 for s in stamps if s - stamps[0] <= QUESTION["time"])
-        alone, answers = engine_decisions(system.model, system.tokens, tokens, stamps,
-                                          EngineConfig(theta=THETA, max_new_tokens=MAX_NEW_TOKENS, cache_budget=1280),
-                                          [(asked_after, QUESTION["text"])])
+        alone, answers = engine_decisions(
+            system.model,
+            system.tokens,
+            tokens,
+            stamps,
+            EngineConfig(theta=THETA, max_new_tokens=MAX_NEW_TOKENS, cache_budget=1280),
+            [(asked_after, QUESTION["text"])],
+        )
     finally:
         torch.set_num_threads(threads)
     assert [d["stamp"] for d in graph_decisions] == pytest.approx(stamps, abs=1e-6)
@@ -182,8 +199,14 @@ def test_lockstep_decisions_equal_the_engine_alone(clip, graph, tmp_path):
 
 
 def test_realtime_mode_reports_drops_and_latency(clip, graph, tmp_path):
-    report = replay(clip["bag"], tmp_path / "eval_rt", realtime=True, speed=4.0, offline=False,
-                    sets=[("live_llm", "theta", str(THETA)), ("live_llm", "max_new_tokens", str(MAX_NEW_TOKENS))])
+    report = replay(
+        clip["bag"],
+        tmp_path / "eval_rt",
+        realtime=True,
+        speed=4.0,
+        offline=False,
+        sets=[("live_llm", "theta", str(THETA)), ("live_llm", "max_new_tokens", str(MAX_NEW_TOKENS))],
+    )
     assert report["mode"] == "realtime" and report["settings"]["speed"] == 4.0
     fr = report["frames"]
     assert fr["acked"] == 33 and fr["decisions"] + fr["dropped"] >= 33 - fr["unexpected"]

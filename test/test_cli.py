@@ -23,14 +23,31 @@ def run(*args, timeout=60):
 def test_help_lists_only_working_verbs():
     out = run("--help")
     assert out.returncode == 0, out.stderr
-    for verb in ("demo", "launch", "ask", "watch", "status", "param", "check-model", "generate", "extract", "train",
-                 "evaluate", "record", "bag-from-video", "replay-eval"):
+    for verb in (
+        "demo",
+        "launch",
+        "ask",
+        "watch",
+        "status",
+        "param",
+        "check-model",
+        "generate",
+        "extract",
+        "train",
+        "evaluate",
+        "record",
+        "bag-from-video",
+        "replay-eval",
+    ):
         assert f"    {verb}" in out.stdout
 
 
 def test_bag_verbs_help_is_instant_and_complete():
-    for verb, words in (("record", ("--no-tokens", "--duration")), ("bag-from-video", ("--compressed", "--start-stamp")),
-                        ("replay-eval", ("--realtime", "--speed", "--attach", "--questions", "--window"))):
+    for verb, words in (
+        ("record", ("--no-tokens", "--duration")),
+        ("bag-from-video", ("--compressed", "--start-stamp")),
+        ("replay-eval", ("--realtime", "--speed", "--attach", "--questions", "--window")),
+    ):
         out = run(verb, "--help", timeout=20)
         assert out.returncode == 0, out.stderr
         assert all(w in out.stdout for w in words), out.stdout
@@ -75,8 +92,10 @@ def test_status_without_nodes_says_why():
 def test_status_waits_for_every_publisher_and_names_the_silent_ones(processes):
     # frame_encoder reports at once; camera_subscriber only 4 s after the tool's subscription
     # matched (more than the 2 s a tool that stops soon after the first report would wait)
-    peers = [processes.python(PEERS / "status_peer.py", "frame_encoder", "0.2"),
-             processes.python(PEERS / "status_peer.py", "camera_subscriber", "0.2", "4")]
+    peers = [
+        processes.python(PEERS / "status_peer.py", "frame_encoder", "0.2"),
+        processes.python(PEERS / "status_peer.py", "camera_subscriber", "0.2", "4"),
+    ]
     for peer in peers:
         assert peer.stdout.readline().strip() == "READY"
     # 30 s: far above the 4 s the slow peer needs, so a loaded machine still passes
@@ -87,10 +106,15 @@ def test_status_waits_for_every_publisher_and_names_the_silent_ones(processes):
     # live_llm has a status publisher but never reports: named after the timeout
     silent = processes.python(PEERS / "status_peer.py", "live_llm", "0")
     assert silent.stdout.readline().strip() == "READY"
-    with ros_node("test_status_discovery") as (node, executor):   # it is announced: discoverable
-        spin_until(executor, lambda: any(i.node_name == "status_peer_live_llm"
-                                         for i in node.get_publishers_info_by_topic("/live/status")),
-                   30, "the silent peer's status publisher")
+    with ros_node("test_status_discovery") as (node, executor):  # it is announced: discoverable
+        spin_until(
+            executor,
+            lambda: any(
+                i.node_name == "status_peer_live_llm" for i in node.get_publishers_info_by_topic("/live/status")
+            ),
+            30,
+            "the silent peer's status publisher",
+        )
     # A new tool process discovers the peers by DDS discovery, which on a loaded machine can
     # take seconds for one participant; the silent peer is only named once discovered, so
     # up to three runs (each must report the live peers; one must name the silent one).
@@ -108,7 +132,7 @@ def test_status_waits_for_every_publisher_and_names_the_silent_ones(processes):
 def test_param_names_a_wrong_name_and_a_wrong_type(processes):
     lib = Path(sys.prefix) / "lib" / "live_ros"
     processes.start(lib / "camera_subscriber", "--ros-args", "-r", "__ns:=/paramtest")
-    ns = ("--namespace", "paramtest", "--timeout", "60")   # 60 s: the node may still be starting
+    ns = ("--namespace", "paramtest", "--timeout", "60")  # 60 s: the node may still be starting
     out = run("param", "set", "camera_subscriber", "fpss", "3.0", *ns, timeout=120)
     assert out.returncode == 1
     assert "/paramtest/camera_subscriber has no parameter 'fpss'; did you mean fps?" in out.stderr, out.stderr
@@ -147,11 +171,16 @@ def test_watch_shows_the_final_responses_of_the_history():
                 history.append(Response(response_id=rid, kind="narration", text=f"r{rid} " + "w " * n, final=False))
             history.append(Response(response_id=rid, kind="narration", text=f"r{rid} done.", final=True))
         history += [Response(response_id=5, kind="narration", text="r5 " + "w " * n, final=False) for n in (1, 2)]
-        for msg in history[-20:]:   # what the topic keeps (depth 20): mostly partial texts
+        for msg in history[-20:]:  # what the topic keeps (depth 20): mostly partial texts
             pub.publish(msg)
         executor.spin_once(timeout_sec=0.1)
-        proc = subprocess.Popen([LIVE_ROS, "watch", "--namespace", "watchtest", "--partial", "--json", "--duration",
-                                 "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+        proc = subprocess.Popen(
+            [LIVE_ROS, "watch", "--namespace", "watchtest", "--partial", "--json", "--duration", "8"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ,
+        )
         # keep this node (the publisher of the history) alive while watch runs
         spin_until(executor, lambda: proc.poll() is not None, 60, "live-ros watch to end")
         out, err = proc.communicate()
@@ -166,10 +195,12 @@ def test_replay_eval_with_wrong_inputs_leaves_no_output_folder(tmp_path):
     from live_ros.bags.videobag import write_camera_bag
 
     write_camera_bag(tmp_path / "bag", [(10**9 + i * 5 * 10**8, np.zeros((8, 8, 3), np.uint8)) for i in range(3)])
-    (tmp_path / "questions.json").write_text("[{\"text\": \"no time\"}]")
-    for args in (("replay-eval", tmp_path / "missing"), ("replay-eval", tmp_path / "bag", "--questions",
-                                                          tmp_path / "questions.json"),
-                 ("replay-eval", tmp_path / "bag", "--set", "nosuchnode.theta=1")):
+    (tmp_path / "questions.json").write_text('[{"text": "no time"}]')
+    for args in (
+        ("replay-eval", tmp_path / "missing"),
+        ("replay-eval", tmp_path / "bag", "--questions", tmp_path / "questions.json"),
+        ("replay-eval", tmp_path / "bag", "--set", "nosuchnode.theta=1"),
+    ):
         out = run(*map(str, args), "--out", str(tmp_path / "out" / "eval"), timeout=120)
         assert out.returncode == 1 and "live-ros replay-eval: " in out.stderr, out.stderr
         assert not (tmp_path / "out").exists(), (args, out.stderr)

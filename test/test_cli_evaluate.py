@@ -28,11 +28,26 @@ def test_evaluate_verb_with_the_embedded_preset(tmp_path, capsys):
     encoder = build_encoder(embedded_encoder_config())
     encoder_id = encoder.encoder_id
     sample = kitchen()
-    write_features(tmp_path / "features", sample.video_id, sample.num_frames, dim=encoder.dim, ntok=10,
-                   encoder_id=encoder_id)
+    write_features(
+        tmp_path / "features", sample.video_id, sample.num_frames, dim=encoder.dim, ntok=10, encoder_id=encoder_id
+    )
     streams = save_samples([sample, garden()], tmp_path / "streams.jsonl")
-    args = _cli(["evaluate", str(streams), "--features", str(tmp_path / "features"), "--preset", "embedded",
-                 "--limit", "1", "--json", str(tmp_path / "metrics.json"), "--threads", "2"])
+    args = _cli(
+        [
+            "evaluate",
+            str(streams),
+            "--features",
+            str(tmp_path / "features"),
+            "--preset",
+            "embedded",
+            "--limit",
+            "1",
+            "--json",
+            str(tmp_path / "metrics.json"),
+            "--threads",
+            "2",
+        ]
+    )
     assert args.run(args) == 0
     out, err = capsys.readouterr()
     assert "LM-PPL" in out and "TimeDiff@0.725" in out and "streams: 1  turns: 4 (timed: 3;" in out

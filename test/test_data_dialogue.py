@@ -16,12 +16,25 @@ from live_ros.data.streams import load_samples, save_samples
 
 def test_ego4d_online_stream(tmp_path):
     path = tmp_path / "n.json"
-    path.write_text(json.dumps({"videos": {"v": {"narration_pass_1": {"narrations": [
-        {"timestamp_sec": 0.3, "narration_text": "#C C opens the fridge"},
-        {"timestamp_sec": 2.0, "narration_text": "#C C takes a bottle"},
-        {"timestamp_sec": 3.1, "narration_text": "#C C closes the fridge"},
-        {"timestamp_sec": 3.4, "narration_text": "#C C looks around"},
-        {"timestamp_sec": 9.9, "narration_text": "#C C sits"}]}}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "videos": {
+                    "v": {
+                        "narration_pass_1": {
+                            "narrations": [
+                                {"timestamp_sec": 0.3, "narration_text": "#C C opens the fridge"},
+                                {"timestamp_sec": 2.0, "narration_text": "#C C takes a bottle"},
+                                {"timestamp_sec": 3.1, "narration_text": "#C C closes the fridge"},
+                                {"timestamp_sec": 3.4, "narration_text": "#C C looks around"},
+                                {"timestamp_sec": 9.9, "narration_text": "#C C sits"},
+                            ]
+                        }
+                    }
+                }
+            }
+        )
+    )
     ann = load_ego4d_narrations(path, durations={"v": 6.0})[0]
     s = narration_stream(ann, FPS, rng=0, instruction="Narrate what you see.")
     assert s.num_frames == 13
@@ -29,8 +42,8 @@ def test_ego4d_online_stream(tmp_path):
         ("user", 0.0, "Narrate what you see."),
         ("assistant", 0.5, "C opens the fridge."),
         ("assistant", 2.0, "C takes a bottle."),
-        ("assistant", 3.5, "C closes the fridge. C looks around."),   # same frame: merged
-    ]                                                                   # 9.9 s is past the video
+        ("assistant", 3.5, "C closes the fridge. C looks around."),  # same frame: merged
+    ]  # 9.9 s is past the video
     turns = s.to_turns()
     assert [(t.role, t.num_frames) for t in turns][:4] == [("stream", 1), ("user", 0), ("stream", 1), ("assistant", 0)]
     assert sum(t.num_frames for t in turns) == s.num_frames
@@ -44,7 +57,7 @@ def test_offline_stream_redraw_and_jsonl(tmp_path):
     train = offline_stream(ann, FPS, rng=7)
     assert "plan" in train.meta and not train.meta["fixed"]
     draws = {tuple((t.time, t.text) for t in redraw(train, s).turns) for s in range(12)}
-    assert len(draws) > 3                                   # fresh insertions per draw
+    assert len(draws) > 3  # fresh insertions per draw
     again = offline_stream(ann, FPS, rng=7)
     assert [(t.time, t.text) for t in again.turns] == [(t.time, t.text) for t in train.turns]
     fixed = offline_stream(ann, FPS, rng=7, fixed=True)
@@ -56,8 +69,9 @@ def test_offline_stream_redraw_and_jsonl(tmp_path):
 
 
 def test_streams_from_annotations_dispatch(tmp_path):
-    online = VideoAnnotation("o", 5.0, events=[Event(1.2, "narration", "", "C waves.")], source="ego4d",
-                             domain="narration", online=True)
+    online = VideoAnnotation(
+        "o", 5.0, events=[Event(1.2, "narration", "", "C waves.")], source="ego4d", domain="narration", online=True
+    )
     samples = dialogue.streams_from_annotations([online, scene_annotation()], FPS, seed=3)
     assert samples[0].meta["kind"] == "narration" and samples[1].meta["kind"] == "dialogue"
     again = dialogue.streams_from_annotations([online, scene_annotation()], FPS, seed=3)
@@ -75,14 +89,35 @@ def test_generate_verbs_from_files(tmp_path):
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="verb")
     cli_data.add(sub)
-    (tmp_path / "n.json").write_text(json.dumps({"videos": {"v": {"narration_pass_1": {"narrations": [
-        {"timestamp_sec": 1.2, "narration_text": "#C C waves"}]}}}}))
-    (tmp_path / "c.json").write_text(json.dumps({"database": {"c": {"annotation": [
-        {"segment": [1.0, 3.0], "label": "pour water"}], "class": "Tea", "subset": "testing", "duration": 6.0}}}))
+    (tmp_path / "n.json").write_text(
+        json.dumps(
+            {
+                "videos": {
+                    "v": {"narration_pass_1": {"narrations": [{"timestamp_sec": 1.2, "narration_text": "#C C waves"}]}}
+                }
+            }
+        )
+    )
+    (tmp_path / "c.json").write_text(
+        json.dumps(
+            {
+                "database": {
+                    "c": {
+                        "annotation": [{"segment": [1.0, 3.0], "label": "pour water"}],
+                        "class": "Tea",
+                        "subset": "testing",
+                        "duration": 6.0,
+                    }
+                }
+            }
+        )
+    )
     save_annotation(scene_annotation(), tmp_path / "ann" / "scene1.json")
-    for argv, kind in ((["ego4d", str(tmp_path / "n.json")], "narration"),
-                       (["coin", str(tmp_path / "c.json"), "--fixed"], "dialogue"),
-                       (["annotations", str(tmp_path / "ann")], "dialogue")):
+    for argv, kind in (
+        (["ego4d", str(tmp_path / "n.json")], "narration"),
+        (["coin", str(tmp_path / "c.json"), "--fixed"], "dialogue"),
+        (["annotations", str(tmp_path / "ann")], "dialogue"),
+    ):
         out = tmp_path / argv[0]
         args = parser.parse_args(["generate", *argv, "--out", str(out)])
         assert args.run(args) == 0

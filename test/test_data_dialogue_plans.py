@@ -30,13 +30,21 @@ def test_insertion_drops_earlier_responses_and_answers_at_insertion():
     turns = assemble_turns([(8.0, present)])
     assert turns[1].text == "I see a cat."
     assert [(t.time, t.text) for t in turns[2:]] == [
-        (10.5, "Now I see a cat and a rocket."), (15.0, "Now I see a rocket."), (22.5, "Now nothing is on screen.")]
+        (10.5, "Now I see a cat and a rocket."),
+        (15.0, "Now I see a rocket."),
+        (22.5, "Now nothing is on screen."),
+    ]
     # a second question takes over: the first one's responses stop at its insertion
     turns = assemble_turns([(8.0, watch), (12.0, present)])
     assert [(t.time, t.role, t.kind) for t in turns] == [
-        (8.0, "user", "future"), (8.0, "assistant", "answer"), (10.5, "assistant", "update"),
-        (12.0, "user", "present"), (12.0, "assistant", "answer"), (15.0, "assistant", "update"),
-        (22.5, "assistant", "update")]
+        (8.0, "user", "future"),
+        (8.0, "assistant", "answer"),
+        (10.5, "assistant", "update"),
+        (12.0, "user", "present"),
+        (12.0, "assistant", "answer"),
+        (15.0, "assistant", "update"),
+        (22.5, "assistant", "update"),
+    ]
     assert turns[4].text == "I see a cat and a rocket."
 
 
@@ -75,36 +83,54 @@ def test_forced_reminder_and_random_draw_invariants():
         for i, t in enumerate(turns):
             assert on_grid(t.time), t
             assert 0 <= t.time <= 30.0
-            if t.role == "user":   # every question is answered at once
+            if t.role == "user":  # every question is answered at once
                 assert turns[i + 1].role == "assistant" and turns[i + 1].time == t.time
         assert [t.time for t in turns] == sorted(t.time for t in turns)
         assert any(t.kind == "reminder" and t.time == 15.0 for t in turns)
-        assert turns[0].role == "user"   # nothing is said before the first question
+        assert turns[0].role == "user"  # nothing is said before the first question
     assert counts == {1, 2, 3}
 
 
 def test_coin_procedure_dialogue(tmp_path):
     path = tmp_path / "COIN.json"
-    path.write_text(json.dumps({"database": {"v": {"annotation": [
-        {"segment": [2.0, 8.2], "label": "jack up the car"},
-        {"segment": [12.0, 20.5], "label": "remove the old tire"},
-        {"segment": [21.0, 26.0], "label": "put on the new tire"}],
-        "class": "ChangeCarTire", "subset": "training", "duration": 30.0}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "database": {
+                    "v": {
+                        "annotation": [
+                            {"segment": [2.0, 8.2], "label": "jack up the car"},
+                            {"segment": [12.0, 20.5], "label": "remove the old tire"},
+                            {"segment": [21.0, 26.0], "label": "put on the new tire"},
+                        ],
+                        "class": "ChangeCarTire",
+                        "subset": "training",
+                        "duration": 30.0,
+                    }
+                }
+            }
+        )
+    )
     ann = load_coin(path)[0]
     plan = build_plan(ann, FPS, rng=0, per_category=50, max_reminders=20)
     assert all(q["category"] != "reminder" or q["mode"] in ("remind-start", "remind-end") for q in plan["questions"])
     nxt = next(q for q in plan["questions"] if q["mode"] == "next")
     turns = assemble_turns([(10.0, nxt)])
     assert turns[1].text == "Next: remove the old tire."
-    assert [(t.time, t.text) for t in turns[2:]] == [(20.5, "Next: put on the new tire."),
-                                                     (26.0, "That was the last step.")]
+    assert [(t.time, t.text) for t in turns[2:]] == [
+        (20.5, "Next: put on the new tire."),
+        (26.0, "That was the last step."),
+    ]
     current = next(q for q in plan["questions"] if q["mode"] == "current")
     turns = assemble_turns([(5.0, current)])
     assert turns[1].text == "You are on the step: jack up the car."
-    assert (8.5, "Done: jack up the car.") in [(t.time, t.text) for t in turns]   # 8.2 s -> the 8.5 s frame
+    assert (8.5, "Done: jack up the car.") in [(t.time, t.text) for t in turns]  # 8.2 s -> the 8.5 s frame
     end = question(plan, "remind-end", object="remove the old tire")
     turns = assemble_turns([(3.0, end)])
-    assert [(t.time, t.kind, t.text) for t in turns[2:]] == [(20.5, "reminder", "You have finished: remove the old tire.")]
+    assert [(t.time, t.kind, t.text) for t in turns[2:]] == [
+        (20.5, "reminder", "You have finished: remove the old tire.")
+    ]
     summary = next(q for q in plan["questions"] if q["mode"] == "summary")
-    assert _answer_at(summary, 22.0) == ("So far you have done: jack up the car and remove the old tire. "
-                                        "Now you are on: put on the new tire.")
+    assert _answer_at(summary, 22.0) == (
+        "So far you have done: jack up the car and remove the old tire. Now you are on: put on the new tire."
+    )

@@ -43,5 +43,17 @@ def test_llm_responder_smollm2(one_thread):
     text = responder.respond(Context(ann, q, 3.0, "ask", past, [], None))
     assert isinstance(text, str) and len(text) >= 2
     # when to speak stays the template's decision: no update for a count question on a move
-    assert responder.respond(Context(ann, {**q, "mode": "count"}, 3.0, "update", past,
-                                     [(Event(3.0, "turns", "cat", "The cat turns around."), "start")], None)) is None
+    assert (
+        responder.respond(
+            Context(
+                ann,
+                {**q, "mode": "count"},
+                3.0,
+                "update",
+                past,
+                [(Event(3.0, "turns", "cat", "The cat turns around."), "start")],
+                None,
+            )
+        )
+        is None
+    )

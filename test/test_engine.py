@@ -24,8 +24,8 @@ from live_ros.model.config import EncoderSettings, LiveConfig
 from live_ros.model.format import FormatSpec, StreamTokenizer, Turn, add_frame_token, speaks
 from live_ros.model.live_model import LiveLlamaConfig, LiveLlamaForCausalLM
 
-N_TOK = 3          # tokens per frame in these tests
-VDIM = 16          # frame token dimension
+N_TOK = 3  # tokens per frame in these tests
+VDIM = 16  # frame token dimension
 
 
 # -- helpers (also used by test_engine_cache.py) ---------------------------------------------
@@ -42,12 +42,15 @@ def one_thread():
 @lru_cache(maxsize=None)
 def _tokenizer():
     from live_ros.assets import smollm2_dir, smollm2_ready
+
     if smollm2_ready():
         from live_ros.model.checkpoint import load_tokenizer
+
         return load_tokenizer(smollm2_dir())
     from transformers import AutoTokenizer
 
     from live_ros.assets import tinycoder_gguf
+
     tok = AutoTokenizer.from_pretrained(str(tinycoder_gguf().parent), gguf_file="tiny.gguf")
     add_frame_token(tok)
     return tok
@@ -58,11 +61,18 @@ def tiny(seed: int = 0, layers: int = 2, frame_num_tokens: int = N_TOK, **overri
     tok = _tokenizer()
     spec = FormatSpec(frame_num_tokens=frame_num_tokens)
     tokens = StreamTokenizer(tok, spec)
-    cfg = dict(vocab_size=len(tok) - 1, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-               live=LiveConfig(encoder=EncoderSettings(num_tokens=frame_num_tokens), vision_hidden_size=VDIM,
-                               format=spec),
-               v_placeholder_id=tokens.frame_token_id, tie_word_embeddings=False)
+    cfg = dict(
+        vocab_size=len(tok) - 1,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        live=LiveConfig(encoder=EncoderSettings(num_tokens=frame_num_tokens), vision_hidden_size=VDIM, format=spec),
+        v_placeholder_id=tokens.frame_token_id,
+        tie_word_embeddings=False,
+    )
     cfg.update(overrides)
     torch.manual_seed(seed)
     model = LiveLlamaForCausalLM(LiveLlamaConfig(**cfg)).eval()
@@ -79,15 +89,15 @@ def steer(model, tokens, k: float = 3.0):
             layer.mlp.down_proj.weight.zero_()
         emb = model.model.embed_tokens.weight
         emb.zero_()
-        emb[:, h - 1] = 1.0                            # every text token: "predict eos"
+        emb[:, h - 1] = 1.0  # every text token: "predict eos"
         c0, c2 = model.connector[0], model.connector[2]
         c0.weight.zero_()
         c0.weight[0, 0] = c0.weight[1, 1] = 1.0
-        c0.bias.fill_(10.0)                            # GELU(10 + x) = 10 + x
+        c0.bias.fill_(10.0)  # GELU(10 + x) = 10 + x
         c2.weight.zero_()
         c2.weight[0, 0] = c2.weight[1, 1] = 1.0
         c2.bias.zero_()
-        c2.bias[0] = c2.bias[1] = -10.0                # a frame embeds as (a, b, 0, ...)
+        c2.bias[0] = c2.bias[1] = -10.0  # a frame embeds as (a, b, 0, ...)
         head = model.lm_head.weight
         head.zero_()
         head[tokens.interval_id, 0] = k
@@ -123,9 +133,9 @@ def finals(events):
 def test_decisions_follow_theta():
     model, tokens = tiny()
     steer(model, tokens, k=2.0)
-    angles = [i * math.pi / 2 / 30 for i in range(31)]          # from "silent" (1,0) to "speak" (0,1)
+    angles = [i * math.pi / 2 / 30 for i in range(31)]  # from "silent" (1,0) to "speak" (0,1)
     frames = [frame(math.cos(a), math.sin(a)) for a in angles]
-    with torch.no_grad():   # P(interval) of each frame, from the HF model on the plain sequence
+    with torch.no_grad():  # P(interval) of each frame, from the HF model on the plain sequence
         refs = []
         for f in frames:
             ids = tokens.prefix_ids + tokens.open_ids() + tokens.frame_ids
@@ -147,7 +157,7 @@ def test_decisions_follow_theta():
 
 
 def test_interval_kept_only_at_or_above_theta():
-    assert speaks(0.725, 0.725) is False      # kept (silent) at exactly theta
+    assert speaks(0.725, 0.725) is False  # kept (silent) at exactly theta
     assert speaks(0.7249, 0.725) is True
     assert speaks(1.0, 1.0) is False and speaks(0.0, 0.0) is False
     p = torch.tensor([0.9, 0.725, 0.7249, 0.1])  # the same rule elementwise (the evaluation's)
@@ -165,14 +175,21 @@ def test_mid_stream_query_lands_after_newest_frame():
     events += eng.ask("what is on the table?")
     for f in (SILENT, SILENT, SILENT, SPEAK, SILENT):
         events += eng.take_frame(f)
-    turns = [Turn("stream", num_frames=5), Turn("user", "what is on the table?"), Turn("assistant", ""),
-             Turn("stream", num_frames=4), Turn("assistant", ""), Turn("stream", num_frames=1)]
+    turns = [
+        Turn("stream", num_frames=5),
+        Turn("user", "what is on the table?"),
+        Turn("assistant", ""),
+        Turn("stream", num_frames=4),
+        Turn("assistant", ""),
+        Turn("stream", num_frames=1),
+    ]
     assert eng.fed_ids == tokens.encode(turns).input_ids
     assert eng.cache_ids() == eng.fed_ids
     done = finals(events)
     assert [(e.response_kind, e.query_id, e.frame_index, e.proactive) for e in done] == [
-        ("answer", 1, 4, False),            # at once, after frame 4
-        ("answer", 1, 8, True)]             # later, proactive, while the query is in context
+        ("answer", 1, 4, False),  # at once, after frame 4
+        ("answer", 1, 8, True),
+    ]  # later, proactive, while the query is in context
     assert eng.stats.queries_answered == 1
 
 
@@ -239,13 +256,14 @@ def test_cut_back_puts_response_at_earliest_speaking_frame():
     eng = engine(model, tokens)
     batch = [eng.validate_frame(f) for f in pattern]
     n, first = eng.take_batch(batch)
-    assert n == 3                                            # consumed through the speaking frame
+    assert n == 3  # consumed through the speaking frame
     assert [e.kind for e in first] == ["silent", "silent", "response"]
     assert finals(first)[0].frame_index == 2
     rest = eng.take_frames(batch[n:])
     got = first + rest
-    assert [(e.kind, e.frame_index, getattr(e, "final", True)) for e in got] == \
-           [(e.kind, e.frame_index, getattr(e, "final", True)) for e in ref_events]
+    assert [(e.kind, e.frame_index, getattr(e, "final", True)) for e in got] == [
+        (e.kind, e.frame_index, getattr(e, "final", True)) for e in ref_events
+    ]
     assert eng.fed_ids == ref.fed_ids == eng.cache_ids()
     assert finals(got)[1].frame_index == 4
     # the cache itself: same keys as frame by frame
@@ -261,7 +279,7 @@ def test_mute_and_min_response_interval():
     eng = engine(model, tokens, mute=True)
     ev = eng.take_frame(SPEAK, 0.0)
     assert isinstance(ev[0], SilentEvent) and ev[0].suppressed == "mute"
-    assert finals(eng.ask("still there?"))[0].response_kind == "answer"      # asked: answered
+    assert finals(eng.ask("still there?"))[0].response_kind == "answer"  # asked: answered
     eng.configure(mute=False, min_response_interval=2.0)
     kinds = [type(eng.take_frame(SPEAK, t)[-1]).__name__ for t in (1.0, 1.5, 2.5, 3.0, 3.5)]
     assert kinds == ["ResponseEvent", "SilentEvent", "SilentEvent", "ResponseEvent", "SilentEvent"]
@@ -279,7 +297,7 @@ def test_system_prompt_change_mid_stream_recomputes_cache():
     for f in frames[:3]:
         eng.take_frame(f)
     eng.configure(system_prompt="You describe what you see.")
-    assert eng.cache_ids()[:len(eng._prefix_ids())] == eng._prefix_ids() != tokens.prefix_ids
+    assert eng.cache_ids()[: len(eng._prefix_ids())] == eng._prefix_ids() != tokens.prefix_ids
     ev = eng.take_frame(frames[3])
     ids = eng.cache_ids()
     with torch.no_grad():
@@ -310,7 +328,7 @@ def test_bad_inputs_rejected_and_stream_goes_on():
         assert eng.stats.last_error
     assert eng.stats.frames_rejected == 7 and eng.stats.queries_rejected == 4
     length = eng.runner.length
-    ev = eng.take_frame(rand_frames(1)[0], 2.0)                  # the stream goes on
+    ev = eng.take_frame(rand_frames(1)[0], 2.0)  # the stream goes on
     assert isinstance(ev[0], SilentEvent) and ev[0].frame_index == 1
     assert eng.runner.length == length + N_TOK + 1
     assert finals(eng.ask("ok?"))[0].response_kind == "answer"

@@ -16,16 +16,18 @@ def test_baselines_feed_the_paper_sequences():
     cfg = EngineConfig(record_ids=True, cache_budget=None)
     per_frame = PerFrameDialogue(model, tokens, cfg)
     events = [e for f in frames for e in per_frame.take_frame(f)]
-    assert all(isinstance(e, SilentEvent) for e in events)          # every turn decoded eos
-    per_frame._feed([])                                             # the last eos turn, pending
+    assert all(isinstance(e, SilentEvent) for e in events)  # every turn decoded eos
+    per_frame._feed([])  # the last eos turn, pending
     expected = tokens.encode([Turn("stream", num_frames=4), Turn("assistant", "")], mode="per_frame").input_ids
     assert per_frame.fed_ids == expected
     inter = InterleavedDialogue(model, tokens, cfg)
     events = [e for f in frames for e in inter.take_frame(f)]
     assert len(finals(events)) == 4
     inter._feed([])
-    assert inter.fed_ids == tokens.encode([Turn("stream", num_frames=4), Turn("assistant", "")],
-                                          mode="interleaved").input_ids
+    assert (
+        inter.fed_ids
+        == tokens.encode([Turn("stream", num_frames=4), Turn("assistant", "")], mode="interleaved").input_ids
+    )
     two = PerFrameDialogue(model, tokens, cfg, eos_with_next_frame=False)
     for f in frames:
         two.take_frame(f)

@@ -18,12 +18,12 @@ def check_layout(eng: StreamEngine) -> None:
     tk = eng.tokens
     ids = eng.cache_ids()
     spans = eng.layout.spans
-    assert spans[0].kind == SINK and ids[:spans[0].end] == eng._prefix_ids()
+    assert spans[0].kind == SINK and ids[: spans[0].end] == eng._prefix_ids()
     assert spans[-1].end == len(ids) == eng.runner.length
     prev = None
     for s in spans:
         assert prev is None or s.start == prev.end
-        piece = ids[s.start:s.end]
+        piece = ids[s.start : s.end]
         if s.kind == FRAME:
             assert piece == [tk.interval_id] * s.lead + tk.frame_ids
             # a list's first kept frame has no interval before it, the others have one
@@ -39,8 +39,9 @@ def fresh_logits(model, eng: StreamEngine, frames_by_index: dict) -> torch.Tenso
     from their ids and the kept frames' tokens (not from anything the engine stored)."""
     kept = [frames_by_index[i] for i in eng.layout.frames()]
     with torch.no_grad():
-        return model(input_ids=torch.tensor([eng.cache_ids()]),
-                     frame_tokens=torch.stack(kept) if kept else None).logits[0, -1]
+        return model(
+            input_ids=torch.tensor([eng.cache_ids()]), frame_tokens=torch.stack(kept) if kept else None
+        ).logits[0, -1]
 
 
 # -- the policy on its own ----------------------------------------------------------------------
@@ -72,9 +73,9 @@ def test_policy_keeps_sink_recent_frames_and_text_longer():
     lay.apply(plan.keep)
     assert lay.spans[0].kind == SINK and lay.spans[0].size == 20
     kept = lay.frames()
-    assert kept == list(range(kept[0], 200))                      # a window of the newest frames
+    assert kept == list(range(kept[0], 200))  # a window of the newest frames
     units = sorted({s.unit for s in lay.spans if s.kind == TEXT})
-    assert units and units[0] < kept[0] // 20 + 1                   # text older than the oldest kept frame
+    assert units and units[0] < kept[0] // 20 + 1  # text older than the oldest kept frame
     assert lay.count(TEXT) + lay.count(OPEN) <= 0.5 * 400
     # frame_window caps the frames even under the budget
     lay = _layout(50)
@@ -92,7 +93,7 @@ def _stream(eng, frames, query_at=(), speak_at=()):
     for i, f in enumerate(frames):
         if i in query_at:
             evs += eng.ask(f"what happens at {i}?")
-        eng.script = (lambda j, p, i=i: j in speak_at)
+        eng.script = lambda j, p, i=i: j in speak_at
         evs += eng.take_frame(f)
     return evs
 
@@ -105,17 +106,18 @@ def test_reprefill_eviction_equals_fresh_prefill():
     assert eng.stats.evictions >= 3
     ev = eng.take_frame(frames[-1])
     check_layout(eng)
-    assert eng.layout.spans[1].kind != FRAME or eng.layout.frames()[0] > 0   # old frames went
+    assert eng.layout.spans[1].kind != FRAME or eng.layout.frames()[0] > 0  # old frames went
     ref = fresh_logits(model, eng, dict(enumerate(frames)))
     p_ref = float(ref.softmax(-1)[tokens.interval_id])
     assert ev[0].p_interval == pytest.approx(p_ref, abs=1e-5)
-    with torch.inference_mode():   # and the whole distribution, from the engine's own cache
+    with torch.inference_mode():  # and the whole distribution, from the engine's own cache
         logits = eng.runner.forward(eng.runner.embed([tokens.interval_id]), [tokens.interval_id], [-1])[0]
         eng.runner.truncate(eng.runner.length - 1)
     with torch.no_grad():
         kept = [frames[i] for i in eng.layout.frames()]
-        full = model(input_ids=torch.tensor([eng.cache_ids() + [tokens.interval_id]]),
-                     frame_tokens=torch.stack(kept)).logits[0, -1]
+        full = model(
+            input_ids=torch.tensor([eng.cache_ids() + [tokens.interval_id]]), frame_tokens=torch.stack(kept)
+        ).logits[0, -1]
     torch.testing.assert_close(logits, full, atol=1e-4, rtol=1e-4)
 
 
@@ -154,8 +156,22 @@ def test_cut_back_combined_with_eviction():
         eng.take_frame(f)
     before = eng.stats.evictions
     # A backlog whose forward needs an eviction first, with two speaking frames in it.
-    backlog = [SILENT, SILENT, SILENT, SPEAK, SILENT, SILENT, SPEAK, SILENT, SILENT, SILENT,
-               SILENT, SILENT, SILENT, SILENT]
+    backlog = [
+        SILENT,
+        SILENT,
+        SILENT,
+        SPEAK,
+        SILENT,
+        SILENT,
+        SPEAK,
+        SILENT,
+        SILENT,
+        SILENT,
+        SILENT,
+        SILENT,
+        SILENT,
+        SILENT,
+    ]
     frames = {i: f for i, f in enumerate(pattern[:60])}
     batch = []
     for f in backlog:
@@ -165,7 +181,7 @@ def test_cut_back_combined_with_eviction():
     events = eng.take_frames(batch)
     assert eng.stats.evictions > before
     responses = finals(events)
-    assert [e.frame_index for e in responses] == [63, 66]                 # at the speaking frames
+    assert [e.frame_index for e in responses] == [63, 66]  # at the speaking frames
     check_layout(eng)
     # the response's text sits right after its frame in the kept sequence
     spans = eng.layout.spans
@@ -177,7 +193,7 @@ def test_cut_back_combined_with_eviction():
     assert s.kind == FRAME and s.frame == batch[-1].index
     ref = fresh_logits(model, eng, frames)
     assert events[-1].p_interval == pytest.approx(float(ref.softmax(-1)[tokens.interval_id]), abs=1e-5)
-    assert ids[:len(eng._prefix_ids())] == eng._prefix_ids()
+    assert ids[: len(eng._prefix_ids())] == eng._prefix_ids()
 
 
 def test_5000_frames_stay_within_budget():
@@ -198,9 +214,9 @@ def test_5000_frames_stay_within_budget():
         if not isinstance(events[-1], ResponseEvent):
             peak_silent = max(peak_silent, eng.runner.length)
         peak = max(peak, eng.runner.length)
-    assert peak_silent <= budget                                  # at every frame boundary
-    assert peak <= budget + cfg.max_new_tokens + 64               # a response may pass it briefly
-    assert eng.runner.capacity == capacity                        # the store was never re-allocated
+    assert peak_silent <= budget  # at every frame boundary
+    assert peak <= budget + cfg.max_new_tokens + 64  # a response may pass it briefly
+    assert eng.runner.capacity == capacity  # the store was never re-allocated
     assert eng.stats.evictions > 50 and eng.stats.frames_taken == 5000
     assert eng.stats.queries_answered == queries
     check_layout(eng)

@@ -18,9 +18,9 @@ def test_after_a_kill_leftovers_ids_and_counters_continue(tmp_path):
     assert list(second.leftovers) == [2] and second.leftovers[2]["text"] == "and now?"
     assert (second.next_query_id, second.next_response_id, second.restarts) == (3, 6, 1)
     assert second.counters["queries_accepted"] == 2 and second.counters["queries_answered"] == 1
-    second.ended(2, response_id=6)            # the restarted node refused it
+    second.ended(2, response_id=6)  # the restarted node refused it
     second.close()
-    third = QueryJournal(path)                # after a clean stop: ids go on, counters restart
+    third = QueryJournal(path)  # after a clean stop: ids go on, counters restart
     assert (third.leftovers, third.restarts) == ({}, 0)
     assert (third.next_query_id, third.next_response_id) == (3, 7)
     assert third.counters["queries_accepted"] == 0
@@ -31,7 +31,7 @@ def test_an_unreadable_journal_starts_afresh_and_says_so(tmp_path):
     path.write_text("{not json")
     journal = QueryJournal(path)
     assert "unreadable" in journal.error and journal.next_query_id == 1
-    assert QueryJournal(path).error == ""     # rewritten as a valid journal
+    assert QueryJournal(path).error == ""  # rewritten as a valid journal
 
 
 def test_state_dir_follows_the_parameter_then_ros_home(tmp_path, monkeypatch):

@@ -35,13 +35,13 @@ def _run(runner, tokens, frames):
     with torch.inference_mode():
         a = runner.forward(runner.embed(ids[:cut]), ids[:cut], [0, -1])
         emb = runner.embed(ids[cut:], torch.stack(frames))
-        b = runner.forward(emb[:tail - cut], ids[cut:tail], list(range(tail - cut)))
-        c = [runner.forward(emb[i - cut:i - cut + 1], ids[i:i + 1], [-1]) for i in range(tail, len(ids))]
+        b = runner.forward(emb[: tail - cut], ids[cut:tail], list(range(tail - cut)))
+        c = [runner.forward(emb[i - cut : i - cut + 1], ids[i : i + 1], [-1]) for i in range(tail, len(ids))]
     return ids, cut, torch.cat([a, b, *c])
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
-@pytest.mark.parametrize("kv_heads", [2, 4])          # grouped-query (2 queries per key head) and multi-head
+@pytest.mark.parametrize("kv_heads", [2, 4])  # grouped-query (2 queries per key head) and multi-head
 @pytest.mark.parametrize("pack", [True, False])
 def test_runner_matches_hf_forward(attn, kv_heads, pack):
     model, tokens = tiny(seed=1, attention_bias=True, num_key_value_heads=kv_heads)
@@ -53,7 +53,7 @@ def test_runner_matches_hf_forward(attn, kv_heads, pack):
     with torch.no_grad():
         ref = model(input_ids=torch.tensor([ids]), frame_tokens=torch.stack(frames)).logits[0]
     torch.testing.assert_close(got, ref[[0, *range(cut - 1, len(ids))]], **TOL)
-    assert runner.ids[:runner.length].tolist() == ids
+    assert runner.ids[: runner.length].tolist() == ids
 
 
 def test_runner_calls_the_registered_attention_function():
@@ -81,7 +81,7 @@ def test_runner_calls_the_registered_attention_function():
     finally:
         model.set_attn_implementation("sdpa")
     torch.testing.assert_close(got, ref[[0, *range(cut - 1, len(ids))]], **TOL)
-    forwards = 2 + 3                                      # two chunks, three single tokens
+    forwards = 2 + 3  # two chunks, three single tokens
     assert len(calls) == 3 * forwards
     # Grouped-query heads are folded onto the key heads (2 per key head here): the keys and
     # values are passed as stored, [1, kv_heads, length, head_dim], never repeated; a chunk

@@ -15,9 +15,8 @@ from live_ros.engine import EngineConfig, EngineInputError, SilentEvent, StreamE
 
 def test_producer_thread_submits_while_worker_decodes():
     model, tokens = tiny(seed=5)
-    core = StreamEngine(model, tokens, EngineConfig(max_new_tokens=40, min_new_tokens=40, max_backlog=500,
-                                                    max_batch=8))
-    core.script = lambda i, p: i % 25 == 3            # a long response now and then
+    core = StreamEngine(model, tokens, EngineConfig(max_new_tokens=40, min_new_tokens=40, max_backlog=500, max_batch=8))
+    core.script = lambda i, p: i % 25 == 3  # a long response now and then
     got, lock = [], threading.Lock()
 
     def listen(ev):
@@ -27,6 +26,7 @@ def test_producer_thread_submits_while_worker_decodes():
     n_frames = 120
     frames = rand_frames(n_frames, seed=6)
     with ThreadedEngine(core, listen) as eng:
+
         def produce():
             for i, f in enumerate(frames):
                 eng.submit_frame(f, i * 0.5)
@@ -44,8 +44,8 @@ def test_producer_thread_submits_while_worker_decodes():
     assert st.frames_in == n_frames and st.frames_dropped == 0 and st.frames_taken == n_frames
     assert sorted(e.frame_index for e in silent) + [e.frame_index for e in responses if e.proactive] != []
     taken = sorted([e.frame_index for e in silent] + [e.frame_index for e in responses if e.proactive])
-    assert taken == list(range(n_frames))                   # no frame skipped, none twice
-    assert max(e.batch for e in silent) > 1                 # a backlog was taken in batches
+    assert taken == list(range(n_frames))  # no frame skipped, none twice
+    assert max(e.batch for e in silent) > 1  # a backlog was taken in batches
     assert [e.query_id for e in responses if e.response_kind == "answer" and not e.proactive] == [1]
     assert st.queries_answered == 1 and st.backlog == 0 and st.lag_s == 0.0
     order = [e.frame_index for e in got if isinstance(e, SilentEvent) or (e.final and e.proactive)]
@@ -64,7 +64,7 @@ def test_full_backlog_drops_oldest_and_counts():
     eng = ThreadedEngine(core, hold, start=True)
     try:
         frames = rand_frames(12, seed=7)
-        eng.submit_frame(frames[0], 0.0)                     # the worker takes it and blocks in the callback
+        eng.submit_frame(frames[0], 0.0)  # the worker takes it and blocks in the callback
         assert entered.wait(30)
         for i, f in enumerate(frames[1:], 1):
             eng.submit_frame(f, i * 0.5)
@@ -105,13 +105,13 @@ def test_every_query_ends_in_answer_or_refusal_across_reset():
         eng.submit_frame(SILENT, 0.0)
         assert entered.wait(30)
         q1, q2 = eng.submit_query("first?"), eng.submit_query("second?")
-        eng.reset()                                         # q1, q2 still waiting: refused
-        eng.submit_frame(SILENT, 0.0)                       # a new stream: stamps restart
+        eng.reset()  # q1, q2 still waiting: refused
+        eng.submit_frame(SILENT, 0.0)  # a new stream: stamps restart
         q3 = eng.submit_query("third?")
         gate.set()
         assert eng.wait_idle(30)
         q4 = eng.submit_query("fourth?")
-        eng.stop()                                          # q4 answered or refused, never lost
+        eng.stop()  # q4 answered or refused, never lost
     finally:
         gate.set()
         eng.stop()
@@ -148,7 +148,7 @@ def test_query_flood_is_bounded_and_frames_keep_their_share():
     try:
         eng.submit_frame(SILENT, 0.0)
         assert entered.wait(30)
-        for i in range(1, 11):                              # 10 frames while the worker is held: 6 wait, 4 dropped
+        for i in range(1, 11):  # 10 frames while the worker is held: 6 wait, 4 dropped
             eng.submit_frame(SILENT, 0.5 * i)
         st = eng.stats()
         assert st.frames_dropped == 4 and st.backlog == 6

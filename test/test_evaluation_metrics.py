@@ -14,13 +14,23 @@ import pytest
 import torch
 from model_helpers import smollm2_tokenizer
 
-from live_ros.evaluation.metrics import (StreamResult, TurnResult, fluency, frame_diff, language, mean_over_streams,
-                              needed_positions, plan_turns, speaks, stream_metrics)
+from live_ros.evaluation.metrics import (
+    StreamResult,
+    TurnResult,
+    fluency,
+    frame_diff,
+    language,
+    mean_over_streams,
+    needed_positions,
+    plan_turns,
+    speaks,
+    stream_metrics,
+)
 from live_ros.model.format import FormatSpec, StreamTokenizer, Turn
 
 V = 49152  # SmolLM2's vocabulary (the placeholder <v> is the 49153rd entry, outside the logits)
-HALF = math.log(V - 1)          # label logit giving p = 1/2
-P06 = math.log(1.5 * (V - 1))   # silent logit giving p(silent) = 0.6: argmax silent, but < theta 0.725
+HALF = math.log(V - 1)  # label logit giving p = 1/2
+P06 = math.log(1.5 * (V - 1))  # silent logit giving p(silent) = 0.6: argmax silent, but < theta 0.725
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +39,24 @@ def tokens():
 
 
 # Frames: f0-3 | A0 | f4-7 | A1 | f8-10 | A2 | f11-12 | user | A3 | f13-15 | A4 | f16 | A5 | f17-18
-TURNS = [Turn("stream", num_frames=4), Turn("assistant", "on time"),
-         Turn("stream", num_frames=4), Turn("assistant", "early"),
-         Turn("stream", num_frames=3), Turn("assistant", "late"),
-         Turn("stream", num_frames=2), Turn("user", "what is it?"), Turn("assistant", "a cup"),
-         Turn("stream", num_frames=3), Turn("assistant", "late and missed"),
-         Turn("stream", num_frames=1), Turn("assistant", "last"),
-         Turn("stream", num_frames=2)]
-SPEAK = {3, 5, 12}     # frames whose argmax is the closing token
-UNSURE = {4, 16}       # frames whose argmax is silent with p = 0.6 (speak only with theta 0.725)
+TURNS = [
+    Turn("stream", num_frames=4),
+    Turn("assistant", "on time"),
+    Turn("stream", num_frames=4),
+    Turn("assistant", "early"),
+    Turn("stream", num_frames=3),
+    Turn("assistant", "late"),
+    Turn("stream", num_frames=2),
+    Turn("user", "what is it?"),
+    Turn("assistant", "a cup"),
+    Turn("stream", num_frames=3),
+    Turn("assistant", "late and missed"),
+    Turn("stream", num_frames=1),
+    Turn("assistant", "last"),
+    Turn("stream", num_frames=2),
+]
+SPEAK = {3, 5, 12}  # frames whose argmax is the closing token
+UNSURE = {4, 16}  # frames whose argmax is silent with p = 0.6 (speak only with theta 0.725)
 
 
 def hand_logits(tokens, enc, wrong: set[int] = frozenset()):
@@ -127,7 +146,7 @@ def test_future_callable_is_the_look_ahead(tokens):
         rows = torch.zeros(len(plan.future_frames), V)
         rows[:, tokens.interval_id] = 20.0
         rows[0, tokens.interval_id] = 0.0
-        rows[0, tokens.close_id] = 20.0       # speaks at the first appended frame
+        rows[0, tokens.close_id] = 20.0  # speaks at the first appended frame
         return rows
 
     r = stream_metrics(logits, enc, silent_id=tokens.interval_id, fps=2.0, theta=0.725, future=future)
@@ -140,10 +159,10 @@ def test_future_callable_is_the_look_ahead(tokens):
 def test_speaks_is_argmax_not_silent():
     silent, close, other = 3, 5, 7
     rows = torch.zeros(4, 10)
-    rows[0, silent] = 5.0          # silent
-    rows[1, close] = 5.0           # the closing token wins: speaks
-    rows[2, other] = 5.0           # any other token wins: speaks too (release: argmax != interval)
-    rows[3, silent] = 1.0          # silent wins, but with little confidence
+    rows[0, silent] = 5.0  # silent
+    rows[1, close] = 5.0  # the closing token wins: speaks
+    rows[2, other] = 5.0  # any other token wins: speaks too (release: argmax != interval)
+    rows[3, silent] = 1.0  # silent wins, but with little confidence
     rows[3, other] = 0.9
     assert speaks(rows, silent).tolist() == [False, True, True, False]
     p3 = rows[3].softmax(-1)[silent].item()
@@ -155,7 +174,7 @@ def test_speaks_is_argmax_not_silent():
     # p(silent) >= theta, even when another token is the argmax (the release's correction).
     rows2 = torch.tensor([[math.log(0.4), math.log(0.6)]])
     assert speaks(rows2, 0, theta=0.3).tolist() == [False]
-    assert speaks(rows2, 0).tolist() == [True]                 # the plain argmax speaks
+    assert speaks(rows2, 0).tolist() == [True]  # the plain argmax speaks
     assert speaks(rows, None).tolist() == [True] * 4  # interleaved: always speaks
 
 
@@ -193,16 +212,23 @@ def test_language_ppl_and_leading_correct():
 
 
 def test_per_frame_and_interleaved_plans(tokens):
-    turns = [Turn("stream", num_frames=3), Turn("assistant", "one"), Turn("stream", num_frames=2),
-             Turn("assistant", "two"), Turn("stream", num_frames=1)]
+    turns = [
+        Turn("stream", num_frames=3),
+        Turn("assistant", "one"),
+        Turn("stream", num_frames=2),
+        Turn("assistant", "two"),
+        Turn("stream", num_frames=1),
+    ]
     enc = tokens.encode(turns, "per_frame")
     plans = plan_turns(enc, "per_frame")
     assert [p.frames for p in plans] == [[0, 1, 2], [3, 4]]
     assistant = [(s, e) for role, s, e in enc.turn_spans if role == "assistant"]
     prefix = len(tokens.assistant_prefix_ids(True))
     # the decision: the last token of the "Assistant:" after each frame (eos = silent)
-    assert [p.decision_positions for p in plans] == [[s + prefix - 1 for s, _ in assistant[:3]],
-                                                     [s + prefix - 1 for s, _ in assistant[3:5]]]
+    assert [p.decision_positions for p in plans] == [
+        [s + prefix - 1 for s, _ in assistant[:3]],
+        [s + prefix - 1 for s, _ in assistant[3:5]],
+    ]
     assert plans[0].future_frames == [3, 4]  # min(2, 3 - 1)
     assert [enc.labels[p] for p in plans[0].lang_positions] == tokens.text_ids(" one") + [tokens.eos_id]
     # Silent everywhere (eos wins) except the second turn's last frame: -2 then on time.
@@ -247,7 +273,7 @@ def test_mean_over_streams_skips_undefined():
     b = StreamResult(2.0, 0.725, [turn(6.0, None, None)])  # no timed turn: no TimeDiff, no Fluency
     m = mean_over_streams([a, b])
     assert m["lm_ppl"] == pytest.approx((3.0 + 6.0) / 2)
-    assert m["time_diff"] == pytest.approx(1.0)       # only a: |2| / 2 fps
+    assert m["time_diff"] == pytest.approx(1.0)  # only a: |2| / 2 fps
     assert m["fluency"] == pytest.approx(0.5)
     assert (m["streams"], m["turns"], m["timed_turns"]) == (2, 3, 1)
     assert mean_over_streams([])["lm_ppl"] is None

@@ -24,26 +24,46 @@ def write_features(folder, video_id, num_frames, *, fps=2.0, dim=DIM, ntok=NTOK,
     """A features file in the layout of live_ros.data.features, with random tokens."""
     g = torch.Generator().manual_seed(seed)
     tokens = torch.randn(num_frames, ntok, dim, generator=g).half()
-    save_features(folder / f"{video_id}.safetensors", tokens, torch.arange(num_frames, dtype=torch.float64) / fps,
-                  {"format": FORMAT, "encoder_id": encoder_id, "fps": fps, "video": f"{video_id}.mp4",
-                   "num_frames": num_frames, "num_tokens": ntok, "dim": dim})
+    save_features(
+        folder / f"{video_id}.safetensors",
+        tokens,
+        torch.arange(num_frames, dtype=torch.float64) / fps,
+        {
+            "format": FORMAT,
+            "encoder_id": encoder_id,
+            "fps": fps,
+            "video": f"{video_id}.mp4",
+            "num_frames": num_frames,
+            "num_tokens": ntok,
+            "dim": dim,
+        },
+    )
     return tokens
 
 
 def kitchen():
-    return StreamSample("kitchen", duration=6.0, fps=2.0, turns=[
-        TimedTurn("user", 0.0, "Narrate what I do."),
-        TimedTurn("assistant", 1.5, "You pick up the knife."),
-        TimedTurn("assistant", 3.5, "You cut the tomato."),
-        TimedTurn("user", 4.0, "What is on the board?"),
-        TimedTurn("assistant", 4.0, "A tomato."),              # right after the question: untimed
-        TimedTurn("assistant", 5.5, "You put the knife down.")])
+    return StreamSample(
+        "kitchen",
+        duration=6.0,
+        fps=2.0,
+        turns=[
+            TimedTurn("user", 0.0, "Narrate what I do."),
+            TimedTurn("assistant", 1.5, "You pick up the knife."),
+            TimedTurn("assistant", 3.5, "You cut the tomato."),
+            TimedTurn("user", 4.0, "What is on the board?"),
+            TimedTurn("assistant", 4.0, "A tomato."),  # right after the question: untimed
+            TimedTurn("assistant", 5.5, "You put the knife down."),
+        ],
+    )
 
 
 def garden():
-    return StreamSample("garden", duration=4.0, fps=2.0, turns=[
-        TimedTurn("assistant", 1.0, "You open the gate."),
-        TimedTurn("assistant", 3.0, "You water the plants.")])
+    return StreamSample(
+        "garden",
+        duration=4.0,
+        fps=2.0,
+        turns=[TimedTurn("assistant", 1.0, "You open the gate."), TimedTurn("assistant", 3.0, "You water the plants.")],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +88,10 @@ def silent_leaning(model, tokens, bias: float):
 @pytest.fixture
 def features(tmp_path):
     folder = tmp_path / "features"
-    feats = {s.video_id: write_features(folder, s.video_id, s.num_frames, seed=k)
-             for k, s in enumerate((kitchen(), garden()))}
+    feats = {
+        s.video_id: write_features(folder, s.video_id, s.num_frames, seed=k)
+        for k, s in enumerate((kitchen(), garden()))
+    }
     return folder, feats
 
 
@@ -78,7 +100,7 @@ def reference(model, tokens, sample, feats, look_ahead: bool):
     over the prefix + appended frames (no KV cache, no logits_to_keep)."""
     enc = tokens.encode(sample.to_turns())
     with torch.no_grad():
-        logits = model(input_ids=torch.tensor(enc.input_ids)[None], frame_tokens=feats[:enc.num_frames]).logits[0]
+        logits = model(input_ids=torch.tensor(enc.input_ids)[None], frame_tokens=feats[: enc.num_frames]).logits[0]
 
     def future(plan):
         prefix = plan.decision_positions[-1] + 1
@@ -90,8 +112,9 @@ def reference(model, tokens, sample, feats, look_ahead: bool):
             out = model(input_ids=torch.tensor(enc.input_ids[:prefix] + chunk * k)[None], frame_tokens=frames).logits[0]
         return out[[prefix + (j + 1) * len(chunk) - 1 for j in range(k)]]
 
-    return stream_metrics(logits, enc, silent_id=tokens.interval_id, fps=sample.fps, theta=0.725,
-                          future=future if look_ahead else None), enc
+    return stream_metrics(
+        logits, enc, silent_id=tokens.interval_id, fps=sample.fps, theta=0.725, future=future if look_ahead else None
+    ), enc
 
 
 @pytest.mark.parametrize("look_ahead", ["continue", "sequence"])
@@ -143,8 +166,10 @@ def test_look_ahead_on_the_cache_equals_a_full_forward(tiny, features):
             chunk = [tokens.interval_id] + [tokens.frame_token_id] * NTOK
             k = len(plan.future_frames)
             seen = sum(e < prefix for e in enc.frame_ends)
-            full = model(input_ids=torch.tensor(enc.input_ids[:prefix] + chunk * k)[None],
-                         frame_tokens=torch.cat([frames[:seen], frames[plan.future_frames]])).logits[0]
+            full = model(
+                input_ids=torch.tensor(enc.input_ids[:prefix] + chunk * k)[None],
+                frame_tokens=torch.cat([frames[:seen], frames[plan.future_frames]]),
+            ).logits[0]
             want = full[[prefix + (j + 1) * len(chunk) - 1 for j in range(k)]]
             torch.testing.assert_close(look(plan), want, atol=1e-4, rtol=1e-4)
             checked += 1
@@ -155,8 +180,12 @@ def test_look_ahead_on_the_cache_equals_a_full_forward(tiny, features):
 
 def test_truncates_at_the_context(tiny, tmp_path):
     model, tokens = tiny
-    long = StreamSample("long", duration=100.0, fps=2.0, turns=[
-        TimedTurn("assistant", t, f"Step {k}.") for k, t in enumerate(range(5, 100, 10))])
+    long = StreamSample(
+        "long",
+        duration=100.0,
+        fps=2.0,
+        turns=[TimedTurn("assistant", t, f"Step {k}.") for k, t in enumerate(range(5, 100, 10))],
+    )
     write_features(tmp_path, "long", long.num_frames)
     full = len(tokens.encode(long.to_turns()).input_ids)
     old = model.config.max_position_embeddings
@@ -221,8 +250,18 @@ def test_table_and_json(tiny, features, tmp_path):
     folder, _ = features
     result = evaluate(model, tokens, [kitchen(), garden()], folder, theta=0.725)
     table = format_table(result)
-    for word in ("LM-PPL", "TimeDiff", "TimeDiff@0.725", "Fluency", "LM-Correctness", "kitchen", "garden",
-                 "mean of 2", "streams: 2", "turns: 6"):
+    for word in (
+        "LM-PPL",
+        "TimeDiff",
+        "TimeDiff@0.725",
+        "Fluency",
+        "LM-Correctness",
+        "kitchen",
+        "garden",
+        "mean of 2",
+        "streams: 2",
+        "turns: 6",
+    ):
         assert word in table
     path = write_json(result, tmp_path / "out" / "metrics.json")
     assert json.loads(path.read_text()) == json.loads(json.dumps(result))

@@ -18,10 +18,12 @@ FPS = 2.0
 def stream() -> StreamSample:
     """10 frames (4.5 s): a question answered at once at 1.0 s, two frame-triggered turns at
     2.0 s and 4.0 s, the second a reminder for the cup (its event at 3.9 s)."""
-    turns = [TimedTurn("user", 1.0, "What is there?", kind="question"),
-             TimedTurn("assistant", 1.0, "A table.", kind="answer"),
-             TimedTurn("assistant", 2.0, "A ball rolls in.", kind="narration", event="enter:ball@2.0"),
-             TimedTurn("assistant", 4.0, "The cup is here.", kind="reminder", event="enter:cup@3.9")]
+    turns = [
+        TimedTurn("user", 1.0, "What is there?", kind="question"),
+        TimedTurn("assistant", 1.0, "A table.", kind="answer"),
+        TimedTurn("assistant", 2.0, "A ball rolls in.", kind="narration", event="enter:ball@2.0"),
+        TimedTurn("assistant", 4.0, "The cup is here.", kind="reminder", event="enter:cup@3.9"),
+    ]
     return StreamSample("s", 4.5, FPS, turns)
 
 
@@ -39,20 +41,39 @@ def test_score_stream_matches_in_the_window_and_checks_the_reminder():
     assert row["turns"] == 2 and row["matched"] == 2 and row["spurious"] == 1
     assert abs(row["time_diff"] - 0.5) < 1e-9 and abs(row["signed_time_diff"] - 0.5) < 1e-9
     assert row["missed_rate"] == 0.0
-    assert row["reminders"] == [{"object": "cup", "event_time": 3.9, "turn_time": 4.0, "honoured": True,
-                                 "response": "the cup is here", "response_time": 4.5}]
-    late = score_stream(stream(), [said(5.5, "the cup")])   # 1.5 s after the reminder's turn: not honoured
+    assert row["reminders"] == [
+        {
+            "object": "cup",
+            "event_time": 3.9,
+            "turn_time": 4.0,
+            "honoured": True,
+            "response": "the cup is here",
+            "response_time": 4.5,
+        }
+    ]
+    late = score_stream(stream(), [said(5.5, "the cup")])  # 1.5 s after the reminder's turn: not honoured
     assert late["reminders"][0]["honoured"] is False and late["missed_rate"] == 0.5
 
 
 def test_a_stream_through_the_engine(tmp_path):
     model, tokens = tiny()
     steer(model, tokens)
-    speak_at = {4, 8}   # 2.0 s and 4.0 s: the frames of the two proactive turns
+    speak_at = {4, 8}  # 2.0 s and 4.0 s: the frames of the two proactive turns
     frames = torch.stack([SPEAK if k in speak_at else SILENT for k in range(10)])
-    save_features(tmp_path / "s.safetensors", frames.half(), torch.arange(10, dtype=torch.float64) / FPS,
-                  {"format": FORMAT, "encoder_id": "", "fps": FPS, "video": "s.mp4", "num_frames": 10,
-                   "num_tokens": frames.shape[1], "dim": VDIM})
+    save_features(
+        tmp_path / "s.safetensors",
+        frames.half(),
+        torch.arange(10, dtype=torch.float64) / FPS,
+        {
+            "format": FORMAT,
+            "encoder_id": "",
+            "fps": FPS,
+            "video": "s.mp4",
+            "num_frames": 10,
+            "num_tokens": frames.shape[1],
+            "dim": VDIM,
+        },
+    )
     result = evaluate_online(engine(model, tokens, theta=0.5, max_new_tokens=4), [stream()], tmp_path)
     row = result["per_stream"][0]
     proactive = [s for s in row["said"] if s["proactive"]]

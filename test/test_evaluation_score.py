@@ -9,8 +9,17 @@ import pytest
 
 from live_ros.bags.schedule import FramePlan
 from live_ros.evaluation.report import build_report, write_outputs
-from live_ros.evaluation.score import (Asked, EventRef, Said, answer_scores, events_from_annotation, format_report,
-                                       match_events, percentile, score)
+from live_ros.evaluation.score import (
+    Asked,
+    EventRef,
+    Said,
+    answer_scores,
+    events_from_annotation,
+    format_report,
+    match_events,
+    percentile,
+    score,
+)
 
 
 def said(t, text="", proactive=True, rid=None, qid=0, kind="narration"):
@@ -41,9 +50,17 @@ def test_only_proactive_responses_match():
 
 
 def test_score_time_diff_missed_spurious():
-    events = [EventRef(2.3, "appears", "cat", "The cat appears."), EventRef(7.0, "appears", "cup"),
-              EventRef(20.0, "leaves", "cat")]
-    responses = [said(2.5, "The cat appears."), said(7.0, "cup"), said(12.0, "noise"), said(1.0, "answer", False, qid=1)]
+    events = [
+        EventRef(2.3, "appears", "cat", "The cat appears."),
+        EventRef(7.0, "appears", "cup"),
+        EventRef(20.0, "leaves", "cat"),
+    ]
+    responses = [
+        said(2.5, "The cat appears."),
+        said(7.0, "cup"),
+        said(12.0, "noise"),
+        said(1.0, "answer", False, qid=1),
+    ]
     sc = score(events, responses)
     on = sc.online
     assert (on["events"], on["matched"], on["missed"], on["spurious"], on["proactive_responses"]) == (3, 2, 1, 1, 3)
@@ -60,8 +77,11 @@ def test_answers_exact_and_fuzzy():
     exact, ratio = answer_scores("The cat leaves.", "The cat left.")
     assert not exact and 0.7 < ratio < 1.0
     assert answer_scores("The cat leaves.", None) == (False, 0.0)
-    asked = [Asked(1.0, "Tell me when the cat leaves.", "The cat leaves.", 1, "The cat leaves."),
-             Asked(3.0, "What is it?", "A rocket.", 2, "Nothing at all."), Asked(4.0, "Hm?", None, 3, "Yes.")]
+    asked = [
+        Asked(1.0, "Tell me when the cat leaves.", "The cat leaves.", 1, "The cat leaves."),
+        Asked(3.0, "What is it?", "A rocket.", 2, "Nothing at all."),
+        Asked(4.0, "Hm?", None, 3, "Yes."),
+    ]
     sc = score([], [], asked, fuzzy_threshold=0.7)
     s = sc.answer_summary
     assert (s["asked"], s["answered"], s["graded"], s["exact"], s["correct"]) == (3, 3, 2, 1, 1)
@@ -78,8 +98,19 @@ def test_percentiles_and_latency():
 
 
 def test_events_from_annotation_include_segment_ends():
-    ann = {"events": [{"time": 58.1, "end": 59.5, "kind": "moves", "object": "cup", "text": "The cup moves down.",
-                       "end_text": "The cup stops."}, {"time": 4.4, "kind": "appears", "object": "cat"}]}
+    ann = {
+        "events": [
+            {
+                "time": 58.1,
+                "end": 59.5,
+                "kind": "moves",
+                "object": "cup",
+                "text": "The cup moves down.",
+                "end_text": "The cup stops.",
+            },
+            {"time": 4.4, "kind": "appears", "object": "cat"},
+        ]
+    }
     events = events_from_annotation(ann)
     assert [(e.time, e.kind) for e in events] == [(4.4, "appears"), (58.1, "moves"), (59.5, "moves-end")]
     assert len(events_from_annotation(ann, include_ends=False)) == 2
@@ -98,29 +129,77 @@ def test_report_table_json_and_timeline(tmp_path):
     from live_ros.ros.replay import PlayResult
 
     t0 = 1000.0
-    images = [CameraImage(i, int((t0 + 0.5 * i) * 1e9), 1000 + i // 2, 500_000_000 * (i % 2), "camera")
-              for i in range(6)]
+    images = [
+        CameraImage(i, int((t0 + 0.5 * i) * 1e9), 1000 + i // 2, 500_000_000 * (i % 2), "camera") for i in range(6)
+    ]
     scan = CameraScan(tmp_path / "bag", "/camera/image_raw", "sensor_msgs/msg/Image", images, StampReport(), {})
     play = PlayResult()
     play.plans = [FramePlan(i, im.stamp, im.stamp - t0, True, True) for i, im in enumerate(images)]
     for i, im in enumerate(images):
         spoke = i == 3
-        play.decisions.append((_msg(im.stamp, frame_index=i, video_time=im.stamp - t0, p_interval=0.2 if spoke else 0.95,
-                                    theta=0.85, spoke=spoke, suppressed="", batch=1, response_id=7 if spoke else 0), 0.0))
+        play.decisions.append(
+            (
+                _msg(
+                    im.stamp,
+                    frame_index=i,
+                    video_time=im.stamp - t0,
+                    p_interval=0.2 if spoke else 0.95,
+                    theta=0.85,
+                    spoke=spoke,
+                    suppressed="",
+                    batch=1,
+                    response_id=7 if spoke else 0,
+                ),
+                0.0,
+            )
+        )
     resp = dict(query_id=0, kind="narration", video_time=1.5, latency=0.0)
     play.responses.append((_msg(t0 + 1.5, response_id=7, text="The cat", final=False, **resp), 0.0))
     play.responses.append((_msg(t0 + 1.5, response_id=7, text="The cat appears.", final=True, **resp), 0.0))
-    play.responses.append((_msg(t0 + 0.5, response_id=5, query_id=1, kind="answer", text="Nothing yet.", final=True,
-                                video_time=0.5, latency=0.0), 0.0))
+    play.responses.append(
+        (
+            _msg(
+                t0 + 0.5,
+                response_id=5,
+                query_id=1,
+                kind="answer",
+                text="Nothing yet.",
+                final=True,
+                video_time=0.5,
+                latency=0.0,
+            ),
+            0.0,
+        )
+    )
     asked = [Asked(0.7, "What do you see?", "Nothing yet.", 1)]
-    settings = {"fps": 2.0, "theta": None, "preset": "embedded", "speed": 1.0, "window": [-0.5, 3.0],
-                "prefer_object": True, "fuzzy_threshold": 0.7}
-    report = build_report(scan=scan, play=play, mode="lockstep", settings=settings,
-                          events=[EventRef(1.2, "appears", "cat", "The cat appears.")], asked=asked,
-                          annotation_source="test")
-    assert report["settings"]["theta"] == 0.85          # from the decisions
-    assert report["frames"] == {"images": 6, "sampled": 6, "acked": 6, "decisions": 6, "dropped": 0, "unexpected": 0,
-                                "spoke": 1}
+    settings = {
+        "fps": 2.0,
+        "theta": None,
+        "preset": "embedded",
+        "speed": 1.0,
+        "window": [-0.5, 3.0],
+        "prefer_object": True,
+        "fuzzy_threshold": 0.7,
+    }
+    report = build_report(
+        scan=scan,
+        play=play,
+        mode="lockstep",
+        settings=settings,
+        events=[EventRef(1.2, "appears", "cat", "The cat appears.")],
+        asked=asked,
+        annotation_source="test",
+    )
+    assert report["settings"]["theta"] == 0.85  # from the decisions
+    assert report["frames"] == {
+        "images": 6,
+        "sampled": 6,
+        "acked": 6,
+        "decisions": 6,
+        "dropped": 0,
+        "unexpected": 0,
+        "spoke": 1,
+    }
     on = report["score"]["online"]
     assert (on["matched"], on["missed"], on["spurious"]) == (1, 0, 0)
     assert on["time_diff"] == pytest.approx(0.3)
@@ -138,16 +217,22 @@ def test_a_reminder_is_graded_on_the_response_at_its_event_not_the_acknowledgeme
     from live_ros.evaluation.report import resolve_answers
     from live_ros.bags.schedule import QuestionsError, parse_questions
 
-    qs = parse_questions([{"time": 5, "text": "Tell me when the cat appears.", "expected": "The cat appears.",
-                           "expected_at": 12.5}, {"time": 1, "text": "What do you see?"}])
+    qs = parse_questions(
+        [
+            {"time": 5, "text": "Tell me when the cat appears.", "expected": "The cat appears.", "expected_at": 12.5},
+            {"time": 1, "text": "What do you see?"},
+        ]
+    )
     assert [(q.time, q.expected_at) for q in qs] == [(1.0, None), (5.0, 12.5)]
     with pytest.raises(QuestionsError, match="expected_at"):
         parse_questions([{"time": 5, "text": "Tell me when the cat appears.", "expected_at": 4}])
-    responses = [{"query_id": 7, "kind": "answer", "text": "Okay, I am watching.", "time": 5.0, "proactive": False},
-                 {"query_id": 7, "kind": "answer", "text": "Now I see a dog.", "time": 9.0, "proactive": True},
-                 {"query_id": 7, "kind": "answer", "text": "The cat appears.", "time": 12.5, "proactive": True},
-                 {"query_id": 8, "kind": "answer", "text": "I see a cat.", "time": 13.0, "proactive": False},
-                 {"query_id": 9, "kind": "answer", "text": "The cat appears.", "time": 20.0, "proactive": True}]
+    responses = [
+        {"query_id": 7, "kind": "answer", "text": "Okay, I am watching.", "time": 5.0, "proactive": False},
+        {"query_id": 7, "kind": "answer", "text": "Now I see a dog.", "time": 9.0, "proactive": True},
+        {"query_id": 7, "kind": "answer", "text": "The cat appears.", "time": 12.5, "proactive": True},
+        {"query_id": 8, "kind": "answer", "text": "I see a cat.", "time": 13.0, "proactive": False},
+        {"query_id": 9, "kind": "answer", "text": "The cat appears.", "time": 20.0, "proactive": True},
+    ]
     reminder = Asked(5.0, qs[1].text, qs[1].expected, 7, expected_at=12.5)
     plain = Asked(5.0, "What is there?", "I see a cat.", 7)
     late = Asked(5.0, qs[1].text, qs[1].expected, 9, expected_at=12.5)
@@ -164,21 +249,44 @@ def test_without_annotations_the_responses_are_listed_not_called_spurious(tmp_pa
     from live_ros.ros.replay import PlayResult
 
     t0 = 1000.0
-    images = [CameraImage(i, int((t0 + 0.5 * i) * 1e9), 1000 + i // 2, 500_000_000 * (i % 2), "camera")
-              for i in range(4)]
+    images = [
+        CameraImage(i, int((t0 + 0.5 * i) * 1e9), 1000 + i // 2, 500_000_000 * (i % 2), "camera") for i in range(4)
+    ]
     scan = CameraScan(tmp_path / "bag", "/camera/image_raw", "sensor_msgs/msg/Image", images, StampReport(), {})
     play = PlayResult()
     play.plans = [FramePlan(i, im.stamp, im.stamp - t0, True, True) for i, im in enumerate(images)]
     for i, im in enumerate(images):
-        play.decisions.append((_msg(im.stamp, frame_index=i, video_time=im.stamp - t0, p_interval=0.2, theta=0.85,
-                                    spoke=True, suppressed="", batch=1, response_id=10 + i), 0.0))
+        play.decisions.append(
+            (
+                _msg(
+                    im.stamp,
+                    frame_index=i,
+                    video_time=im.stamp - t0,
+                    p_interval=0.2,
+                    theta=0.85,
+                    spoke=True,
+                    suppressed="",
+                    batch=1,
+                    response_id=10 + i,
+                ),
+                0.0,
+            )
+        )
         resp = dict(response_id=10 + i, query_id=0, kind="narration", video_time=im.stamp - t0, latency=0.0)
         play.responses.append((_msg(im.stamp, text="A ca", final=False, **resp), 0.0))
         play.responses.append((_msg(im.stamp, text=f"A cat, {i}.", final=True, **resp), 0.0))
-    settings = {"fps": 2.0, "theta": None, "preset": "embedded", "speed": 1.0, "window": [-0.5, 3.0],
-                "prefer_object": True, "fuzzy_threshold": 0.7}
-    report = build_report(scan=scan, play=play, mode="lockstep", settings=settings, events=[], asked=[],
-                          annotation_source=None)
+    settings = {
+        "fps": 2.0,
+        "theta": None,
+        "preset": "embedded",
+        "speed": 1.0,
+        "window": [-0.5, 3.0],
+        "prefer_object": True,
+        "fuzzy_threshold": 0.7,
+    }
+    report = build_report(
+        scan=scan, play=play, mode="lockstep", settings=settings, events=[], asked=[], annotation_source=None
+    )
     assert report["score"]["online"]["spurious"] is None and report["score"]["online"]["spurious_responses"] == []
     text = format_report(report)
     assert "spurious" not in text, text

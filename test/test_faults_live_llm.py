@@ -59,16 +59,22 @@ class Peer:
         return self.node.get_clock().now().nanoseconds * 1e-9
 
     def wait_active(self, proc) -> None:
-        spin_until(self.executor, lambda: self.status is not None and self.status.state == "active", 180,
-                   "live_llm to be active", proc)
+        spin_until(
+            self.executor,
+            lambda: self.status is not None and self.status.state == "active",
+            180,
+            "live_llm to be active",
+            proc,
+        )
         spin_until(self.executor, lambda: self.pub.get_subscription_count() > 0, 30, "live_llm's subscription")
         spin_until(self.executor, self.query.service_is_ready, 30, "the query service")
 
     def frame(self, index: int, stamp: float) -> None:
         n, d = LIVE["frame_num_tokens"], LIVE["vision_hidden_size"]
         data = self.rng.standard_normal(n * d).astype(np.float32)
-        msg = FrameTokens(frame_index=index, encoder=LIVE["encoder_id"], num_tokens=n, dim=d,
-                          data=array.array("f", data.tobytes()))
+        msg = FrameTokens(
+            frame_index=index, encoder=LIVE["encoder_id"], num_tokens=n, dim=d, data=array.array("f", data.tobytes())
+        )
         msg.header.stamp = seconds_to_stamp(stamp)
         self.pub.publish(msg)
 
@@ -95,19 +101,35 @@ def test_a_future_stamp_is_refused_and_later_frames_are_taken(processes, tmp_pat
         peer = Peer(node, executor, "faults_stamp")
         peer.wait_active(proc)
         now = peer.now()
-        future = now + 7 * 365 * 86400.0                      # about 2033 seen from 2026
+        future = now + 7 * 365 * 86400.0  # about 2033 seen from 2026
         peer.frame(0, future)
-        spin_until(executor, lambda: peer.status and "ahead of this node's clock" in peer.status.last_error, 30,
-                   "the refusal of the future stamp", proc)
+        spin_until(
+            executor,
+            lambda: peer.status and "ahead of this node's clock" in peer.status.last_error,
+            30,
+            "the refusal of the future stamp",
+            proc,
+        )
         assert "max_stamp_ahead" in peer.status.last_error
-        real = [now - 2.0 + 0.5 * k for k in range(1, 4)]      # the real video goes on: every frame taken
+        real = [now - 2.0 + 0.5 * k for k in range(1, 4)]  # the real video goes on: every frame taken
         for k, t in enumerate(real, 1):
             peer.frame(k, t)
-        spin_until(executor, lambda: all(peer.decided(t) for t in real), 60, "decisions for the real frames", proc,
-                   detail=lambda: f"status errors {peer.errors}, decisions {len(peer.decisions)}")
+        spin_until(
+            executor,
+            lambda: all(peer.decided(t) for t in real),
+            60,
+            "decisions for the real frames",
+            proc,
+            detail=lambda: f"status errors {peer.errors}, decisions {len(peer.decisions)}",
+        )
         assert not peer.decided(future)
-        spin_until(executor, lambda: peer.status.frames_in == 3 and peer.status.frames_dropped == 1, 10,
-                   "frames_in 3 and the refused frame counted as dropped", proc)
+        spin_until(
+            executor,
+            lambda: peer.status.frames_in == 3 and peer.status.frames_dropped == 1,
+            10,
+            "frames_in 3 and the refused frame counted as dropped",
+            proc,
+        )
 
 
 def test_kill_9_every_accepted_query_ends_and_ids_stay_unique(processes, tmp_path):
@@ -122,30 +144,40 @@ def test_kill_9_every_accepted_query_ends_and_ids_stay_unique(processes, tmp_pat
             peer.frame(k, t0 + 0.5 * k)
         spin_until(executor, lambda: peer.decided(t0 + 1.0), 60, "the decision for frame 2", proc)
         journal = tmp_path / f"{ns}.live_llm.domain{__import__('os').environ['ROS_DOMAIN_ID']}.json"
-        spin_until(executor, lambda: journal.is_file() and json.loads(journal.read_text())["last_frame_index"] == 2,
-                   30, "the journal to hold frame_index 2", proc)
+        spin_until(
+            executor,
+            lambda: journal.is_file() and json.loads(journal.read_text())["last_frame_index"] == 2,
+            30,
+            "the journal to hold frame_index 2",
+            proc,
+        )
         # each answer is 100 tokens (seconds on a CPU): the worker takes one, 3 wait, the rest are refused
         replies = peer.ask([f"question {k}?" for k in range(6)])
         accepted = [r.query_id for r in replies if r.accepted]
         refused = [r.message for r in replies if not r.accepted]
         assert len(accepted) >= 3 and refused, replies
         assert all("max_pending_queries=3" in m for m in refused), refused
-        proc.send_signal(signal.SIGKILL)                      # now, with queries pending
+        proc.send_signal(signal.SIGKILL)  # now, with queries pending
         proc.wait(timeout=30)
         unanswered = [q for q in accepted if q not in peer.ends()]
         assert unanswered, "every query was answered before the kill: the test proves nothing"
 
-        proc = start_llm(processes, ns, tmp_path, *params)    # the launcher's respawn, by hand
+        proc = start_llm(processes, ns, tmp_path, *params)  # the launcher's respawn, by hand
         peer.status = None
         peer.wait_active(proc)
-        spin_until(executor, lambda: all(q in peer.ends() for q in accepted), 60,
-                   "an answer or a refusal for every accepted query", proc)
+        spin_until(
+            executor,
+            lambda: all(q in peer.ends() for q in accepted),
+            60,
+            "an answer or a refusal for every accepted query",
+            proc,
+        )
         for q in unanswered:
             (end,) = peer.ends()[q]
             assert end.kind == "refusal" and "restarted before answering" in end.text
         # counters continue from the journal; ids continue after the highest given
         assert peer.status.queries_accepted >= len(accepted) and peer.status.frames_in == 3
-        peer.frame(12, t0 + 10.0)                             # 9 frames (3..11) sent while it was down
+        peer.frame(12, t0 + 10.0)  # 9 frames (3..11) sent while it was down
         spin_until(executor, lambda: peer.decided(t0 + 10.0), 60, "the decision for frame 12", proc)
         spin_until(executor, lambda: peer.status.frames_dropped >= 9, 10, "the lost frames counted", proc)
         assert any("9 frame(s) lost before reaching live_llm" in e for e in peer.errors), peer.errors

@@ -75,11 +75,13 @@ def test_services_and_status_answer_while_the_model_loads(processes, name):
                 (served if answer.accepted else refusals).append(answer)
             executor.spin_once(timeout_sec=0.05)
         assert "loading" in states and states.index("loading") < states.index("active"), states
-        assert proof["param_reply_then_loading"], \
+        assert proof["param_reply_then_loading"], (
             f"get_parameters never replied while {name}'s status said loading: {states}"
+        )
         if query is not None:
-            assert any("loading its model" in r.message for r in refusals), \
+            assert any("loading its model" in r.message for r in refusals), (
                 f"no query was refused as loading while live_llm loaded: {[r.message for r in refusals]}"
+            )
             assert all(r.query_id == 0 and "ask again" in r.message for r in refusals), [r.message for r in refusals]
             served = served or [call(query, Query.Request(text="What do you see?"))]
             assert served[0].accepted and served[0].query_id > 0, served[0].message  # and it serves once active
@@ -95,21 +97,29 @@ def test_manual_lifecycle_without_autostart_loads_on_configure(processes):
     from live_ros.ros import qos
 
     ns = "/manual_frame_encoder"
-    proc = processes.start(LIB / "frame_encoder", "--ros-args", "-p", "autostart:=false", "-p",
-                           "status_period:=0.2", "-r", f"__ns:={ns}")
+    proc = processes.start(
+        LIB / "frame_encoder", "--ros-args", "-p", "autostart:=false", "-p", "status_period:=0.2", "-r", f"__ns:={ns}"
+    )
     with ros_node("manual_probe") as (node, executor):
         states: list[str] = []
         profile = qos.status()
         profile.depth = 50
         node.create_subscription(Status, f"{ns}/status", lambda m: states.append(m.state), profile)
         change = node.create_client(ChangeState, f"{ns}/frame_encoder/change_state")
-        spin_until(executor, lambda: "unconfigured" in states and change.service_is_ready(), 60,
-                   "the unconfigured frame_encoder", proc)
+        spin_until(
+            executor,
+            lambda: "unconfigured" in states and change.service_is_ready(),
+            60,
+            "the unconfigured frame_encoder",
+            proc,
+        )
         time.sleep(1.0)
         executor.spin_once(timeout_sec=0.2)
         assert set(states) == {"unconfigured"}, states  # nothing happens without autostart
-        for transition, state in ((Transition.TRANSITION_CONFIGURE, "inactive"),
-                                  (Transition.TRANSITION_ACTIVATE, "active")):
+        for transition, state in (
+            (Transition.TRANSITION_CONFIGURE, "inactive"),
+            (Transition.TRANSITION_ACTIVATE, "active"),
+        ):
             future = change.call_async(ChangeState.Request(transition=Transition(id=transition)))
             spin_until(executor, future.done, 120, f"the transition to {state}", proc)
             assert future.result().success, f"{state}: {states[-3:]}"
@@ -124,15 +134,30 @@ def test_a_failed_load_leaves_the_node_up_and_says_why(processes):
     from live_ros.ros import qos
 
     ns = "/failed_load"
-    proc = processes.start(LIB / "frame_encoder", "--ros-args", "-p", "preset:=videollm-online-8b-v1plus",
-                           "-p", "vision_path:=/nonexistent/siglip", "-p", "status_period:=0.2", "-r", f"__ns:={ns}")
+    proc = processes.start(
+        LIB / "frame_encoder",
+        "--ros-args",
+        "-p",
+        "preset:=videollm-online-8b-v1plus",
+        "-p",
+        "vision_path:=/nonexistent/siglip",
+        "-p",
+        "status_period:=0.2",
+        "-r",
+        f"__ns:={ns}",
+    )
     with ros_node("failed_load_probe") as (node, executor):
         seen: list[Status] = []
         profile = qos.status()
         profile.depth = 50
         node.create_subscription(Status, f"{ns}/status", seen.append, profile)
-        spin_until(executor, lambda: any(s.state == "unconfigured" and s.last_error for s in seen), 120,
-                   "the failed load in status", proc)
+        spin_until(
+            executor,
+            lambda: any(s.state == "unconfigured" and s.last_error for s in seen),
+            120,
+            "the failed load in status",
+            proc,
+        )
         error = seen[-1].last_error
         assert "loading failed" in error and "/nonexistent/siglip" in error and "configure" in error, error
         params = node.create_client(GetParameters, f"{ns}/frame_encoder/get_parameters")

@@ -39,10 +39,29 @@ def video(tmp_path_factory):
 def test_realtime_replay_of_a_bag_stamped_from_0_lists_what_the_model_said(video, tmp_path):
     from live_ros.bags.videobag import bag_from_video
 
-    bag_from_video(video, tmp_path / "bag", start_stamp=0.0)   # a video whose creation time is 1970
-    out = subprocess.run([LIVE_ROS, "replay-eval", str(tmp_path / "bag"), "--realtime", "--out", str(tmp_path / "eval"),
-                          "--set", "live_llm.theta=1.0", "--set", "live_llm.max_new_tokens=3", "--no-offline",
-                          "--no-png", "--timeout", "400"], capture_output=True, text=True, timeout=900, env=os.environ)
+    bag_from_video(video, tmp_path / "bag", start_stamp=0.0)  # a video whose creation time is 1970
+    out = subprocess.run(
+        [
+            LIVE_ROS,
+            "replay-eval",
+            str(tmp_path / "bag"),
+            "--realtime",
+            "--out",
+            str(tmp_path / "eval"),
+            "--set",
+            "live_llm.theta=1.0",
+            "--set",
+            "live_llm.max_new_tokens=3",
+            "--no-offline",
+            "--no-png",
+            "--timeout",
+            "400",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=os.environ,
+    )
     log = (tmp_path / "eval" / "graph.log").read_text()
     assert out.returncode == 0, out.stderr[-3000:]
     assert "must not be negative" not in log and "exited with code" not in log, log[-3000:]
@@ -55,16 +74,33 @@ def test_realtime_replay_of_a_bag_stamped_from_0_lists_what_the_model_said(video
 def test_lockstep_warm_up_never_goes_backwards_and_a_dead_node_is_named(video, tmp_path):
     from live_ros.bags.videobag import bag_from_video
 
-    bag_from_video(video, tmp_path / "bag")   # the default start stamp: room for warm-up images before it
-    proc = subprocess.Popen([LIVE_ROS, "replay-eval", str(tmp_path / "bag"), "--out", str(tmp_path / "eval"),
-                             "--set", "live_llm.theta=1.0", "--set", "live_llm.max_new_tokens=16",
-                             "--no-offline", "--no-png", "--timeout", "400"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=os.environ)
+    bag_from_video(video, tmp_path / "bag")  # the default start stamp: room for warm-up images before it
+    proc = subprocess.Popen(
+        [
+            LIVE_ROS,
+            "replay-eval",
+            str(tmp_path / "bag"),
+            "--out",
+            str(tmp_path / "eval"),
+            "--set",
+            "live_llm.theta=1.0",
+            "--set",
+            "live_llm.max_new_tokens=16",
+            "--no-offline",
+            "--no-png",
+            "--timeout",
+            "400",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
     err: list[str] = []
     reader = threading.Thread(target=lambda: err.extend(iter(proc.stderr.readline, "")), daemon=True)
     reader.start()
     log = tmp_path / "eval" / "graph.log"
-    deadline = time.monotonic() + 600   # model loading on a loaded 2-core machine
+    deadline = time.monotonic() + 600  # model loading on a loaded 2-core machine
     while not any("graph ready" in line for line in err):
         assert proc.poll() is None and time.monotonic() < deadline, "".join(err)
         time.sleep(0.2)

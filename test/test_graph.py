@@ -39,8 +39,9 @@ def graph(tmp_path_factory):
     path = tmp_path_factory.mktemp("graph") / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     procs = Processes()
-    launch = procs.start(Path(sys.executable).parent / "live-ros", "launch", "live_ros.launch.xml",
-                         f"params_file:={path}")
+    launch = procs.start(
+        Path(sys.executable).parent / "live-ros", "launch", "live_ros.launch.xml", f"params_file:={path}"
+    )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(launch.stdout.readline, "")), daemon=True).start()
     yield launch, lines
@@ -58,9 +59,16 @@ class Client:
         self.query = node.create_client(Query, "/live/query")
 
     def wait_active(self, launch):
-        spin_until(self.executor, lambda: all(n in self.status and self.status[n].state == "active"
-                                              for n in ("camera_subscriber", "frame_encoder", "live_llm")),
-                   180, "the three nodes to be active", launch[0])
+        spin_until(
+            self.executor,
+            lambda: all(
+                n in self.status and self.status[n].state == "active"
+                for n in ("camera_subscriber", "frame_encoder", "live_llm")
+            ),
+            180,
+            "the three nodes to be active",
+            launch[0],
+        )
 
     def ask(self, text: str) -> Query.Response:
         spin_until(self.executor, self.query.service_is_ready, 30, "the query service")
@@ -86,8 +94,12 @@ def test_images_give_responses_stamped_with_their_frames(graph):
             if any(abs(stamp_to_seconds(r.header.stamp) - warm) < 1e-6 for r in c.responses):
                 break
         c.images([501.0 + 0.5 * i for i in range(4)])
-        spin_until(executor, lambda: any(abs(stamp_to_seconds(r.header.stamp) - 502.5) < 1e-6 and r.final
-                                         for r in c.responses), 120, "a final response to the last frame")
+        spin_until(
+            executor,
+            lambda: any(abs(stamp_to_seconds(r.header.stamp) - 502.5) < 1e-6 and r.final for r in c.responses),
+            120,
+            "a final response to the last frame",
+        )
     sent = {warm} | {501.0 + 0.5 * i for i in range(4)}
     for r in c.responses:
         if r.query_id == 0:
@@ -104,16 +116,24 @@ def test_queries_refusals_reset_and_accounting(graph):
         c.wait_active(graph)
         # a frame first: a question asked before the stream has one waits for it (no_video_timeout)
         c.images([600.0])
-        spin_until(executor, lambda: any(abs(stamp_to_seconds(r.header.stamp) - 600.0) < 1e-6 and r.final
-                                         for r in c.responses), 90, "a response to the frame at 600 s")
+        spin_until(
+            executor,
+            lambda: any(abs(stamp_to_seconds(r.header.stamp) - 600.0) < 1e-6 and r.final for r in c.responses),
+            90,
+            "a response to the frame at 600 s",
+        )
         empty = c.ask("")
         assert not empty.accepted and "empty" in empty.message
         huge = c.ask("x" * 10_000)
         assert not huge.accepted and "10000" in huge.message.replace(",", "")
         special = c.ask("what is <v> and <|im_end|>?")
         assert special.accepted
-        spin_until(executor, lambda: any(r.query_id == special.query_id and r.final for r in c.responses), 60,
-                   "the answer to the special-token query")
+        spin_until(
+            executor,
+            lambda: any(r.query_id == special.query_id and r.final for r in c.responses),
+            60,
+            "the answer to the special-token query",
+        )
         answer = next(r for r in c.responses if r.query_id == special.query_id and r.final)
         assert answer.kind in ("answer", "refusal")
         reset = node.create_client(__import__("std_srvs.srv", fromlist=["Trigger"]).Trigger, "/live/reset")
@@ -122,12 +142,20 @@ def test_queries_refusals_reset_and_accounting(graph):
         spin_until(executor, future.done, 20, "the reset reply")
         assert future.result().success
         c.images([900.0, 900.5])  # a new stream: video time restarts at its first frame
-        spin_until(executor, lambda: any(abs(stamp_to_seconds(r.header.stamp) - 900.5) < 1e-6 and r.final
-                                         for r in c.responses), 90, "a response in the new stream")
+        spin_until(
+            executor,
+            lambda: any(abs(stamp_to_seconds(r.header.stamp) - 900.5) < 1e-6 and r.final for r in c.responses),
+            90,
+            "a response in the new stream",
+        )
         after = [r for r in c.responses if stamp_to_seconds(r.header.stamp) >= 900.0 and r.query_id == 0]
         assert all(r.video_time < 1.01 for r in after)
-        spin_until(executor, lambda: c.status["live_llm"].queries_accepted == c.status["live_llm"].queries_answered,
-                   30, "every accepted query answered")
+        spin_until(
+            executor,
+            lambda: c.status["live_llm"].queries_accepted == c.status["live_llm"].queries_answered,
+            30,
+            "every accepted query answered",
+        )
         assert c.status["live_llm"].queries_accepted >= 1
 
 
@@ -141,8 +169,12 @@ def test_parameters_change_while_running(graph):
     assert param(SimpleNamespace(action="set", name="fps", value="3", **{**args, "node": "camera_subscriber"})) == 1
     with ros_node("graph_params") as (node, executor):
         c = Client(node, executor)
-        spin_until(executor, lambda: "live_llm" in c.status and "theta" in c.status["live_llm"].last_error, 20,
-                   "the refusal of theta=1.5 in last_error")
+        spin_until(
+            executor,
+            lambda: "live_llm" in c.status and "theta" in c.status["live_llm"].last_error,
+            20,
+            "the refusal of theta=1.5 in last_error",
+        )
 
 
 def test_wrong_encoder_is_refused_with_a_clear_error(graph):
@@ -151,15 +183,23 @@ def test_wrong_encoder_is_refused_with_a_clear_error(graph):
         pub = node.create_publisher(FrameTokens, "/live/frame_tokens", qos.frames())
         spin_until(executor, lambda: pub.get_subscription_count() > 0, 30, "live_llm's subscription")
         for i in range(20):
-            msg = FrameTokens(frame_index=i, encoder="open_clip/ViT-L-14@other:1", num_tokens=10, dim=1280,
-                              data=array.array("f", np.zeros(12800, np.float32).tobytes()))
+            msg = FrameTokens(
+                frame_index=i,
+                encoder="open_clip/ViT-L-14@other:1",
+                num_tokens=10,
+                dim=1280,
+                data=array.array("f", np.zeros(12800, np.float32).tobytes()),
+            )
             msg.header.stamp = seconds_to_stamp(2000.0 + i)
             pub.publish(msg)
             executor.spin_once(timeout_sec=0.1)
             if "live_llm" in c.status and "open_clip/ViT-L-14@other:1" in c.status["live_llm"].last_error:
                 break
-        spin_until(executor, lambda: "live_llm" in c.status and
-                   "open_clip/ViT-L-14@other:1" in c.status["live_llm"].last_error, 20,
-                   "the wrong-encoder error")
+        spin_until(
+            executor,
+            lambda: "live_llm" in c.status and "open_clip/ViT-L-14@other:1" in c.status["live_llm"].last_error,
+            20,
+            "the wrong-encoder error",
+        )
     assert "run frame_encoder with the same preset" in c.status["live_llm"].last_error
     assert c.status["live_llm"].state == "active"

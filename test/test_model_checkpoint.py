@@ -16,16 +16,26 @@ from safetensors.torch import load_file, save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from live_ros.model import presets
-from live_ros.model.checkpoint import (CheckpointError, add_lora, load_checkpoint, load_encoder, load_live,
-                                       load_tokenizer, save_checkpoint)
+from live_ros.model.checkpoint import (
+    CheckpointError,
+    add_lora,
+    load_checkpoint,
+    load_encoder,
+    load_live,
+    load_tokenizer,
+    save_checkpoint,
+)
 from live_ros.model.config import RELEASE_LORA, EncoderSettings, LiveConfig, LoraSettings
 from live_ros.model.format import Turn
 
 
 def _batch(tokens, seed=0):
-    enc = tokens.encode([Turn("stream", num_frames=2), Turn("user", "what?"), Turn("assistant", "a cat"),
-                         Turn("stream", num_frames=1)])
-    frames = torch.randn(enc.num_frames, tokens.spec.frame_num_tokens, 16, generator=torch.Generator().manual_seed(seed))
+    enc = tokens.encode(
+        [Turn("stream", num_frames=2), Turn("user", "what?"), Turn("assistant", "a cat"), Turn("stream", num_frames=1)]
+    )
+    frames = torch.randn(
+        enc.num_frames, tokens.spec.frame_num_tokens, 16, generator=torch.Generator().manual_seed(seed)
+    )
     return torch.tensor([enc.input_ids]), frames
 
 
@@ -43,14 +53,19 @@ def test_save_load_and_merge_keep_logits(tmp_path):
     tok = tiny_tokenizer()
     model, tokens = tiny_model(tok)
     llm_dir = tmp_path / "llm"
-    model.save_pretrained(llm_dir)   # the "base LLM" folder (its connector is ignored on load)
+    model.save_pretrained(llm_dir)  # the "base LLM" folder (its connector is ignored on load)
     tok.save_pretrained(llm_dir)
     peft_model, ids, frames = _train_lora_a_little(model, tokens)
     peft_model.eval()
     with torch.no_grad():
         reference = peft_model(input_ids=ids, frame_tokens=frames).logits
-    live = LiveConfig(base_llm=str(llm_dir), encoder=EncoderSettings(num_tokens=2), vision_hidden_size=16,
-                      format=tokens.spec, lora=LoraSettings(r=4, alpha=8, dropout=0.0))
+    live = LiveConfig(
+        base_llm=str(llm_dir),
+        encoder=EncoderSettings(num_tokens=2),
+        vision_hidden_size=16,
+        format=tokens.spec,
+        lora=LoraSettings(r=4, alpha=8, dropout=0.0),
+    )
     assert model.config.live_config == replace(live, base_llm="", lora=LoraSettings())
     ckpt = save_checkpoint(peft_model, tok, tmp_path / "ckpt", live, dtype=torch.float32)
     assert {p.name for p in ckpt.iterdir()} >= {"adapter_config.json", "adapter_model.safetensors", "live_config.json"}
@@ -71,8 +86,9 @@ def test_save_load_and_merge_keep_logits(tmp_path):
     # the older loaders' call gives the same model
     old = load_live(llm_dir, ckpt, vision_hidden_size=16, encoder_id="", frame_num_tokens=2, spec=tokens.spec)
     with torch.no_grad():
-        torch.testing.assert_close(old.model(input_ids=ids, frame_tokens=frames).logits, reference,
-                                   rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            old.model(input_ids=ids, frame_tokens=frames).logits, reference, rtol=1e-4, atol=1e-4
+        )
 
 
 def test_embedded_preset_and_its_folder_give_the_same_model():
@@ -103,23 +119,48 @@ def test_release_layout_adapter_loads_exactly(tmp_path):
     """A hand-written adapter with the release's settings and key names, at tiny shapes."""
     tok = tiny_tokenizer()
     llm = tmp_path / "Meta-Llama-3-8B-Instruct"
-    config = LlamaConfig(vocab_size=len(tok) - 1, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=len(tok) - 1,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(llm)
     adapter = tmp_path / "videollm-online-8b-v1plus"
     adapter.mkdir()
     tok.save_pretrained(adapter)  # the release saves its tokenizer with <v>
-    (adapter / "adapter_config.json").write_text(json.dumps({
-        "base_model_name_or_path": "meta-llama/Meta-Llama-3-8B-Instruct", "peft_type": "LORA",
-        "task_type": "CAUSAL_LM", "r": 128, "lora_alpha": 256, "lora_dropout": 0.05, "bias": "none",
-        "target_modules": "model.*(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)|lm_head$",
-        "modules_to_save": ["connector"], "inference_mode": True, "fan_in_fan_out": False}))
+    (adapter / "adapter_config.json").write_text(
+        json.dumps(
+            {
+                "base_model_name_or_path": "meta-llama/Meta-Llama-3-8B-Instruct",
+                "peft_type": "LORA",
+                "task_type": "CAUSAL_LM",
+                "r": 128,
+                "lora_alpha": 256,
+                "lora_dropout": 0.05,
+                "bias": "none",
+                "target_modules": "model.*(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)|lm_head$",
+                "modules_to_save": ["connector"],
+                "inference_mode": True,
+                "fan_in_fan_out": False,
+            }
+        )
+    )
     assert RELEASE_LORA.target_modules == json.loads((adapter / "adapter_config.json").read_text())["target_modules"]
     gen = torch.Generator().manual_seed(1)
-    shapes = {"self_attn.q_proj": (64, 64), "self_attn.k_proj": (64, 32), "self_attn.v_proj": (64, 32),
-              "self_attn.o_proj": (64, 64), "mlp.gate_proj": (64, 96), "mlp.up_proj": (64, 96),
-              "mlp.down_proj": (96, 64)}
+    shapes = {
+        "self_attn.q_proj": (64, 64),
+        "self_attn.k_proj": (64, 32),
+        "self_attn.v_proj": (64, 32),
+        "self_attn.o_proj": (64, 64),
+        "mlp.gate_proj": (64, 96),
+        "mlp.up_proj": (64, 96),
+        "mlp.down_proj": (96, 64),
+    }
     written = {}
     for layer in range(2):
         for name, (fan_in, fan_out) in shapes.items():
@@ -136,8 +177,15 @@ def test_release_layout_adapter_loads_exactly(tmp_path):
 
     siglip = tmp_path / "siglip-large"
     siglip.mkdir()  # only named (for the weights tag): the encoder is not built here
-    loaded = load_checkpoint(adapter, preset="videollm-online-8b-v1plus", llm=str(llm), vision=str(siglip),
-                             merge=False, force=True, with_encoder=False)
+    loaded = load_checkpoint(
+        adapter,
+        preset="videollm-online-8b-v1plus",
+        llm=str(llm),
+        vision=str(siglip),
+        merge=False,
+        force=True,
+        with_encoder=False,
+    )
     assert loaded.config.encoder_id == "siglip/google/siglip-large-patch16-384@siglip-large:384px:1+3x3"
     report = loaded.adapter
     assert report.missing == [] and report.unexpected == [] and report.loaded == len(written) == 34
@@ -163,8 +211,9 @@ def test_load_failures_name_file_and_fix(tmp_path):
     empty.mkdir()
     with pytest.raises(CheckpointError, match=r"adapter_config.json is missing .*checkpoint folder"):
         load_live(llm_dir, empty, vision_hidden_size=16, encoder_id="", frame_num_tokens=2)
-    (empty / "adapter_config.json").write_text(json.dumps({"r": 4, "lora_alpha": 8, "peft_type": "LORA",
-                                                           "target_modules": ["q_proj"]}))
+    (empty / "adapter_config.json").write_text(
+        json.dumps({"r": 4, "lora_alpha": 8, "peft_type": "LORA", "target_modules": ["q_proj"]})
+    )
     with pytest.raises(CheckpointError, match=r"adapter_model.safetensors is missing .*copy"):
         load_live(llm_dir, empty, vision_hidden_size=16, encoder_id="", frame_num_tokens=2)
     with pytest.raises(CheckpointError, match=r"config.json is missing"):
@@ -181,8 +230,11 @@ def test_wrong_encoder_for_a_checkpoint_is_refused(tmp_path):
     peft_model = add_lora(model, LoraSettings(r=2, alpha=4))
     other = replace(presets.EMBEDDED_CONFIG, encoder=presets.EMBEDDED_CONFIG.encoder.with_weights_tag("0badc0de"))
     ckpt = save_checkpoint(peft_model, tok, tmp_path / "ckpt", other)
-    with pytest.raises(CheckpointError, match=r"expects frame tokens from 'timm/tf_efficientnet_lite0@0badc0de.*"
-                                              r"weights .* are '57934424'"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"expects frame tokens from 'timm/tf_efficientnet_lite0@0badc0de.*"
+        r"weights .* are '57934424'",
+    ):
         presets.load("embedded", adapter=str(ckpt))
     with pytest.raises(CheckpointError, match="neither a preset"):
         load_checkpoint(tmp_path / "nowhere")
@@ -212,8 +264,12 @@ def test_presets_refuse_8b_on_cpu_and_name_missing_paths(monkeypatch):
 
 
 def test_check_model_embedded_runs():
-    out = subprocess.run([sys.executable, "-m", "live_ros.cli", "check-model", "embedded", "--max-new-tokens", "4"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "live_ros.cli", "check-model", "embedded", "--max-new-tokens", "4"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     for line in ("parameters", "load time", "one frame", "answer", "memory"):
         assert line in out.stdout

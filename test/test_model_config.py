@@ -11,8 +11,16 @@ import sys
 import pytest
 
 from live_ros.model import presets
-from live_ros.model.config import (CONFIG_NAME, RELEASE_LORA, ConfigError, EncoderSettings, LiveConfig,
-                                   LoraSettings, override_note, parse_encoder_id)
+from live_ros.model.config import (
+    CONFIG_NAME,
+    RELEASE_LORA,
+    ConfigError,
+    EncoderSettings,
+    LiveConfig,
+    LoraSettings,
+    override_note,
+    parse_encoder_id,
+)
 from live_ros.model.format import FormatSpec
 
 EMBEDDED_ID = "timm/tf_efficientnet_lite0@57934424:224px:1+3x3+delta"
@@ -21,19 +29,48 @@ EMBEDDED_ID = "timm/tf_efficientnet_lite0@57934424:224px:1+3x3+delta"
 # top level, several twice): kept here verbatim so that old checkpoints keep loading.
 V1 = {
     "base_llm": "HuggingFaceTB/SmolLM2-135M-Instruct",
-    "encoder": {"backend": "timm", "dim": 2560, "frame_delta": True, "id": EMBEDDED_ID, "image_size": 224,
-                "mean": [0.5, 0.5, 0.5], "model_name": "tf_efficientnet_lite0", "num_tokens": 10,
-                "preset": "embedded", "spatial": 3, "std": [0.5, 0.5, 0.5]},
-    "encoder_id": EMBEDDED_ID, "format_version": 1, "frame_fps": 2.0, "frame_num_tokens": 10,
+    "encoder": {
+        "backend": "timm",
+        "dim": 2560,
+        "frame_delta": True,
+        "id": EMBEDDED_ID,
+        "image_size": 224,
+        "mean": [0.5, 0.5, 0.5],
+        "model_name": "tf_efficientnet_lite0",
+        "num_tokens": 10,
+        "preset": "embedded",
+        "spatial": 3,
+        "std": [0.5, 0.5, 0.5],
+    },
+    "encoder_id": EMBEDDED_ID,
+    "format_version": 1,
+    "frame_fps": 2.0,
+    "frame_num_tokens": 10,
     "frame_resolution": 224,
-    "live_format": {"assistant_prefix": "Assistant:", "frame_num_tokens": 10, "frame_token": "<v>", "interval": ",",
-                    "stream_close": "]\n", "stream_open": "[",
-                    "system_prompt": "A multimodal AI assistant is helping users with some activities. Below is "
-                                     "their conversation, interleaved with the list of video frames received by "
-                                     "the assistant.",
-                    "text_space": " ", "turn_separator": "\n", "user_prefix": "User:"},
-    "lora": {"alpha": 32, "r": 16, "target_modules": "model.*(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"},
-    "mode": "streaming", "preset": "embedded", "stream_weight": 1.0, "vision_hidden_size": 2560}
+    "live_format": {
+        "assistant_prefix": "Assistant:",
+        "frame_num_tokens": 10,
+        "frame_token": "<v>",
+        "interval": ",",
+        "stream_close": "]\n",
+        "stream_open": "[",
+        "system_prompt": "A multimodal AI assistant is helping users with some activities. Below is "
+        "their conversation, interleaved with the list of video frames received by "
+        "the assistant.",
+        "text_space": " ",
+        "turn_separator": "\n",
+        "user_prefix": "User:",
+    },
+    "lora": {
+        "alpha": 32,
+        "r": 16,
+        "target_modules": "model.*(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)",
+    },
+    "mode": "streaming",
+    "preset": "embedded",
+    "stream_weight": 1.0,
+    "vision_hidden_size": 2560,
+}
 
 
 def _leaves(data, prefix=""):
@@ -46,10 +83,16 @@ def _leaves(data, prefix=""):
 
 
 def test_round_trip(tmp_path):
-    config = LiveConfig(base_llm="some/llm", encoder=EncoderSettings("siglip", "google/siglip-large-patch16-384",
-                                                                     "abc", 384, 5, False, (0.1, 0.2, 0.3)),
-                        vision_hidden_size=1024, frame_fps=4.0, format=FormatSpec(interval=";", user_prefix="U:"),
-                        lora=LoraSettings(r=8, alpha=16, dropout=0.0), stream_weight=0.5, mode="per_frame")
+    config = LiveConfig(
+        base_llm="some/llm",
+        encoder=EncoderSettings("siglip", "google/siglip-large-patch16-384", "abc", 384, 5, False, (0.1, 0.2, 0.3)),
+        vision_hidden_size=1024,
+        frame_fps=4.0,
+        format=FormatSpec(interval=";", user_prefix="U:"),
+        lora=LoraSettings(r=8, alpha=16, dropout=0.0),
+        stream_weight=0.5,
+        mode="per_frame",
+    )
     path = config.save_pretrained(tmp_path / "ckpt")
     assert path.name == CONFIG_NAME
     again = LiveConfig.from_pretrained(tmp_path / "ckpt")
@@ -68,16 +111,30 @@ def test_committed_checkpoint_stores_each_setting_once():
     assert not {"frame_num_tokens", "encoder_id", "frame_resolution", "preset", "id", "dim", "spatial"} & set(names)
     assert EMBEDDED_ID not in json.dumps(raw)  # the id is derived, not stored
     config = LiveConfig.from_pretrained(presets.EMBEDDED_CHECKPOINT)
-    assert (config.encoder_id, config.frame_num_tokens, config.frame_resolution, config.frame_fps,
-            config.vision_hidden_size, config.format.frame_num_tokens) == (EMBEDDED_ID, 10, 224, 2.0, 2560, 10)
+    assert (
+        config.encoder_id,
+        config.frame_num_tokens,
+        config.frame_resolution,
+        config.frame_fps,
+        config.vision_hidden_size,
+        config.format.frame_num_tokens,
+    ) == (EMBEDDED_ID, 10, 224, 2.0, 2560, 10)
     # the preset's named config is the committed checkpoint's (training settings aside)
     named = presets.get("embedded").config
     assert (named.encoder, named.vision_hidden_size, named.frame_fps, named.format, named.base_llm) == (
-        config.encoder, config.vision_hidden_size, config.frame_fps, config.format, config.base_llm)
+        config.encoder,
+        config.vision_hidden_size,
+        config.frame_fps,
+        config.format,
+        config.base_llm,
+    )
     # and it describes the adapter stored beside it
     adapter = json.loads((presets.EMBEDDED_CHECKPOINT / "adapter_config.json").read_text())
     assert (config.lora.r, config.lora.alpha, config.lora.target_modules) == (
-        adapter["r"], adapter["lora_alpha"], adapter["target_modules"])
+        adapter["r"],
+        adapter["lora_alpha"],
+        adapter["target_modules"],
+    )
 
 
 def test_format_version_1_reads(tmp_path):
@@ -109,8 +166,13 @@ def test_bad_files_say_what_is_wrong(tmp_path):
 def test_presets_are_named_configs():
     release = presets.get("videollm-online-8b-v1plus").config
     assert release.format == presets.RELEASE_SPEC and release.lora == RELEASE_LORA
-    assert (release.frame_resolution, release.frame_num_tokens, release.frame_fps, release.vision_hidden_size,
-            release.encoder.backend) == (384, 10, 2.0, 1024, "siglip")
+    assert (
+        release.frame_resolution,
+        release.frame_num_tokens,
+        release.frame_fps,
+        release.vision_hidden_size,
+        release.encoder.backend,
+    ) == (384, 10, 2.0, 1024, "siglip")
     assert presets.frame_size("videollm-online-8b-v1plus") == 384 and presets.frame_size("embedded") == 224
     # any local SigLIP copy fits the release (it names no weights); another layout does not
     assert release.encoder.accepts("siglip/google/siglip-large-patch16-384@siglip-large:384px:1+3x3")
@@ -120,7 +182,9 @@ def test_presets_are_named_configs():
 
 
 def test_reading_a_config_imports_no_torch():
-    code = ("import sys; from live_ros.model import presets; c = presets.live_config('embedded'); "
-            "print(c.frame_fps, c.frame_resolution, 'torch' in sys.modules)")
+    code = (
+        "import sys; from live_ros.model import presets; c = presets.live_config('embedded'); "
+        "print(c.frame_fps, c.frame_resolution, 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["2.0", "224", "False"], out.stderr

@@ -12,12 +12,20 @@ import pytest
 import skimage.data
 import torch
 
-from live_ros.model.encoders import (EncoderConfig, OpenClipEncoder, SiglipEncoder, TimmEncoder, build_encoder,
-                                     embedded_encoder_config, siglip_release_config, temporal_difference)
+from live_ros.model.encoders import (
+    EncoderConfig,
+    OpenClipEncoder,
+    SiglipEncoder,
+    TimmEncoder,
+    build_encoder,
+    embedded_encoder_config,
+    siglip_release_config,
+    temporal_difference,
+)
 from live_ros.model.frames import preprocess
 
-CAT_CLASSES = range(281, 286)      # ImageNet tabby, tiger cat, Persian, Siamese, Egyptian cat
-COFFEE_CLASSES = {504, 967, 968}   # coffee mug, espresso, cup
+CAT_CLASSES = range(281, 286)  # ImageNet tabby, tiger cat, Persian, Siamese, Egyptian cat
+COFFEE_CLASSES = {504, 967, 968}  # coffee mug, espresso, cup
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +40,7 @@ def lite0() -> TimmEncoder:
 
 
 # ------------------------------------------------------------------------- EfficientNet-Lite0
+
 
 def test_embedded_encoder_tokens(lite0, photos):
     assert (lite0.dim, lite0.num_tokens, lite0.image_size) == (1280, 10, 224)
@@ -64,10 +73,14 @@ def test_spatial_zero_and_encoder_id(lite0, photos):
     assert tokens.shape == (2, 1, 1280)
     torch.testing.assert_close(tokens[:, 0], lite0.encode(photos)[:, 0])
     assert lite0.encoder_id == "timm/tf_efficientnet_lite0@57934424:224px:1+3x3"  # sha256 of the .pth
-    assert build_encoder(embedded_encoder_config()).encoder_id == "timm/tf_efficientnet_lite0@57934424:224px:1+3x3+delta"
+    assert (
+        build_encoder(embedded_encoder_config()).encoder_id == "timm/tf_efficientnet_lite0@57934424:224px:1+3x3+delta"
+    )
     assert pooled_only.encoder_id == "timm/tf_efficientnet_lite0@57934424:224px:1"
-    assert build_encoder(EncoderConfig("timm", "tf_efficientnet_lite0", spatial=2, random_init=True)).encoder_id \
+    assert (
+        build_encoder(EncoderConfig("timm", "tf_efficientnet_lite0", spatial=2, random_init=True)).encoder_id
         == "timm/tf_efficientnet_lite0@random:224px:1+2x2"
+    )
 
 
 def test_frame_difference_tokens(lite0, photos):
@@ -98,8 +111,8 @@ def test_encode_frames_of_any_size(lite0, photos):
     frames = [photos[0], photos[1], small]
     batched = lite0.encode(frames, batch_size=2)
     assert batched.shape == (3, 10, 1280)
-    torch.testing.assert_close(lite0.encode(small)[0], batched[2], atol=1e-4, rtol=1e-4)   # one HxWx3 frame
-    assert lite0.encode(np.stack([photos[0]] * 2)).shape == (2, 10, 1280)                 # a [T, H, W, 3] array
+    torch.testing.assert_close(lite0.encode(small)[0], batched[2], atol=1e-4, rtol=1e-4)  # one HxWx3 frame
+    assert lite0.encode(np.stack([photos[0]] * 2)).shape == (2, 10, 1280)  # a [T, H, W, 3] array
     with pytest.raises(ValueError, match="no frames"):
         lite0.encode([])
     with pytest.raises(ValueError, match=r"takes pixels \[T, 3, 224, 224\].*letterbox"):
@@ -147,8 +160,13 @@ def test_config_round_trip():
     with pytest.raises(ValueError, match="spatial must be an int >= 0"):
         EncoderConfig("timm", "x", spatial=-1, random_init=True)
     release = siglip_release_config("/models/siglip")
-    assert (release.image_size, release.spatial, release.mean, release.std, release.num_tokens) == \
-        (384, 3, (0.5,) * 3, (0.5,) * 3, 10)
+    assert (release.image_size, release.spatial, release.mean, release.std, release.num_tokens) == (
+        384,
+        3,
+        (0.5,) * 3,
+        (0.5,) * 3,
+        10,
+    )
 
 
 # --------------------------------------------------------------------------------- open_clip
@@ -175,8 +193,9 @@ def tiny_clip(tmp_path_factory):
 
 def test_open_clip_tokens(tiny_clip, photos):
     clip, folder = tiny_clip
-    config = EncoderConfig("open_clip", "tiny-vit", weights=str(folder), image_size=32, mean=(0.48, 0.46, 0.41),
-                           std=(0.27, 0.26, 0.28))
+    config = EncoderConfig(
+        "open_clip", "tiny-vit", weights=str(folder), image_size=32, mean=(0.48, 0.46, 0.41), std=(0.27, 0.26, 0.28)
+    )
     encoder = build_encoder(config)
     assert isinstance(encoder, OpenClipEncoder)
     assert (encoder.dim, encoder.num_tokens) == (32, 10)  # the tower's width, not embed_dim
@@ -188,8 +207,11 @@ def test_open_clip_tokens(tiny_clip, photos):
     with torch.no_grad():
         torch.testing.assert_close(tokens[:, 0] @ clip.visual.proj, clip.encode_image(pixels), atol=1e-5, rtol=1e-4)
     # A checkpoint file with the config beside it gives the same tokens; spatial=0: 1 token.
-    by_file = build_encoder(EncoderConfig.from_dict({**config.to_dict(), "spatial": 0,
-                                                     "weights": str(folder / "open_clip_pytorch_model.bin")}))
+    by_file = build_encoder(
+        EncoderConfig.from_dict(
+            {**config.to_dict(), "spatial": 0, "weights": str(folder / "open_clip_pytorch_model.bin")}
+        )
+    )
     torch.testing.assert_close(by_file.encode(photos), tokens[:, :1])
     assert by_file.encoder_id != encoder.encoder_id and encoder.encoder_id.endswith(":32px:1+3x3")
 
@@ -199,8 +221,9 @@ def test_open_clip_random_init_and_errors(tiny_clip, tmp_path):
     config_only = tmp_path / "arch"
     config_only.mkdir()
     (config_only / "open_clip_config.json").write_text((folder / "open_clip_config.json").read_text())
-    random = build_encoder(EncoderConfig("open_clip", "tiny-vit", weights=str(config_only), image_size=32,
-                                         spatial=0, random_init=True))
+    random = build_encoder(
+        EncoderConfig("open_clip", "tiny-vit", weights=str(config_only), image_size=32, spatial=0, random_init=True)
+    )
     assert random.encode(skimage.data.rocket()).shape == (1, 1, 32) and "@random:" in random.encoder_id
     no_checkpoint = f"{re.escape(str(config_only))}/open_clip_model.safetensors.*open_clip_pytorch_model.bin"
     with pytest.raises(FileNotFoundError, match=no_checkpoint):
@@ -215,8 +238,9 @@ def test_open_clip_random_init_and_errors(tiny_clip, tmp_path):
 
 # ------------------------------------------------------------------------------------ SigLIP
 
-TINY_SIGLIP = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                   image_size=48, patch_size=8)  # 6x6 patch grid
+TINY_SIGLIP = dict(
+    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=48, patch_size=8
+)  # 6x6 patch grid
 
 
 @pytest.fixture(scope="module")
@@ -225,8 +249,17 @@ def tiny_siglip(tmp_path_factory):
     from transformers import SiglipConfig, SiglipModel
 
     torch.manual_seed(0)
-    text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=64,
-                max_position_embeddings=16, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    text = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        vocab_size=64,
+        max_position_embeddings=16,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
     model = SiglipModel(SiglipConfig(vision_config=TINY_SIGLIP, text_config=text)).eval()
     folder = tmp_path_factory.mktemp("tiny-siglip")
     model.save_pretrained(folder)
@@ -247,7 +280,9 @@ def test_siglip_tokens_reproduce_the_release_layout(tiny_siglip, photos):
     grid = out.last_hidden_state.reshape(2, 6, 6, 32)
     for r in range(3):
         for c in range(3):
-            torch.testing.assert_close(tokens[:, 1 + 3 * r + c], grid[:, 2 * r:2 * r + 2, 2 * c:2 * c + 2].mean((1, 2)))
+            torch.testing.assert_close(
+                tokens[:, 1 + 3 * r + c], grid[:, 2 * r : 2 * r + 2, 2 * c : 2 * c + 2].mean((1, 2))
+            )
     pooled_only = build_encoder(EncoderConfig.from_dict({**config.to_dict(), "spatial": 0}))
     torch.testing.assert_close(pooled_only.encode(photos), tokens[:, :1])
     assert pooled_only.encoder_id == f"siglip/google/siglip-large-patch16-384@{folder.name}:48px:1"

@@ -18,24 +18,48 @@ def test_hand_checked_sequence_and_labels(tokens):
     assert (tokens.interval_id, tokens.close_ids, tokens.eos_id) == (28, [77, 198], 2)  # ",", "]" "\n", <|im_end|>
     hi, ok = tokens.text_ids(" Hi"), tokens.text_ids(" ok")
     q = tokens.text_ids(" q")
-    turns = [Turn("stream", num_frames=2), Turn("assistant", "Hi"), Turn("stream", num_frames=1),
-             Turn("user", "q"), Turn("assistant", "ok")]
+    turns = [
+        Turn("stream", num_frames=2),
+        Turn("assistant", "Hi"),
+        Turn("stream", num_frames=1),
+        Turn("user", "q"),
+        Turn("assistant", "ok"),
+    ]
     enc = tokens.encode(turns, stream_weight=2.0)
     P = tokens.prefix_ids
-    expected = (P + [198, 75] + [v, v] + [28] + [v, v] + [77, 198]      # "\n[" f1 "," f2 "]\n"
-                + [9519, 9531, 42] + hi + [2]                           # "Assistant:" " Hi" eos
-                + [198, 75] + [v, v] + [77, 198]                        # "\n[" f3 "]\n"
-                + [11126, 42] + q                                       # "User:" " q"
-                + [198, 9519, 9531, 42] + ok + [2])                     # "\nAssistant:" " ok" eos
+    expected = (
+        P
+        + [198, 75]
+        + [v, v]
+        + [28]
+        + [v, v]
+        + [77, 198]  # "\n[" f1 "," f2 "]\n"
+        + [9519, 9531, 42]
+        + hi
+        + [2]  # "Assistant:" " Hi" eos
+        + [198, 75]
+        + [v, v]
+        + [77, 198]  # "\n[" f3 "]\n"
+        + [11126, 42]
+        + q  # "User:" " q"
+        + [198, 9519, 9531, 42]
+        + ok
+        + [2]
+    )  # "\nAssistant:" " ok" eos
     assert enc.input_ids == expected
     labelled = {i: (label, enc.weights[i]) for i, label in enumerate(enc.labels) if label != IGNORE}
     f1_end, f2_end = len(P) + 3, len(P) + 6
     a1 = f2_end + 1 + 2 + 3  # the response starts after "]\n" and "Assistant:"
     f3_end = a1 + len(hi) + 1 + 2 + 1
     a2 = len(expected) - len(ok) - 1
-    want = {f1_end: (28, 2.0), f2_end: (77, 2.0),                       # silent, then speak (weight w)
-            a1 - 1: (hi[0], 1.0), **{a1 + k: (t, 1.0) for k, t in enumerate(hi[1:] + [2])},
-            a2 - 1: (ok[0], 1.0), **{a2 + k: (t, 1.0) for k, t in enumerate(ok[1:] + [2])}}
+    want = {
+        f1_end: (28, 2.0),
+        f2_end: (77, 2.0),  # silent, then speak (weight w)
+        a1 - 1: (hi[0], 1.0),
+        **{a1 + k: (t, 1.0) for k, t in enumerate(hi[1:] + [2])},
+        a2 - 1: (ok[0], 1.0),
+        **{a2 + k: (t, 1.0) for k, t in enumerate(ok[1:] + [2])},
+    }
     assert labelled == want
     assert enc.frame_ends == [f1_end, f2_end, f3_end]
     assert enc.decision_labels == [0, 1, -1]  # the frame before a user turn is not the model's decision
@@ -89,20 +113,45 @@ def test_grammar_pieces_compose_the_encoded_streams(tokens):
     assert tokens.system_ids("Be brief.") == tokens.bos_ids + tokens.text_ids("Be brief.\n")
     assert tokens.system_ids("") and tokens.end_ids() == [tokens.eos_id]
     assert [tokens.silent_id(m) for m in ("streaming", "per_frame", "interleaved")] == [
-        tokens.interval_id, tokens.eos_id, None]
+        tokens.interval_id,
+        tokens.eos_id,
+        None,
+    ]
     hi = tokens.response_ids("Hi")
-    turns = [Turn("stream", num_frames=2), Turn("assistant", "Hi"), Turn("stream", num_frames=2),
-             Turn("user", "q"), Turn("assistant", "ok"), Turn("stream", num_frames=1)]
-    streaming = (tokens.system_ids() + tokens.open_ids() + tokens.frame_chunk_ids()
-                 + tokens.frame_chunk_ids(lead=True) + tokens.speak_ids() + hi
-                 + tokens.open_ids() + tokens.frame_chunk_ids() + tokens.frame_chunk_ids(lead=True)
-                 + tokens.user_turn_ids("q", list_open=True) + tokens.assistant_prefix_ids()
-                 + tokens.response_ids("ok") + tokens.open_ids() + tokens.frame_chunk_ids())
+    turns = [
+        Turn("stream", num_frames=2),
+        Turn("assistant", "Hi"),
+        Turn("stream", num_frames=2),
+        Turn("user", "q"),
+        Turn("assistant", "ok"),
+        Turn("stream", num_frames=1),
+    ]
+    streaming = (
+        tokens.system_ids()
+        + tokens.open_ids()
+        + tokens.frame_chunk_ids()
+        + tokens.frame_chunk_ids(lead=True)
+        + tokens.speak_ids()
+        + hi
+        + tokens.open_ids()
+        + tokens.frame_chunk_ids()
+        + tokens.frame_chunk_ids(lead=True)
+        + tokens.user_turn_ids("q", list_open=True)
+        + tokens.assistant_prefix_ids()
+        + tokens.response_ids("ok")
+        + tokens.open_ids()
+        + tokens.frame_chunk_ids()
+    )
     assert tokens.encode(turns).input_ids == streaming
     assert tokens.user_turn_ids("q", list_open=False) == tokens.user_ids("q")
     two = [Turn("stream", num_frames=2), Turn("assistant", "Hi")]
-    per_frame = (tokens.system_ids() + tokens.frame_chunk_ids("per_frame") + tokens.end_ids()
-                 + tokens.frame_chunk_ids("per_frame") + hi)
+    per_frame = (
+        tokens.system_ids()
+        + tokens.frame_chunk_ids("per_frame")
+        + tokens.end_ids()
+        + tokens.frame_chunk_ids("per_frame")
+        + hi
+    )
     assert tokens.encode(two, mode="per_frame").input_ids == per_frame
     interleaved = tokens.system_ids() + (tokens.frame_chunk_ids("interleaved") + hi) * 2
     assert tokens.encode(two, mode="interleaved").input_ids == interleaved
@@ -122,4 +171,4 @@ def test_speaks_is_silent_at_or_above_theta():
     assert speaks(RELEASE_THETA, RELEASE_THETA) is False and speaks(0.7249, RELEASE_THETA) is True
     assert speaks(torch.tensor([0.9, 0.725, 0.72]), 0.725).tolist() == [False, False, True]
     assert speaks(np.array([0.3, 0.2]), 0.25).tolist() == [False, True]
-    assert speaks(float("nan"), 0.5) is True   # callers guard NaN themselves (see the docstring)
+    assert speaks(float("nan"), 0.5) is True  # callers guard NaN themselves (see the docstring)

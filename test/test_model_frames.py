@@ -29,6 +29,7 @@ def reference_indices(stamps, fps):
 
 # ------------------------------------------------------------------------------ sampling
 
+
 def test_30fps_to_2fps_takes_every_15th_frame():
     stamps = [i / 30 for i in range(91)]
     assert sample_indices(stamps, 2) == [0, 15, 30, 45, 60, 75, 90]
@@ -85,8 +86,8 @@ def test_bad_stamp_rejected():
 def test_sampler_agrees_with_sample_indices_on_irregular_stamps(fps):
     rng = np.random.default_rng(int(fps * 10))
     steps = rng.exponential(0.08, size=2000)
-    steps[rng.random(2000) < 0.02] *= 60          # gaps of several ticks
-    steps[rng.random(2000) < 0.05] = 0.0          # repeated stamps
+    steps[rng.random(2000) < 0.02] *= 60  # gaps of several ticks
+    steps[rng.random(2000) < 0.05] = 0.0  # repeated stamps
     stamps = (12.345 + np.concatenate([[0.0], np.cumsum(steps)])).tolist()
     sampler = FrameSampler(fps)
     streamed = [i for i, s in enumerate(stamps) if sampler.accept(s)]
@@ -108,26 +109,27 @@ def test_sampler_next_tick():
 
 # ------------------------------------------------------------------------------ letterbox
 
+
 def test_letterbox_wide_image_gets_black_bands_top_and_bottom():
     image = np.full((272, 640, 3), (200, 100, 50), dtype=np.uint8)  # 640x272, as bikes.mp4
     out = letterbox(image, 224)
     assert out.shape == (224, 224, 3) and out.dtype == np.uint8
     # 272 * 224 / 640 = 95.2 -> 95 rows, centred: 64 black rows above, 65 below.
-    assert not out[:64].any() and not out[64 + 95:].any()
-    assert (out[64:64 + 95] == (200, 100, 50)).all()
+    assert not out[:64].any() and not out[64 + 95 :].any()
+    assert (out[64 : 64 + 95] == (200, 100, 50)).all()
 
 
 def test_letterbox_tall_image_gets_bands_left_and_right():
     out = letterbox(np.full((300, 100, 3), 255, dtype=np.uint8), 224)
     # 100 * 224 / 300 = 74.67 -> 75 columns at 74..148.
-    assert not out[:, :74].any() and not out[:, 74 + 75:].any() and (out[:, 74:74 + 75] == 255).all()
+    assert not out[:, :74].any() and not out[:, 74 + 75 :].any() and (out[:, 74 : 74 + 75] == 255).all()
 
 
 def test_letterbox_real_photo_keeps_aspect_and_is_deterministic():
     cat = skimage.data.chelsea()  # 300x451
     out = letterbox(cat, 224)
     rows = np.flatnonzero(out.any(axis=(1, 2)))
-    assert (rows[0], rows[-1] + 1) == (37, 37 + 149)   # 300 * 224 / 451 = 149.0
+    assert (rows[0], rows[-1] + 1) == (37, 37 + 149)  # 300 * 224 / 451 = 149.0
     assert abs(149 / 224 - 300 / 451) < 0.01
     np.testing.assert_array_equal(out, letterbox(cat, 224))
     # The mean colour survives the resize.
@@ -139,26 +141,31 @@ def test_read_only_frames_from_a_message_buffer(recwarn):
     frozen = np.frombuffer(image.tobytes(), np.uint8).reshape(image.shape)  # as from a ROS Image
     assert not frozen.flags.writeable
     np.testing.assert_array_equal(letterbox(frozen, 64), letterbox(image, 64))
-    torch.testing.assert_close(to_pixels(frozen[None, :64, :64], (0.5,) * 3, (0.5,) * 3),
-                               to_pixels(image[None, :64, :64], (0.5,) * 3, (0.5,) * 3))
+    torch.testing.assert_close(
+        to_pixels(frozen[None, :64, :64], (0.5,) * 3, (0.5,) * 3),
+        to_pixels(image[None, :64, :64], (0.5,) * 3, (0.5,) * 3),
+    )
     assert not [w for w in recwarn if "not writable" in str(w.message)]
 
 
 def test_letterbox_sizes():
-    assert letterbox(np.zeros((10, 20, 3), np.uint8), 224).shape == (224, 224, 3)   # upscale
-    thin = letterbox(np.full((1, 1000, 3), 9, np.uint8), 64)                        # 1 row survives,
-    assert (thin[31] == 9).all() and thin.sum() == 9 * 64 * 3                     # at (64 - 1) // 2
+    assert letterbox(np.zeros((10, 20, 3), np.uint8), 224).shape == (224, 224, 3)  # upscale
+    thin = letterbox(np.full((1, 1000, 3), 9, np.uint8), 64)  # 1 row survives,
+    assert (thin[31] == 9).all() and thin.sum() == 9 * 64 * 3  # at (64 - 1) // 2
     square = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(letterbox(square, 64), square)                    # identity
+    np.testing.assert_array_equal(letterbox(square, 64), square)  # identity
 
 
-@pytest.mark.parametrize("image, message", [
-    (np.zeros((8, 8, 3), np.float32), "must be uint8 RGB, got float32.*astype"),
-    (np.zeros((8, 8), np.uint8), r"HxWx3.*convert grayscale"),
-    (np.zeros((8, 8, 4), np.uint8), r"HxWx3.*rgba"),
-    (np.zeros((0, 8, 3), np.uint8), "empty"),
-    ([[0, 0, 0]], "must be a numpy array"),
-])
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.zeros((8, 8, 3), np.float32), "must be uint8 RGB, got float32.*astype"),
+        (np.zeros((8, 8), np.uint8), r"HxWx3.*convert grayscale"),
+        (np.zeros((8, 8, 4), np.uint8), r"HxWx3.*rgba"),
+        (np.zeros((0, 8, 3), np.uint8), "empty"),
+        ([[0, 0, 0]], "must be a numpy array"),
+    ],
+)
 def test_letterbox_rejects_bad_images(image, message):
     with pytest.raises(ValueError, match=message):
         letterbox(image, 224)
@@ -170,6 +177,7 @@ def test_letterbox_rejects_bad_size():
 
 
 # ------------------------------------------------------------------------------ pixels
+
 
 def test_to_pixels_values_and_layout():
     frames = np.zeros((2, 4, 4, 3), np.uint8)
@@ -205,11 +213,11 @@ def test_stamp_ahead_of_the_clock_is_refused_and_past_stamps_are_not():
     from live_ros.model.frames import stamp_ahead_error
 
     now = 1_800_000_000.0
-    assert stamp_ahead_error(now + 0.9, now, 1.0) is None                # within the allowance
-    assert stamp_ahead_error(12.5, now, 1.0) is None                     # a 1970 bag on the system clock
-    assert stamp_ahead_error(now - 86400 * 365, now, 1.0) is None        # any past stamp
+    assert stamp_ahead_error(now + 0.9, now, 1.0) is None  # within the allowance
+    assert stamp_ahead_error(12.5, now, 1.0) is None  # a 1970 bag on the system clock
+    assert stamp_ahead_error(now - 86400 * 365, now, 1.0) is None  # any past stamp
     err = stamp_ahead_error(now + 6.0, now, 1.0, "camera image 3")
     assert err.startswith("camera image 3: stamp") and "6.000 s ahead" in err and "max_stamp_ahead=1" in err
-    assert stamp_ahead_error(now + 6.0, now, 0.0) is None                # 0: the check is off
-    assert stamp_ahead_error(now + 6.0, 0.0, 1.0) is None                # sim time before the first /clock
-    assert stamp_ahead_error(5.0, 2.0, 1.0) is not None                  # sim time: replay clock near 0
+    assert stamp_ahead_error(now + 6.0, now, 0.0) is None  # 0: the check is off
+    assert stamp_ahead_error(now + 6.0, 0.0, 1.0) is None  # sim time before the first /clock
+    assert stamp_ahead_error(5.0, 2.0, 1.0) is not None  # sim time: replay clock near 0

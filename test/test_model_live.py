@@ -42,8 +42,13 @@ def test_tiny_model_overfits_a_two_stream_batch():
     model, tokens = tiny_model(tiny_tokenizer(), seed=1)
     streams = [
         [Turn("stream", num_frames=3), Turn("assistant", "A cat comes in."), Turn("stream", num_frames=2)],
-        [Turn("stream", num_frames=1), Turn("user", "What is it?"), Turn("assistant", "A rocket."),
-         Turn("stream", num_frames=4), Turn("assistant", "It leaves.")],
+        [
+            Turn("stream", num_frames=1),
+            Turn("user", "What is it?"),
+            Turn("assistant", "A rocket."),
+            Turn("stream", num_frames=4),
+            Turn("assistant", "It leaves."),
+        ],
     ]
     encoded = [tokens.encode(s, stream_weight=2.0) for s in streams]
     gen = torch.Generator().manual_seed(0)

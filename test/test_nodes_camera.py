@@ -34,8 +34,18 @@ def graph(tmp_path_factory):
     procs = Processes()
     # Reliable camera QoS here: the sampling checks must not depend on best-effort losses
     # on a loaded machine (best effort itself is covered by the QoS test below).
-    procs.start(LIB / "camera_subscriber", "--ros-args", "-p", "qos:=reliable", "-p", "max_image_pixels:=1000000",
-                "-p", "no_input_warning:=1.0", "-p", "status_period:=0.2")
+    procs.start(
+        LIB / "camera_subscriber",
+        "--ros-args",
+        "-p",
+        "qos:=reliable",
+        "-p",
+        "max_image_pixels:=1000000",
+        "-p",
+        "no_input_warning:=1.0",
+        "-p",
+        "status_period:=0.2",
+    )
     procs.start(LIB / "frame_encoder", "--ros-args", "-p", "status_period:=0.2")
     yield procs
     procs.stop_all()
@@ -66,16 +76,22 @@ class Probe:
         self.frames, self.tokens, self.status = [], [], {}
         node.create_subscription(Image, "/live/frames", self.frames.append, qos.frames())
         node.create_subscription(FrameTokens, "/live/frame_tokens", self.tokens.append, qos.frames())
-        node.create_subscription(Status, "/live/status", lambda m: self.status.__setitem__(m.node, m),
-                                 qos.status())
+        node.create_subscription(Status, "/live/status", lambda m: self.status.__setitem__(m.node, m), qos.status())
 
 
 def camera_publisher(node, executor, probe):
     """A reliable camera publisher, once camera_subscriber matches it and frame_encoder is active."""
     pub = node.create_publisher(Image, "/camera/image_raw", qos.camera("reliable"))
-    spin_until(executor, lambda: pub.get_subscription_count() > 0 and
-               probe.status.get("frame_encoder") and probe.status["frame_encoder"].state == "active",
-               60, "camera_subscriber and an active frame_encoder")
+    spin_until(
+        executor,
+        lambda: (
+            pub.get_subscription_count() > 0
+            and probe.status.get("frame_encoder")
+            and probe.status["frame_encoder"].state == "active"
+        ),
+        60,
+        "camera_subscriber and an active frame_encoder",
+    )
     return pub
 
 
@@ -93,10 +109,17 @@ def test_frames_are_sampled_letterboxed_and_encoded_with_camera_stamps(graph):
         for t in stamps:
             pub.publish(_image(t))
             executor.spin_once(timeout_sec=0.05)
-        spin_until(executor, lambda: any(stamp_to_seconds(t.header.stamp) == 102.0 for t in probe.tokens), 30,
-                   "6 frame tokens", detail=lambda: f"frames {[stamp_to_seconds(f.header.stamp) for f in probe.frames]}, "
-                   f"tokens {[stamp_to_seconds(t.header.stamp) for t in probe.tokens]}, status "
-                   f"{ {k: (v.state, v.last_error) for k, v in probe.status.items()} }")
+        spin_until(
+            executor,
+            lambda: any(stamp_to_seconds(t.header.stamp) == 102.0 for t in probe.tokens),
+            30,
+            "6 frame tokens",
+            detail=lambda: (
+                f"frames {[stamp_to_seconds(f.header.stamp) for f in probe.frames]}, "
+                f"tokens {[stamp_to_seconds(t.header.stamp) for t in probe.tokens]}, status "
+                f"{ {k: (v.state, v.last_error) for k, v in probe.status.items()} }"
+            ),
+        )
     later = [m for m in probe.frames if stamp_to_seconds(m.header.stamp) >= 100.0]
     assert [stamp_to_seconds(m.header.stamp) for m in later] == [100.0, 100.5, 101.0, 101.5, 102.0]
     frame = later[0]
@@ -110,17 +133,29 @@ def test_frames_are_sampled_letterboxed_and_encoded_with_camera_stamps(graph):
     assert [m.frame_index for m in tokens] == list(range(tokens[0].frame_index, tokens[0].frame_index + 5))
 
 
-@pytest.mark.parametrize("make, expected", [
-    (lambda t: Image(header=_image(t).header, height=4, width=4, encoding="bgr16", step=32, data=bytes(128)),
-     "encoding 'bgr16' is not supported"),
-    (lambda t: Image(header=_image(t).header, height=0, width=0, encoding="rgb8", step=0), "empty image"),
-    (lambda t: _image(t, w=1200, h=1000), "image 1200x1000 (1200000 pixels) exceeds max_image_pixels 1000000: "
-                                          "lower the camera resolution or raise max_image_pixels"),
-    (lambda t: Image(header=_image(t).header, height=4, width=4, encoding="rgb8", step=8, data=bytes(32)),
-     "step 8 is smaller than width x bytes per pixel = 12"),
-    (lambda t: Image(header=_image(t).header, height=4, width=4, encoding="rgb8", step=12, data=bytes(20)),
-     "image is truncated"),
-])
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (
+            lambda t: Image(header=_image(t).header, height=4, width=4, encoding="bgr16", step=32, data=bytes(128)),
+            "encoding 'bgr16' is not supported",
+        ),
+        (lambda t: Image(header=_image(t).header, height=0, width=0, encoding="rgb8", step=0), "empty image"),
+        (
+            lambda t: _image(t, w=1200, h=1000),
+            "image 1200x1000 (1200000 pixels) exceeds max_image_pixels 1000000: "
+            "lower the camera resolution or raise max_image_pixels",
+        ),
+        (
+            lambda t: Image(header=_image(t).header, height=4, width=4, encoding="rgb8", step=8, data=bytes(32)),
+            "step 8 is smaller than width x bytes per pixel = 12",
+        ),
+        (
+            lambda t: Image(header=_image(t).header, height=4, width=4, encoding="rgb8", step=12, data=bytes(20)),
+            "image is truncated",
+        ),
+    ],
+)
 def test_bad_images_are_refused_and_the_node_goes_on(graph, make, expected):
     with ros_node("bad_image_test") as (node, executor):
         probe = Probe(node)
@@ -136,8 +171,12 @@ def test_bad_images_are_refused_and_the_node_goes_on(graph, make, expected):
                 break
         assert refused(), f"last_error never said '{expected}': {probe.status['camera_subscriber'].last_error}"
         pub.publish(_image(base + 1.0))  # a good image right after is still taken
-        spin_until(executor, lambda: any(abs(stamp_to_seconds(f.header.stamp) - base - 1.0) < 1e-6
-                                         for f in probe.frames), 20, "the next good frame")
+        spin_until(
+            executor,
+            lambda: any(abs(stamp_to_seconds(f.header.stamp) - base - 1.0) < 1e-6 for f in probe.frames),
+            20,
+            "the next good frame",
+        )
     assert probe.status["camera_subscriber"].state == "active"
 
 
@@ -151,21 +190,48 @@ def test_frame_difference_restarts_when_the_stamps_go_back(graph):
         sent = [(5000.0, 30), (5000.5, 220), (4000.0, 30)]
         for t, value in sent:
             pub.publish(_image(t, value=value))
-            spin_until(executor, lambda: any(abs(stamp_to_seconds(m.header.stamp) - t) < 1e-6 for m in probe.tokens),
-                       30, f"the frame tokens of {t} s")
-    by_stamp = {round(stamp_to_seconds(m.header.stamp), 3): np.asarray(m.data).reshape(m.num_tokens, m.dim)
-                for m in probe.tokens}
+            spin_until(
+                executor,
+                lambda: any(abs(stamp_to_seconds(m.header.stamp) - t) < 1e-6 for m in probe.tokens),
+                30,
+                f"the frame tokens of {t} s",
+            )
+    by_stamp = {
+        round(stamp_to_seconds(m.header.stamp), 3): np.asarray(m.data).reshape(m.num_tokens, m.dim)
+        for m in probe.tokens
+    }
     change = {t: float(np.abs(by_stamp[t][:, 1280:]).max()) for t, _ in sent}
-    assert change[5000.5] > 0.1, change                       # the lower half changed
-    assert change[4000.0] == 0.0, change                      # back in time: a new stream
+    assert change[5000.5] > 0.1, change  # the lower half changed
+    assert change[4000.0] == 0.0, change  # back in time: a new stream
 
 
 def test_qos_mismatch_and_missing_publisher_are_explained(processes):
-    processes.start(LIB / "camera_subscriber", "--ros-args", "-r", "__ns:=/strict", "-p", "qos:=reliable",
-                    "-p", "no_input_warning:=1.0", "-p", "status_period:=0.2",
-                    "-r", "/camera/image_raw:=/strict_cam/image_raw")
-    processes.start(LIB / "camera_subscriber", "--ros-args", "-r", "__ns:=/lonely", "-p", "no_input_warning:=1.0",
-                    "-p", "status_period:=0.2", "-r", "/camera/image_raw:=/nobody/image_raw")
+    processes.start(
+        LIB / "camera_subscriber",
+        "--ros-args",
+        "-r",
+        "__ns:=/strict",
+        "-p",
+        "qos:=reliable",
+        "-p",
+        "no_input_warning:=1.0",
+        "-p",
+        "status_period:=0.2",
+        "-r",
+        "/camera/image_raw:=/strict_cam/image_raw",
+    )
+    processes.start(
+        LIB / "camera_subscriber",
+        "--ros-args",
+        "-r",
+        "__ns:=/lonely",
+        "-p",
+        "no_input_warning:=1.0",
+        "-p",
+        "status_period:=0.2",
+        "-r",
+        "/camera/image_raw:=/nobody/image_raw",
+    )
     status: dict[str, Status] = {}
     with ros_node("qos_test") as (node, executor):
         node.create_subscription(Status, "/strict/status", lambda m: status.__setitem__("strict", m), qos.status())
@@ -174,8 +240,12 @@ def test_qos_mismatch_and_missing_publisher_are_explained(processes):
         spin_until(executor, lambda: "strict" in status and "lonely" in status, 60, "both nodes' status")
         for i in range(3):
             pub.publish(_image(float(i)))
-        spin_until(executor, lambda: "QoS" in status["strict"].last_error, 30,
-                   f"the QoS hint (last: {status['strict'].last_error!r})")
+        spin_until(
+            executor,
+            lambda: "QoS" in status["strict"].last_error,
+            30,
+            f"the QoS hint (last: {status['strict'].last_error!r})",
+        )
         spin_until(executor, lambda: "no publisher" in status["lonely"].last_error, 30, "the topic hint")
     assert "sensor_data" in status["strict"].last_error
     assert "/nobody/image_raw" in status["lonely"].last_error and "camera_topic" in status["lonely"].last_error
@@ -193,32 +263,69 @@ def _watch_status(node, namespace: str) -> dict:
 def test_an_input_outage_shows_in_status(processes):
     """Images flow from a camera process, which is then killed (-9): status says fps 0 and
     what stopped, within a few seconds (input_timeout 1 s; generous polling bounds)."""
-    processes.start(LIB / "camera_subscriber", "--ros-args", "-r", "__ns:=/outage", "-p", "qos:=reliable",
-                    "-p", "status_period:=0.2", "-p", "input_timeout:=1.0",
-                    "-r", "/camera/image_raw:=/outage_cam/image_raw")
+    processes.start(
+        LIB / "camera_subscriber",
+        "--ros-args",
+        "-r",
+        "__ns:=/outage",
+        "-p",
+        "qos:=reliable",
+        "-p",
+        "status_period:=0.2",
+        "-p",
+        "input_timeout:=1.0",
+        "-r",
+        "/camera/image_raw:=/outage_cam/image_raw",
+    )
     camera = processes.python(PEERS / "camera_peer.py", "/outage_cam/image_raw", "10")
     with ros_node("outage_test") as (node, executor):
         status = _watch_status(node, "outage")
         # 2 s of images (20 at 10 Hz): the graph has learnt the camera's node name by then
-        spin_until(executor, lambda: "last" in status and status["last"].fps > 0 and status["last"].frames_in >= 20,
-                   60, "frames from the camera", camera, detail=lambda: status.get("last"))
+        spin_until(
+            executor,
+            lambda: "last" in status and status["last"].fps > 0 and status["last"].frames_in >= 20,
+            60,
+            "frames from the camera",
+            camera,
+            detail=lambda: status.get("last"),
+        )
         camera.kill()  # kill -9: no goodbye to the graph
         camera.wait()
-        spin_until(executor, lambda: status["last"].fps == 0.0 and "no image on /outage_cam/image_raw" in
-                   status["last"].last_error, 20, "fps 0 and the outage in last_error",
-                   detail=lambda: status.get("last"))
+        spin_until(
+            executor,
+            lambda: status["last"].fps == 0.0 and "no image on /outage_cam/image_raw" in status["last"].last_error,
+            20,
+            "fps 0 and the outage in last_error",
+            detail=lambda: status.get("last"),
+        )
     assert "camera_peer" in status["last"].last_error, status["last"].last_error  # names its publisher
 
 
 def test_frames_published_to_nobody_are_counted(processes):
     """No frame_encoder: every frame camera_subscriber publishes goes to nobody, and says so."""
-    processes.start(LIB / "camera_subscriber", "--ros-args", "-r", "__ns:=/alone", "-p", "qos:=reliable",
-                    "-p", "status_period:=0.2", "-r", "/camera/image_raw:=/alone_cam/image_raw")
+    processes.start(
+        LIB / "camera_subscriber",
+        "--ros-args",
+        "-r",
+        "__ns:=/alone",
+        "-p",
+        "qos:=reliable",
+        "-p",
+        "status_period:=0.2",
+        "-r",
+        "/camera/image_raw:=/alone_cam/image_raw",
+    )
     camera = processes.python(PEERS / "camera_peer.py", "/alone_cam/image_raw", "10")
     with ros_node("nobody_test") as (node, executor):
         status = _watch_status(node, "alone")
-        spin_until(executor, lambda: "last" in status and status["last"].frames_dropped >= 2, 60,
-                   "frames counted as dropped", camera, detail=lambda: status.get("last"))
+        spin_until(
+            executor,
+            lambda: "last" in status and status["last"].frames_dropped >= 2,
+            60,
+            "frames counted as dropped",
+            camera,
+            detail=lambda: status.get("last"),
+        )
     last = status["last"]
     assert "frame_encoder not active" in last.last_error and "while no subscriber took them" in last.last_error, last
     assert last.frames_dropped <= last.frames_in, last
@@ -228,21 +335,48 @@ def test_frames_published_while_the_encoder_is_killed_are_counted(processes):
     """A real frame_encoder takes the frames, then is killed with -9: DDS keeps its dead reader
     matched for a while, but its live/status stops, so camera_subscriber counts the frames it
     publishes from then on as dropped and says why."""
-    processes.start(LIB / "camera_subscriber", "--ros-args", "-r", "__ns:=/down", "-p", "qos:=reliable",
-                    "-r", "/camera/image_raw:=/down_cam/image_raw")
+    processes.start(
+        LIB / "camera_subscriber",
+        "--ros-args",
+        "-r",
+        "__ns:=/down",
+        "-p",
+        "qos:=reliable",
+        "-r",
+        "/camera/image_raw:=/down_cam/image_raw",
+    )
     encoder = processes.start(LIB / "frame_encoder", "--ros-args", "-r", "__ns:=/down")
     camera = processes.python(PEERS / "camera_peer.py", "/down_cam/image_raw", "10")
     status: dict[str, Status] = {}
     with ros_node("encoder_down_test") as (node, executor):
-        node.create_subscription(Status, "/down/status", lambda m: status.__setitem__(m.node, m),
-                                 QoSProfile(depth=20, reliability=qos.status().reliability))
-        spin_until(executor, lambda: "frame_encoder" in status and status["frame_encoder"].state == "active" and
-                   status["frame_encoder"].frames_in >= 2, 120, "frame_encoder taking frames", camera,
-                   detail=lambda: {k: (v.state, v.frames_in) for k, v in status.items()})
+        node.create_subscription(
+            Status,
+            "/down/status",
+            lambda m: status.__setitem__(m.node, m),
+            QoSProfile(depth=20, reliability=qos.status().reliability),
+        )
+        spin_until(
+            executor,
+            lambda: (
+                "frame_encoder" in status
+                and status["frame_encoder"].state == "active"
+                and status["frame_encoder"].frames_in >= 2
+            ),
+            120,
+            "frame_encoder taking frames",
+            camera,
+            detail=lambda: {k: (v.state, v.frames_in) for k, v in status.items()},
+        )
         before = status["camera_subscriber"].frames_dropped
         encoder.kill()
-        spin_until(executor, lambda: status["camera_subscriber"].frames_dropped >= before + 3, 60,
-                   "frames counted after the kill", camera, detail=lambda: status.get("camera_subscriber"))
+        spin_until(
+            executor,
+            lambda: status["camera_subscriber"].frames_dropped >= before + 3,
+            60,
+            "frames counted after the kill",
+            camera,
+            detail=lambda: status.get("camera_subscriber"),
+        )
     last = status["camera_subscriber"]
     assert "frame_encoder not active" in last.last_error, last
 
@@ -251,13 +385,25 @@ def test_huge_images_are_refused_or_counted_as_lost(processes):
     """rgb8 images of 3000x3000 (27 MB, over the default max_image_pixels) sent best effort, as a
     camera driver does: each is refused from its size (if it arrives) or counted as lost in
     transport (best effort drops samples over Fast DDS's shared-memory segment); never silent."""
-    processes.start(LIB / "camera_subscriber", "--ros-args", "-r", "__ns:=/huge", "-p", "status_period:=0.2",
-                    "-r", "/camera/image_raw:=/huge_cam/image_raw")
+    processes.start(
+        LIB / "camera_subscriber",
+        "--ros-args",
+        "-r",
+        "__ns:=/huge",
+        "-p",
+        "status_period:=0.2",
+        "-r",
+        "/camera/image_raw:=/huge_cam/image_raw",
+    )
     with ros_node("huge_test") as (node, executor):
         status = _watch_status(node, "huge")
         pub = node.create_publisher(Image, "/huge_cam/image_raw", qos.camera("sensor_data"))
-        spin_until(executor, lambda: pub.get_subscription_count() > 0 and "last" in status and
-                   status["last"].state == "active", 60, "camera_subscriber")
+        spin_until(
+            executor,
+            lambda: pub.get_subscription_count() > 0 and "last" in status and status["last"].state == "active",
+            60,
+            "camera_subscriber",
+        )
         huge = _image(10.0, w=3000, h=3000)
         small = _image(11.0)
         for _ in range(3):
@@ -265,11 +411,19 @@ def test_huge_images_are_refused_or_counted_as_lost(processes):
             _spin_for(executor, lambda: False, 0.5)
             pub.publish(small)  # a lost sample may be noticed only as the gap before the next one
             _spin_for(executor, lambda: False, 0.5)
-        spin_until(executor, lambda: status["last"].frames_dropped >= 1, 30, "the huge images counted",
-                   detail=lambda: status.get("last"))
+        spin_until(
+            executor,
+            lambda: status["last"].frames_dropped >= 1,
+            30,
+            "the huge images counted",
+            detail=lambda: status.get("last"),
+        )
     last = status["last"].last_error
-    assert ("image 3000x3000 (9000000 pixels) exceeds max_image_pixels 8294400" in last or
-            "images on /huge_cam/image_raw lost in transport" in last and "qos:=reliable" in last), last
+    assert (
+        "image 3000x3000 (9000000 pixels) exceeds max_image_pixels 8294400" in last
+        or "images on /huge_cam/image_raw lost in transport" in last
+        and "qos:=reliable" in last
+    ), last
 
 
 def test_an_image_stamped_ahead_of_the_clock_is_refused_and_the_video_goes_on(graph):
@@ -290,8 +444,12 @@ def test_an_image_stamped_ahead_of_the_clock_is_refused_and_the_video_goes_on(gr
         spin_until(executor, refused, 30, "the refusal of the image stamped ahead")
         assert "max_stamp_ahead=1" in probe.status["camera_subscriber"].last_error
         pub.publish(_image(now - 1.0))
-        spin_until(executor, lambda: any(abs(stamp_to_seconds(f.header.stamp) - (now - 1.0)) < 1e-6
-                                         for f in probe.frames), 30, "the next real frame")
+        spin_until(
+            executor,
+            lambda: any(abs(stamp_to_seconds(f.header.stamp) - (now - 1.0)) < 1e-6 for f in probe.frames),
+            30,
+            "the next real frame",
+        )
     assert not any(abs(stamp_to_seconds(f.header.stamp) - ahead) < 1e-6 for f in probe.frames)
     assert "went backwards" not in probe.status["camera_subscriber"].last_error
 
@@ -306,10 +464,30 @@ def test_fps_and_size_come_from_the_checkpoint_unless_overridden(processes, tmp_
 
     config = presets.EMBEDDED_CONFIG
     replace(config, frame_fps=4.0, encoder=replace(config.encoder, image_size=96)).save_pretrained(tmp_path)
-    ckpt = processes.start(LIB / "camera_subscriber", "--ros-args", "-r", "__ns:=/ckpt", "-p", "qos:=reliable",
-                           "-p", f"checkpoint:={tmp_path}", "-r", "/camera/image_raw:=/ckpt_cam/image_raw")
-    over = processes.start(LIB / "camera_subscriber", "--ros-args", "-r", "__ns:=/over", "-p", "qos:=reliable",
-                           "-p", "fps:=3.0", "-r", "/camera/image_raw:=/over_cam/image_raw")
+    ckpt = processes.start(
+        LIB / "camera_subscriber",
+        "--ros-args",
+        "-r",
+        "__ns:=/ckpt",
+        "-p",
+        "qos:=reliable",
+        "-p",
+        f"checkpoint:={tmp_path}",
+        "-r",
+        "/camera/image_raw:=/ckpt_cam/image_raw",
+    )
+    over = processes.start(
+        LIB / "camera_subscriber",
+        "--ros-args",
+        "-r",
+        "__ns:=/over",
+        "-p",
+        "qos:=reliable",
+        "-p",
+        "fps:=3.0",
+        "-r",
+        "/camera/image_raw:=/over_cam/image_raw",
+    )
     frames: list[Image] = []
     with ros_node("checkpoint_fps_test") as (node, executor):
         node.create_subscription(Image, "/ckpt/frames", frames.append, qos.frames())

@@ -65,8 +65,9 @@ class Harness:
         self.status.setdefault(msg.node, []).append(msg)
 
     def add(self, node_class, **params):
-        node = node_class(context=self.context,
-                          parameter_overrides=[Parameter(name, value=value) for name, value in params.items()])
+        node = node_class(
+            context=self.context, parameter_overrides=[Parameter(name, value=value) for name, value in params.items()]
+        )
         self.nodes.append(node)
         self.executor.add_node(node)
         return node
@@ -95,7 +96,9 @@ class Harness:
 
     def lifecycle_state(self, node) -> str:
         """The node's state as its lifecycle service ``~/get_state`` reports it."""
-        return self.call(GetState, f"{node.get_fully_qualified_name()}/get_state", GetState.Request()).current_state.label
+        return self.call(
+            GetState, f"{node.get_fully_qualified_name()}/get_state", GetState.Request()
+        ).current_state.label
 
     def change_state(self, node, transition: int) -> bool:
         request = ChangeState.Request()
@@ -104,8 +107,10 @@ class Harness:
 
     def reported(self, node, state: str, **fields) -> bool:
         """Whether live/status carried a report of ``node`` in ``state`` (with ``fields`` true of it)."""
-        return any(m.state == state and all(check(getattr(m, k)) for k, check in fields.items())
-                   for m in self.status.get(node.get_name(), []))
+        return any(
+            m.state == state and all(check(getattr(m, k)) for k, check in fields.items())
+            for m in self.status.get(node.get_name(), [])
+        )
 
     def publishers(self, topic: str) -> int:
         return self.probe.count_publishers(topic)
@@ -192,8 +197,10 @@ def test_video_source_with_a_missing_file_stays_up_unconfigured_and_says_why(ros
     assert not ros.change_state(node, Transition.TRANSITION_CONFIGURE)  # through the lifecycle service
     assert ros.lifecycle_state(node) == "unconfigured"
     assert "does not exist" in node.last_error
-    ros.spin_until(lambda: ros.reported(node, "unconfigured", last_error=lambda e: "does not exist" in e),
-                   "status unconfigured naming the missing file")
+    ros.spin_until(
+        lambda: ros.reported(node, "unconfigured", last_error=lambda e: "does not exist" in e),
+        "status unconfigured naming the missing file",
+    )
     assert ros.publishers("/camera/image_raw") == 0
 
 
@@ -261,8 +268,10 @@ def test_frame_encoder_loads_in_the_background_then_encodes(ros):
     node.release.set()
     ros.spin_until(lambda: node.state == "active", "frame_encoder active after its load", LOAD_TIMEOUT)
     assert ros.lifecycle_state(node) == "active"
-    ros.spin_until(lambda: ros.subscribers("/live/frames") == 1 and ros.publishers("/live/frame_tokens") == 1,
-                   "frame_encoder's subscription and publisher")
+    ros.spin_until(
+        lambda: ros.subscribers("/live/frames") == 1 and ros.publishers("/live/frame_tokens") == 1,
+        "frame_encoder's subscription and publisher",
+    )
 
     rgb = np.full((size, size, 3), 90, np.uint8)
     stamp = node.get_clock().now().nanoseconds * 1e-9 - 10.0
@@ -305,17 +314,23 @@ def test_live_llm_refuses_while_loading_then_answers_and_stops_cleanly(ros, tmp_
     node.release.set()
     ros.spin_until(lambda: node.state == "active", "live_llm active after its load", LOAD_TIMEOUT)
     assert ros.lifecycle_state(node) == "active"
-    ros.spin_until(lambda: ros.publishers("/live/response") == 1 and ros.subscribers("/live/frame_tokens") == 1,
-                   "live_llm's publishers and subscription")
+    ros.spin_until(
+        lambda: ros.publishers("/live/response") == 1 and ros.subscribers("/live/frame_tokens") == 1,
+        "live_llm's publishers and subscription",
+    )
 
     answer = ask("what is on the table?")
     assert answer.accepted and answer.query_id > 0
-    ros.spin_until(lambda: any(r.query_id == answer.query_id and r.final for r in responses),
-                   "the final response to the query", LOAD_TIMEOUT)
+    ros.spin_until(
+        lambda: any(r.query_id == answer.query_id and r.final for r in responses),
+        "the final response to the query",
+        LOAD_TIMEOUT,
+    )
     final = next(r for r in responses if r.query_id == answer.query_id and r.final)
     assert final.kind == "refusal" and final.text  # no video since the stream started: refused, saying why
-    ros.spin_until(lambda: ros.reported(node, "active", queries_accepted=lambda n: n >= 1),
-                   "status active counting the query")
+    ros.spin_until(
+        lambda: ros.reported(node, "active", queries_accepted=lambda n: n >= 1), "status active counting the query"
+    )
 
     assert ros.change_state(node, Transition.TRANSITION_DEACTIVATE)
     assert node.engine is None and ros.lifecycle_state(node) == "inactive"

@@ -21,13 +21,19 @@ def tokens():
 def kitchen() -> list[Turn]:
     """13 frames; responses after frames 3, 7 and 11 (frame-decided), a question and its
     answer after frame 8."""
-    return StreamSample("kitchen", 6.0, 2.0, [
-        TimedTurn("user", 0.0, "Narrate what I do."),
-        TimedTurn("assistant", 1.5, "You pick up the knife."),
-        TimedTurn("assistant", 3.5, "You cut the tomato."),
-        TimedTurn("user", 4.0, "What is on the board?"),
-        TimedTurn("assistant", 4.0, "A tomato."),
-        TimedTurn("assistant", 5.5, "You put the knife down.")]).to_turns()
+    return StreamSample(
+        "kitchen",
+        6.0,
+        2.0,
+        [
+            TimedTurn("user", 0.0, "Narrate what I do."),
+            TimedTurn("assistant", 1.5, "You pick up the knife."),
+            TimedTurn("assistant", 3.5, "You cut the tomato."),
+            TimedTurn("user", 4.0, "What is on the board?"),
+            TimedTurn("assistant", 4.0, "A tomato."),
+            TimedTurn("assistant", 5.5, "You put the knife down."),
+        ],
+    ).to_turns()
 
 
 RESPONSES = ["You pick up the knife.", "You cut the tomato.", "You put the knife down."]

@@ -9,6 +9,7 @@ from training_helpers import ROOT, make_run
 
 from live_ros.training.config import ConfigError, load_config
 
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A tiny base LLM folder, 4 training streams and 1 held-out stream with features, and their config."""

@@ -12,6 +12,7 @@ from training_helpers import DIM, ENC, NTOK, make_run, streams, write_features
 from live_ros.training.config import ConfigError, load_config
 from live_ros.training.data import Layout, StreamDataset
 
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A tiny base LLM folder, 4 training streams and 1 held-out stream with features, and their config."""
@@ -23,9 +24,10 @@ def test_name_weight_scales_only_the_targets_that_start_an_object_name(setup):
     _, path = setup
     features = load_config(path).data.train_features
     plain = StreamDataset(streams(), features, tokens, stream_weight=2.0, encoder_id=ENC, vision_hidden_size=DIM)
-    named = StreamDataset(streams(), features, tokens, stream_weight=2.0, encoder_id=ENC, vision_hidden_size=DIM,
-                          name_weight=4.0)
-    cup, = tokens.first_token_ids(["coffee cup"])  # "desk": "A cup appears." has no " coffee"
+    named = StreamDataset(
+        streams(), features, tokens, stream_weight=2.0, encoder_id=ENC, vision_hidden_size=DIM, name_weight=4.0
+    )
+    (cup,) = tokens.first_token_ids(["coffee cup"])  # "desk": "A cup appears." has no " coffee"
     cat_ids = tokens.first_token_ids(["cat"])
     assert named.name_ids >= cat_ids | {cup} and not plain.name_ids
     for index in range(len(streams())):
@@ -50,17 +52,24 @@ def test_dataset_draws_questions_per_epoch_and_cuts_long_streams(setup, tmp_path
     dialogue = pytest.importorskip("live_ros.data.dialogue")
     from live_ros.data.annotations import Event, VideoAnnotation
 
-    ann = VideoAnnotation("scene", 20.0, events=[Event(3.2, "appears", "cat", "The cat appears."),
-                                                 Event(10.3, "appears", "rocket", "The rocket appears."),
-                                                 Event(15.0, "leaves", "cat", "The cat leaves.")],
-                          source="world", domain="scene")
+    ann = VideoAnnotation(
+        "scene",
+        20.0,
+        events=[
+            Event(3.2, "appears", "cat", "The cat appears."),
+            Event(10.3, "appears", "rocket", "The rocket appears."),
+            Event(15.0, "leaves", "cat", "The cat leaves."),
+        ],
+        source="world",
+        domain="scene",
+    )
     sample = dialogue.offline_stream(ann, 2.0, rng=0)
     write_features(tmp_path, "scene", sample.num_frames)
     tokens = tiny_model(smollm2_tokenizer(), vision_dim=DIM, frame_num_tokens=NTOK)[1]
     ds = StreamDataset([sample], tmp_path, tokens, seed=1, encoder_id=ENC, vision_hidden_size=DIM)
     texts = [[(t.role, t.time, t.text) for t in ds.draw(0, epoch).turns] for epoch in range(6)]
     assert texts[0] == [(t.role, t.time, t.text) for t in ds.draw(0, 0).turns]  # deterministic
-    assert len({json.dumps(t) for t in texts}) > 1                                 # fresh per epoch
+    assert len({json.dumps(t) for t in texts}) > 1  # fresh per epoch
     fixed = StreamDataset([sample], tmp_path, tokens, seed=1, redraw=False, encoder_id=ENC, vision_hidden_size=DIM)
     assert fixed.draw(0, 3).turns == sample.turns
 

@@ -27,7 +27,7 @@ ANNOTATION_KEY = "live_ros.annotation"
 # frame_id of the images replay-eval publishes before a replay to connect the graph (their
 # stamps lie after the bag's): a bag recorded during a replay holds them; readers skip them.
 WARMUP_FRAME_ID = "live_ros/replay_warmup"
-GAP_FACTOR = 1.5      # a step between stamps longer than this x the median step is a gap
+GAP_FACTOR = 1.5  # a step between stamps longer than this x the median step is a gap
 
 
 class BagError(ValueError):
@@ -36,9 +36,9 @@ class BagError(ValueError):
 
 @dataclass
 class CameraImage:
-    order: int            # position among the topic's messages (bag order = log time order)
-    log_ns: int           # the bag's log (receive) time
-    sec: int              # header stamp
+    order: int  # position among the topic's messages (bag order = log time order)
+    log_ns: int  # the bag's log (receive) time
+    sec: int  # header stamp
     nanosec: int
     frame_id: str
 
@@ -57,9 +57,9 @@ class StampReport:
     first: float | None = None
     last: float | None = None
     median_step: float | None = None
-    gaps: list = field(default_factory=list)        # [order, from stamp, to stamp, step]
-    reordered: list = field(default_factory=list)   # [order, stamp, previous stamp]
-    repeated: list = field(default_factory=list)    # [order, stamp]
+    gaps: list = field(default_factory=list)  # [order, from stamp, to stamp, step]
+    reordered: list = field(default_factory=list)  # [order, stamp, previous stamp]
+    repeated: list = field(default_factory=list)  # [order, stamp]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,8 +93,8 @@ class CameraScan:
     msgtype: str
     images: list[CameraImage]
     report: StampReport
-    topics: dict[str, str]                 # every topic of the bag -> type
-    annotation: dict | None = None         # custom_data[live_ros.annotation], parsed
+    topics: dict[str, str]  # every topic of the bag -> type
+    annotation: dict | None = None  # custom_data[live_ros.annotation], parsed
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -130,11 +130,14 @@ def _open_reader(path: Path, topic: str | None):
         what = f"topic {topic}" if topic else (f"topic {', '.join(images)}" if images else "its camera topic")
         reason = str(err).rstrip(".")
         if isinstance(err, (ReaderError, FileNotFoundError)):
-            raise BagError(f"bag {path}: cannot read {what}: {reason}. The bag is truncated or damaged (a recorder "
-                           f"killed before it closed the file leaves it so): record it again (live-ros record stops "
-                           f"cleanly on Ctrl-C) or rebuild a camera bag with live-ros bag-from-video") from err
-        raise BagError(f"bag {path}: cannot read {what}: {type(err).__name__}: {reason}. The bag is damaged or not "
-                       f"a rosbag2 bag") from err
+            raise BagError(
+                f"bag {path}: cannot read {what}: {reason}. The bag is truncated or damaged (a recorder "
+                f"killed before it closed the file leaves it so): record it again (live-ros record stops "
+                f"cleanly on Ctrl-C) or rebuild a camera bag with live-ros bag-from-video"
+            ) from err
+        raise BagError(
+            f"bag {path}: cannot read {what}: {type(err).__name__}: {reason}. The bag is damaged or not a rosbag2 bag"
+        ) from err
     return reader
 
 
@@ -147,17 +150,23 @@ def pick_camera_topic(bag: Path, types: dict[str, str], topic: str | None = None
     (``/camera/image_raw`` when there are several)."""
     if topic:
         if topic not in types:
-            raise BagError(f"bag {bag} has no topic {topic}; its topics: {_topic_list(types)}. Pass --topic "
-                           f"with one of its image topics")
+            raise BagError(
+                f"bag {bag} has no topic {topic}; its topics: {_topic_list(types)}. Pass --topic "
+                f"with one of its image topics"
+            )
         if types[topic] not in CAMERA_TYPES:
-            raise BagError(f"bag {bag}: topic {topic} has type {types[topic]}, which cannot be played as a camera: "
-                           f"replay needs {IMAGE} or {COMPRESSED}")
+            raise BagError(
+                f"bag {bag}: topic {topic} has type {types[topic]}, which cannot be played as a camera: "
+                f"replay needs {IMAGE} or {COMPRESSED}"
+            )
         return topic
     images = sorted(t for t, m in types.items() if m in CAMERA_TYPES)
     if not images:
-        raise BagError(f"bag {bag} has no image topic ({IMAGE} or {COMPRESSED}); its topics: {_topic_list(types)}. "
-                       f"Record the camera too (live-ros record), or make a camera bag from a video with "
-                       f"live-ros bag-from-video")
+        raise BagError(
+            f"bag {bag} has no image topic ({IMAGE} or {COMPRESSED}); its topics: {_topic_list(types)}. "
+            f"Record the camera too (live-ros record), or make a camera bag from a video with "
+            f"live-ros bag-from-video"
+        )
     if len(images) == 1:
         return images[0]
     if DEFAULT_TOPIC in images:
@@ -194,8 +203,9 @@ def _annotation(bag: Path, custom: dict | None) -> dict | None:
     try:
         return json.loads(text)
     except ValueError as err:
-        raise BagError(f"bag {bag}: custom_data {ANNOTATION_KEY} is not JSON ({err}); pass --annotations FILE "
-                       f"instead") from err
+        raise BagError(
+            f"bag {bag}: custom_data {ANNOTATION_KEY} is not JSON ({err}); pass --annotations FILE instead"
+        ) from err
 
 
 def scan_camera(path: str | Path, topic: str | None = None) -> CameraScan:
@@ -213,8 +223,11 @@ def scan_camera(path: str | Path, topic: str | None = None) -> CameraScan:
         msgtype = types[topic]
         conns = [c for c in reader.connections if c.topic == topic]
         expected = sum(c.msgcount for c in conns)
-        notes = [f"topic {t} ({m}) is not known to live_ros's type store: ignored"
-                 for t, m in sorted(types.items()) if m not in store.types]
+        notes = [
+            f"topic {t} ({m}) is not known to live_ros's type store: ignored"
+            for t, m in sorted(types.items())
+            if m not in store.types
+        ]
         annotation = _annotation(bag, _custom_data(reader, bag))
         images: list[CameraImage] = []
         report = StampReport()
@@ -226,18 +239,29 @@ def scan_camera(path: str | Path, topic: str | None = None) -> CameraScan:
                 if msg.header.frame_id == WARMUP_FRAME_ID:
                     report.skipped_warmup += 1
                     continue
-                images.append(CameraImage(len(images), int(log_ns), int(msg.header.stamp.sec),
-                                          int(msg.header.stamp.nanosec), str(msg.header.frame_id)))
+                images.append(
+                    CameraImage(
+                        len(images),
+                        int(log_ns),
+                        int(msg.header.stamp.sec),
+                        int(msg.header.stamp.nanosec),
+                        str(msg.header.frame_id),
+                    )
+                )
         except BagError:
             raise
         except (ReaderError, Exception) as err:  # noqa: BLE001 - damaged chunks raise various errors
-            raise BagError(f"bag {bag}: topic {topic}: reading failed after {n} of {expected} messages "
-                           f"({type(err).__name__}: {err}): the bag is truncated or damaged; record it again") from err
+            raise BagError(
+                f"bag {bag}: topic {topic}: reading failed after {n} of {expected} messages "
+                f"({type(err).__name__}: {err}): the bag is truncated or damaged; record it again"
+            ) from err
     finally:
         reader.close()
     if expected and n < expected:
-        raise BagError(f"bag {bag}: topic {topic}: {n} of the {expected} messages its index lists could be read: "
-                       f"the bag is truncated; record it again")
+        raise BagError(
+            f"bag {bag}: topic {topic}: {n} of the {expected} messages its index lists could be read: "
+            f"the bag is truncated; record it again"
+        )
     if not images:
         raise BagError(f"bag {bag}: topic {topic} holds no images; record the camera, or pick another --topic")
     _fill_report(report, images)
@@ -248,8 +272,10 @@ def _decode(store, raw, msgtype: str, bag: Path, topic: str, n: int):
     try:
         return store.deserialize_cdr(raw, msgtype)
     except Exception as err:  # noqa: BLE001 - any decoding failure means a damaged message
-        raise BagError(f"bag {bag}: topic {topic}: message {n} cannot be decoded as {msgtype} ({err}): the bag is "
-                       f"damaged, or the topic's type is not what its metadata says") from err
+        raise BagError(
+            f"bag {bag}: topic {topic}: message {n} cannot be decoded as {msgtype} ({err}): the bag is "
+            f"damaged, or the topic's type is not what its metadata says"
+        ) from err
 
 
 def _fill_report(report: StampReport, images: list[CameraImage]) -> None:
@@ -258,7 +284,7 @@ def _fill_report(report: StampReport, images: list[CameraImage]) -> None:
     report.first, report.last = stamps[0], max(stamps)
     steps = [b - a for a, b in zip(stamps, stamps[1:]) if b > a]
     report.median_step = float(np.median(steps)) if steps else None
-    previous = frontier = -math.inf      # the previous stamp; the newest stamp so far
+    previous = frontier = -math.inf  # the previous stamp; the newest stamp so far
     for im in images:
         s = im.stamp
         if s < previous:
@@ -292,8 +318,9 @@ def iter_camera(scan: CameraScan) -> Iterator[tuple[CameraImage, bytes]]:
     except BagError:
         raise
     except Exception as err:  # noqa: BLE001
-        raise BagError(f"bag {scan.bag}: topic {scan.topic}: reading failed at message {n} ({err}): the bag changed "
-                       f"or is damaged") from err
+        raise BagError(
+            f"bag {scan.bag}: topic {scan.topic}: reading failed at message {n} ({err}): the bag changed or is damaged"
+        ) from err
     finally:
         reader.close()
 

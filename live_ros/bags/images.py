@@ -14,8 +14,17 @@ import io
 import numpy as np
 
 # encoding -> channels of the stored layout
-ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1,
-             "yuv422": 2, "uyvy": 2, "yuv422_yuy2": 2, "yuyv": 2}
+ENCODINGS = {
+    "rgb8": 3,
+    "bgr8": 3,
+    "rgba8": 4,
+    "bgra8": 4,
+    "mono8": 1,
+    "yuv422": 2,
+    "uyvy": 2,
+    "yuv422_yuy2": 2,
+    "yuyv": 2,
+}
 SUPPORTED = tuple(ENCODINGS)
 
 
@@ -42,24 +51,32 @@ def image_to_rgb(msg, max_pixels: int = 0, where: str = "image") -> np.ndarray:
     enc = msg.encoding.lower()
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     if enc not in ENCODINGS:
-        raise ConversionError(f"{where}: encoding '{msg.encoding}' is not supported; publish one of "
-                              f"{', '.join(SUPPORTED)} (or CompressedImage jpeg/png)")
+        raise ConversionError(
+            f"{where}: encoding '{msg.encoding}' is not supported; publish one of "
+            f"{', '.join(SUPPORTED)} (or CompressedImage jpeg/png)"
+        )
     if h == 0 or w == 0:
         raise ConversionError(f"{where}: empty image ({w}x{h}); check the camera driver")
     if max_pixels and h * w > max_pixels:
-        raise ConversionError(f"{where}: {w}x{h} = {h * w} pixels is over max_image_pixels={max_pixels}; resize at "
-                              f"the camera (or raise max_image_pixels)")
+        raise ConversionError(
+            f"{where}: {w}x{h} = {h * w} pixels is over max_image_pixels={max_pixels}; resize at "
+            f"the camera (or raise max_image_pixels)"
+        )
     ch = ENCODINGS[enc]
     if ch == 2 and w % 2:
         raise ConversionError(f"{where}: {enc} needs an even width, got {w}")
     row = w * ch
     if step < row:
-        raise ConversionError(f"{where}: step {step} is smaller than width x bytes per pixel = {row}; the message "
-                              f"header does not match its encoding '{msg.encoding}'")
+        raise ConversionError(
+            f"{where}: step {step} is smaller than width x bytes per pixel = {row}; the message "
+            f"header does not match its encoding '{msg.encoding}'"
+        )
     data = np.frombuffer(msg.data, dtype=np.uint8) if not isinstance(msg.data, np.ndarray) else msg.data
     if data.size < step * h:
-        raise ConversionError(f"{where}: {data.size} bytes of data but step x height = {step * h}; the image is "
-                              f"truncated or its step is wrong")
+        raise ConversionError(
+            f"{where}: {data.size} bytes of data but step x height = {step * h}; the image is "
+            f"truncated or its step is wrong"
+        )
     pixels = data[: step * h].reshape(h, step)[:, :row]
     if enc in ("rgb8", "bgr8", "rgba8", "bgra8"):
         img = pixels.reshape(h, w, ch)[..., :3]
@@ -76,11 +93,14 @@ def compressed_to_rgb(msg, max_pixels: int = 0, where: str = "image") -> np.ndar
     try:
         with PILImage.open(io.BytesIO(bytes(msg.data))) as img:
             if max_pixels and img.width * img.height > max_pixels:
-                raise ConversionError(f"{where}: {img.width}x{img.height} is over max_image_pixels={max_pixels}; "
-                                      f"resize at the camera (or raise max_image_pixels)")
+                raise ConversionError(
+                    f"{where}: {img.width}x{img.height} is over max_image_pixels={max_pixels}; "
+                    f"resize at the camera (or raise max_image_pixels)"
+                )
             return np.asarray(img.convert("RGB"))
     except ConversionError:
         raise
     except Exception as err:  # PIL raises many kinds
-        raise ConversionError(f"{where}: cannot decode CompressedImage (format '{msg.format}'): {err}; publish "
-                              f"jpeg or png") from err
+        raise ConversionError(
+            f"{where}: cannot decode CompressedImage (format '{msg.format}'): {err}; publish jpeg or png"
+        ) from err

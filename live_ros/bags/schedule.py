@@ -27,10 +27,10 @@ from live_ros.model.frames import EPSILON, FrameSampler
 class FramePlan:
     order: int
     stamp: float
-    video_time: float          # seconds from the bag's first image
-    sampled: bool = False      # camera_subscriber publishes it
-    acked: bool = False        # live_llm takes it in: a live/decision follows
-    note: str = ""             # why not, or what happened (grid restart)
+    video_time: float  # seconds from the bag's first image
+    sampled: bool = False  # camera_subscriber publishes it
+    acked: bool = False  # live_llm takes it in: a live/decision follows
+    note: str = ""  # why not, or what happened (grid restart)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,7 +72,9 @@ class CameraModel:
         return plan
 
 
-def plan_frames(stamps: Sequence[float], fps: float, convertible: Callable[[int], bool] | None = None) -> list[FramePlan]:
+def plan_frames(
+    stamps: Sequence[float], fps: float, convertible: Callable[[int], bool] | None = None
+) -> list[FramePlan]:
     """Per image (in bag order): will camera_subscriber sample it and live_llm take it?
 
     ``convertible(i)``: False when image i cannot be converted (the node then refuses it and
@@ -86,7 +88,7 @@ class Question:
     time: float
     text: str
     expected: str | None = None
-    expected_at: float | None = None   # when the expected answer is due (a reminder's event), video seconds
+    expected_at: float | None = None  # when the expected answer is due (a reminder's event), video seconds
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,16 +102,18 @@ def parse_questions(data, where: str = "questions") -> list[Question]:
     if isinstance(data, dict):
         data = data.get("questions")
     if not isinstance(data, list):
-        raise QuestionsError(f"{where}: expected a list of {{time, text, expected?, expected_at?}} (or "
-                             f"{{questions: [...]}})")
+        raise QuestionsError(
+            f"{where}: expected a list of {{time, text, expected?, expected_at?}} (or {{questions: [...]}})"
+        )
     out = []
     for n, item in enumerate(data, 1):
         if not isinstance(item, dict) or "time" not in item or "text" not in item:
             raise QuestionsError(f"{where}: entry {n} needs 'time' (video seconds) and 'text', got {item!r}")
         unknown = set(item) - {"time", "text", "expected", "expected_at"}
         if unknown:
-            raise QuestionsError(f"{where}: entry {n} has unknown keys {sorted(unknown)} (time, text, expected, "
-                                 f"expected_at)")
+            raise QuestionsError(
+                f"{where}: entry {n} has unknown keys {sorted(unknown)} (time, text, expected, expected_at)"
+            )
         try:
             t = float(item["time"])
         except (TypeError, ValueError):
@@ -123,8 +127,10 @@ def parse_questions(data, where: str = "questions") -> list[Question]:
             except (TypeError, ValueError):
                 raise QuestionsError(f"{where}: entry {n}: expected_at {due!r} is not a number of seconds") from None
             if due < t or expected is None:
-                raise QuestionsError(f"{where}: entry {n}: expected_at (when the expected answer is due, e.g. a "
-                                     f"reminder's event) needs 'expected' and must be >= time")
+                raise QuestionsError(
+                    f"{where}: entry {n}: expected_at (when the expected answer is due, e.g. a "
+                    f"reminder's event) needs 'expected' and must be >= time"
+                )
         out.append(Question(t, str(item["text"]), None if expected is None else str(expected), due))
     return sorted(out, key=lambda q: q.time)
 

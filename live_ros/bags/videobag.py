@@ -32,18 +32,32 @@ def image_message(rgb: np.ndarray, stamp_ns: int, frame_id: str = "camera", comp
         from PIL import Image as PILImage
 
         buf = io.BytesIO()
-        PILImage.fromarray(rgb).save(buf, format="JPEG" if compressed == "jpeg" else "PNG",
-                                     **({"quality": 92} if compressed == "jpeg" else {}))
-        msg = store.types[COMPRESSED](header=header, format=compressed,
-                                      data=np.frombuffer(buf.getvalue(), np.uint8))
+        PILImage.fromarray(rgb).save(
+            buf, format="JPEG" if compressed == "jpeg" else "PNG", **({"quality": 92} if compressed == "jpeg" else {})
+        )
+        msg = store.types[COMPRESSED](header=header, format=compressed, data=np.frombuffer(buf.getvalue(), np.uint8))
         return COMPRESSED, msg
-    msg = store.types[IMAGE](header=header, height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8",
-                             is_bigendian=0, step=rgb.shape[1] * 3, data=rgb.reshape(-1))
+    msg = store.types[IMAGE](
+        header=header,
+        height=rgb.shape[0],
+        width=rgb.shape[1],
+        encoding="rgb8",
+        is_bigendian=0,
+        step=rgb.shape[1] * 3,
+        data=rgb.reshape(-1),
+    )
     return IMAGE, msg
 
 
-def write_camera_bag(out: str | Path, frames: Iterable[tuple[int, np.ndarray]], *, topic: str = DEFAULT_TOPIC,
-                     compressed: str | None = None, frame_id: str = "camera", annotation: dict | None = None) -> dict:
+def write_camera_bag(
+    out: str | Path,
+    frames: Iterable[tuple[int, np.ndarray]],
+    *,
+    topic: str = DEFAULT_TOPIC,
+    compressed: str | None = None,
+    frame_id: str = "camera",
+    annotation: dict | None = None,
+) -> dict:
     """Write ``(stamp_ns, rgb)`` frames (or ``(stamp_ns, rgb, log_ns)``; default log time =
     stamp) as a camera topic of a new MCAP bag at ``out``. Returns a summary."""
     from rosbags.rosbag2 import StoragePlugin, Writer
@@ -75,9 +89,15 @@ def write_camera_bag(out: str | Path, frames: Iterable[tuple[int, np.ndarray]], 
             last = stamp_ns
     finally:
         writer.close()
-    return {"bag": str(out), "topic": topic, "type": COMPRESSED if compressed else IMAGE, "images": count,
-            "first_stamp": None if first is None else first / 1e9, "last_stamp": None if last is None else last / 1e9,
-            "annotation": annotation is not None}
+    return {
+        "bag": str(out),
+        "topic": topic,
+        "type": COMPRESSED if compressed else IMAGE,
+        "images": count,
+        "first_stamp": None if first is None else first / 1e9,
+        "last_stamp": None if last is None else last / 1e9,
+        "annotation": annotation is not None,
+    }
 
 
 # The first stamp of a bag made from a video without a usable creation_time
@@ -109,7 +129,9 @@ def video_start_time(container) -> float:
     return video_start(container)[0]
 
 
-def video_frames(video: str | Path, start_stamp: float | None = None) -> tuple[float, Iterator[tuple[int, np.ndarray]], str]:
+def video_frames(
+    video: str | Path, start_stamp: float | None = None
+) -> tuple[float, Iterator[tuple[int, np.ndarray]], str]:
     """(start stamp, iterator of (stamp_ns, rgb)) of every decoded frame, and where the start
     stamp comes from: stamp = start + the frame's presentation time from the first frame
     (its real timing, gaps included)."""
@@ -128,8 +150,10 @@ def video_frames(video: str | Path, start_stamp: float | None = None) -> tuple[f
     start, origin = video_start(container) if start_stamp is None else (float(start_stamp), "--start-stamp")
     if not (math.isfinite(start) and start >= 0):
         container.close()
-        raise BagError(f"video {video}: start stamp {start!r} must be a finite number of seconds >= 0 (ROS times "
-                       f"are not negative); give --start-stamp")
+        raise BagError(
+            f"video {video}: start stamp {start!r} must be a finite number of seconds >= 0 (ROS times "
+            f"are not negative); give --start-stamp"
+        )
     whole = math.floor(start)
     start_ns = int(whole) * 1_000_000_000 + int(round((start - whole) * 1e9))  # exact for 1.7e9 s
 
@@ -146,9 +170,16 @@ def video_frames(video: str | Path, start_stamp: float | None = None) -> tuple[f
     return start, gen(), origin
 
 
-def bag_from_video(video: str | Path, out: str | Path, *, annotations: str | Path | None = None,
-                   topic: str = DEFAULT_TOPIC, compressed: str | None = None, start_stamp: float | None = None,
-                   frame_id: str = "camera") -> dict:
+def bag_from_video(
+    video: str | Path,
+    out: str | Path,
+    *,
+    annotations: str | Path | None = None,
+    topic: str = DEFAULT_TOPIC,
+    compressed: str | None = None,
+    start_stamp: float | None = None,
+    frame_id: str = "camera",
+) -> dict:
     """A camera bag from a video file (every decoded frame, real timing) and, if given, its
     ``live_ros.annotation/1`` file stored in the bag's custom_data."""
     annotation = None
@@ -160,8 +191,9 @@ def bag_from_video(video: str | Path, out: str | Path, *, annotations: str | Pat
         except (OSError, ValueError) as err:
             raise BagError(f"annotations {annotations}: {err}") from err
     start, frames, origin = video_frames(video, start_stamp)
-    summary = write_camera_bag(out, frames, topic=topic, compressed=compressed, frame_id=frame_id,
-                               annotation=annotation)
+    summary = write_camera_bag(
+        out, frames, topic=topic, compressed=compressed, frame_id=frame_id, annotation=annotation
+    )
     summary.update(video=str(video), start_stamp=start, start_from=origin)
     if not summary["images"]:
         raise BagError(f"video {video}: no frame could be decoded, bag {out} is empty")

@@ -29,11 +29,14 @@ GROUPS = (demo, tools, model, data, train, evaluate, bags)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="live-ros",
-        description="live_ros: an always-on video assistant (VideoLLM-online's LIVE) for ROS 2.")
-    parser.add_argument("--info", action="store_true",
-                        help="print where this installation's pieces are (package, interfaces, "
-                             "share folder, cache, torch build) and exit")
+        prog="live-ros", description="live_ros: an always-on video assistant (VideoLLM-online's LIVE) for ROS 2."
+    )
+    parser.add_argument(
+        "--info",
+        action="store_true",
+        help="print where this installation's pieces are (package, interfaces, "
+        "share folder, cache, torch build) and exit",
+    )
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for group in GROUPS:
         group.add(sub)
@@ -60,4 +63,3 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-

@@ -10,21 +10,34 @@ def add(sub) -> None:
 
 
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the main job: the full graph on the bundled video, narrated live",
-                       description="Start the whole graph from the package's launch file on the committed demo "
-                                   "video with the embedded model, ask a question partway, print narration and "
-                                   "answers as they arrive, and a summary (frames, fps, responses, latency).")
+    p = sub.add_parser(
+        "demo",
+        help="the main job: the full graph on the bundled video, narrated live",
+        description="Start the whole graph from the package's launch file on the committed demo "
+        "video with the embedded model, ask a question partway, print narration and "
+        "answers as they arrive, and a summary (frames, fps, responses, latency).",
+    )
     p.add_argument("--video", help="another video file (default: the bundled media/demo.mp4)")
-    p.add_argument("--short", action="store_const", const=30.0, dest="seconds",
-                   help="play only the first 30 s")
+    p.add_argument("--short", action="store_const", const=30.0, dest="seconds", help="play only the first 30 s")
     p.add_argument("--seconds", type=float, default=0.0, help="play only this many seconds")
-    p.add_argument("--instruction", default="Narrate what you see.",
-                   help="asked at the start (--instruct-at) so that the model narrates; '' for none")
-    p.add_argument("--instruct-at", type=float, default=1.0,
-                   help="video second of the instruction, as the LLM takes the video (default: 1)")
+    p.add_argument(
+        "--instruction",
+        default="Narrate what you see.",
+        help="asked at the start (--instruct-at) so that the model narrates; '' for none",
+    )
+    p.add_argument(
+        "--instruct-at",
+        type=float,
+        default=1.0,
+        help="video second of the instruction, as the LLM takes the video (default: 1)",
+    )
     p.add_argument("--question", default="What do you see?", help="the question asked partway")
-    p.add_argument("--ask-at", type=float, default=None,
-                   help="video second of the question, as the LLM takes the video (default: 1/3)")
+    p.add_argument(
+        "--ask-at",
+        type=float,
+        default=None,
+        help="video second of the question, as the LLM takes the video (default: 1/3)",
+    )
     p.add_argument("--preset", default="embedded")
     p.add_argument("--namespace", default="live")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the models to load")
@@ -41,11 +54,18 @@ def _run_demo(args) -> int:
 
 
 def _add_launch(sub) -> None:
-    p = sub.add_parser("launch", help="run a launch file's nodes as supervised processes (no ROS install needed)",
-                       description="Read a ROS 2 launch XML file (the subset live_ros uses: arg, let, node with "
-                                   "param/remap, respawn, if/unless) and run its nodes; Ctrl-C stops them all.")
-    p.add_argument("file", nargs="?", default="live_ros.launch.xml",
-                   help="a launch file path, or a name in the package's launch folder (default: live_ros.launch.xml)")
+    p = sub.add_parser(
+        "launch",
+        help="run a launch file's nodes as supervised processes (no ROS install needed)",
+        description="Read a ROS 2 launch XML file (the subset live_ros uses: arg, let, node with "
+        "param/remap, respawn, if/unless) and run its nodes; Ctrl-C stops them all.",
+    )
+    p.add_argument(
+        "file",
+        nargs="?",
+        default="live_ros.launch.xml",
+        help="a launch file path, or a name in the package's launch folder (default: live_ros.launch.xml)",
+    )
     p.add_argument("args", nargs="*", metavar="name:=value", help="launch arguments")
     p.set_defaults(run=_run_launch)
 

@@ -48,11 +48,13 @@ def add_evaluate(sub) -> None:
     from live_ros.model.presets import PRESETS  # plain data, no torch
 
     p = sub.add_parser(
-        "evaluate", help="the paper's metrics (LM-PPL, TimeDiff, Fluency, LM-Correctness) on timed streams",
+        "evaluate",
+        help="the paper's metrics (LM-PPL, TimeDiff, Fluency, LM-Correctness) on timed streams",
         description="Evaluate a model on streams (JSON Lines from `live-ros generate`) with their pre-extracted "
-                    "features: one teacher-forced forward per stream; LM-PPL, TimeDiff (argmax and with the "
-                    "threshold theta), Fluency and LM-Correctness as defined in the paper and its release. "
-                    "Streams longer than the model's context are truncated (noted).")
+        "features: one teacher-forced forward per stream; LM-PPL, TimeDiff (argmax and with the "
+        "threshold theta), Fluency and LM-Correctness as defined in the paper and its release. "
+        "Streams longer than the model's context are truncated (noted).",
+    )
     p.add_argument("streams", metavar="STREAMS_JSONL", help="the streams, one StreamSample per line")
     p.add_argument("--features", required=True, metavar="DIR", help="folder of <video_id>.safetensors features")
     src = p.add_mutually_exclusive_group()
@@ -61,16 +63,32 @@ def add_evaluate(sub) -> None:
     p.add_argument("--llm", help="local base LLM folder (8B preset, or a checkpoint's base LLM)")
     p.add_argument("--vision", help="local vision weights (8B preset)")
     p.add_argument("--adapter", help="adapter folder (8B preset)")
-    p.add_argument("--theta", type=float, default=DEFAULT_THETA,
-                   help=f"threshold of the silent token for TimeDiff@theta, 0 = off (default: {DEFAULT_THETA})")
+    p.add_argument(
+        "--theta",
+        type=float,
+        default=DEFAULT_THETA,
+        help=f"threshold of the silent token for TimeDiff@theta, 0 = off (default: {DEFAULT_THETA})",
+    )
     p.add_argument("--fps", type=float, default=None, help="frames per second for TimeDiff (default: each stream's)")
-    p.add_argument("--mode", choices=MODES, default="streaming",
-                   help="sequence format the model was trained in (default: streaming)")
-    p.add_argument("--max-positions", type=int, default=None,
-                   help="truncate streams at this many positions (default: the model's context)")
-    p.add_argument("--future", choices=("continue", "sequence"), default="continue",
-                   help="how a silent turn looks ahead: continue from its last frame without the response, as "
-                        "the release (default), or read the next frames in the sequence")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="streaming",
+        help="sequence format the model was trained in (default: streaming)",
+    )
+    p.add_argument(
+        "--max-positions",
+        type=int,
+        default=None,
+        help="truncate streams at this many positions (default: the model's context)",
+    )
+    p.add_argument(
+        "--future",
+        choices=("continue", "sequence"),
+        default="continue",
+        help="how a silent turn looks ahead: continue from its last frame without the response, as "
+        "the release (default), or read the next frames in the sequence",
+    )
     p.add_argument("--json", metavar="OUT", help="also write the full results (per stream and per turn) as JSON")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N streams")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -86,8 +104,16 @@ def load_for_eval(args):
 
     name = args.preset or "embedded"
     source = args.checkpoint or args.adapter or name
-    loaded = load_checkpoint(source, llm=args.llm, vision=args.vision, device=args.device, dtype=args.dtype,
-                             force=args.force, with_encoder=False, preset=None if args.checkpoint else name)
+    loaded = load_checkpoint(
+        source,
+        llm=args.llm,
+        vision=args.vision,
+        device=args.device,
+        dtype=args.dtype,
+        force=args.force,
+        with_encoder=False,
+        preset=None if args.checkpoint else name,
+    )
     if args.checkpoint:
         return loaded.model, loaded.tokens, f"checkpoint {args.checkpoint}"
     notes = "; ".join(loaded.notes)
@@ -108,7 +134,7 @@ def run_evaluate(args) -> int:
     try:
         samples = load_samples(Path(args.streams))
         if args.limit is not None:
-            samples = samples[:max(0, args.limit)]
+            samples = samples[: max(0, args.limit)]
         if not samples:
             raise ValueError(f"{args.streams} holds no streams")
         features = Path(args.features)
@@ -116,9 +142,18 @@ def run_evaluate(args) -> int:
             raise FileNotFoundError(f"--features {features} is not a folder: extract features with `live-ros extract`")
         model, tokens, what = load_for_eval(args)
         print(f"evaluating {len(samples)} streams with {what}, mode {args.mode}", file=sys.stderr)
-        result = evaluate(model, tokens, samples, features, theta=args.theta, fps=args.fps, mode=args.mode,
-                          max_positions=args.max_positions, future=args.future,
-                          progress=lambda msg: print(msg, file=sys.stderr))
+        result = evaluate(
+            model,
+            tokens,
+            samples,
+            features,
+            theta=args.theta,
+            fps=args.fps,
+            mode=args.mode,
+            max_positions=args.max_positions,
+            future=args.future,
+            progress=lambda msg: print(msg, file=sys.stderr),
+        )
         result["settings"]["model"] = what
     except (FileNotFoundError, ValueError, PresetError, CheckpointError) as err:
         return _err("evaluate", str(err))
@@ -132,17 +167,25 @@ def run_evaluate(args) -> int:
 def add_evaluate_online(sub) -> None:
     from live_ros.model.presets import PRESETS
 
-    p = sub.add_parser("evaluate-online", help="run streams through the streaming engine (bounded cache) and score "
-                                               "what it says against their turns",
-                       description=ONLINE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "evaluate-online",
+        help="run streams through the streaming engine (bounded cache) and score what it says against their turns",
+        description=ONLINE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("streams", metavar="STREAMS_JSONL")
     p.add_argument("--features", required=True, metavar="DIR")
     p.add_argument("--preset", choices=list(PRESETS), default="embedded")
     p.add_argument("--checkpoint", metavar="DIR", help="a checkpoint folder (default: the preset's)")
-    p.add_argument("--theta", type=float, default=None,
-                   help="keep silent while P(interval) >= theta (default: the engine's, the release's 0.725)")
-    p.add_argument("--cache-budget", type=int, default=None,
-                   help="KV cache budget in tokens, 0: unbounded (default: the engine's)")
+    p.add_argument(
+        "--theta",
+        type=float,
+        default=None,
+        help="keep silent while P(interval) >= theta (default: the engine's, the release's 0.725)",
+    )
+    p.add_argument(
+        "--cache-budget", type=int, default=None, help="KV cache budget in tokens, 0: unbounded (default: the engine's)"
+    )
     p.add_argument("--max-new-tokens", type=int, default=None, help="response length limit (default: the engine's)")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--threads", type=int, default=0)
@@ -168,7 +211,7 @@ def run_evaluate_online(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        samples = load_samples(Path(args.streams))[:args.limit or None]
+        samples = load_samples(Path(args.streams))[: args.limit or None]
         system = load_for_online(args)
     except (OSError, ValueError) as err:
         return _err("evaluate-online", str(err))
@@ -178,8 +221,13 @@ def run_evaluate_online(args) -> int:
     config = EngineConfig(partials=False, **overrides)
     engine = StreamEngine(system.model, system.tokens, config)
     result = evaluate_online(engine, samples, args.features, progress=lambda m: print(m, file=sys.stderr, flush=True))
-    result["settings"] = {"theta": config.theta, "cache_budget": config.cache_budget, "checkpoint": args.checkpoint,
-                          "window": list(WINDOW), "reminder_window": list(REMINDER_WINDOW)}
+    result["settings"] = {
+        "theta": config.theta,
+        "cache_budget": config.cache_budget,
+        "checkpoint": args.checkpoint,
+        "window": list(WINDOW),
+        "reminder_window": list(REMINDER_WINDOW),
+    }
     print(format_online(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
@@ -201,7 +249,9 @@ def _window(value: str) -> tuple[float, float]:
     try:
         lo, hi = (float(x) for x in value.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"window must be 'BEFORE,AFTER' in seconds, e.g. -0.5,3; got {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"window must be 'BEFORE,AFTER' in seconds, e.g. -0.5,3; got {value!r}"
+        ) from None
     if lo > 0 or hi < 0:
         raise argparse.ArgumentTypeError(f"window must contain 0 (before <= 0 <= after), got {value!r}")
     return lo, hi
@@ -218,52 +268,87 @@ def _set(value: str) -> tuple[str, str, str]:
 def add_replay_eval(sub) -> None:
     from live_ros.evaluation.score import DEFAULT_WINDOW, FUZZY_THRESHOLD
 
-    p = sub.add_parser("replay-eval", help="replay a camera bag into the graph and score it against ground truth",
-                       description="Replay a bag's camera images into the graph (started from the launch file with "
-                                   "use_sim_time, or --attach), publishing /clock. Lockstep by default: after each "
-                                   "image the sampling rule picks, wait for live_llm's decision, so the scores do not "
-                                   "depend on machine load; --realtime plays at bag speed (x --speed) and reports "
-                                   "drops and latency. Questions are asked at their bag times. Prints online "
-                                   "TimeDiff per annotated event (one-to-one matching within --window), missed "
-                                   "events, spurious responses, answer correctness, and the offline TimeDiff of "
-                                   "`live-ros evaluate` on the same stream; writes report.json, table.txt and "
-                                   "timeline.png.")
+    p = sub.add_parser(
+        "replay-eval",
+        help="replay a camera bag into the graph and score it against ground truth",
+        description="Replay a bag's camera images into the graph (started from the launch file with "
+        "use_sim_time, or --attach), publishing /clock. Lockstep by default: after each "
+        "image the sampling rule picks, wait for live_llm's decision, so the scores do not "
+        "depend on machine load; --realtime plays at bag speed (x --speed) and reports "
+        "drops and latency. Questions are asked at their bag times. Prints online "
+        "TimeDiff per annotated event (one-to-one matching within --window), missed "
+        "events, spurious responses, answer correctness, and the offline TimeDiff of "
+        "`live-ros evaluate` on the same stream; writes report.json, table.txt and "
+        "timeline.png.",
+    )
     p.add_argument("bag", help="a rosbag2 bag folder (or .mcap file) with a camera topic")
     p.add_argument("--annotations", help="live_ros.annotation/1 file (default: the one stored in the bag, if any)")
-    p.add_argument("--questions", help="JSON/YAML list of {time, text, expected?, expected_at?} (video seconds; "
-                   "expected_at: when a reminder's answer is due)")
+    p.add_argument(
+        "--questions",
+        help="JSON/YAML list of {time, text, expected?, expected_at?} (video seconds; "
+        "expected_at: when a reminder's answer is due)",
+    )
     p.add_argument("--out", help="output folder (default: ./<bag name>-eval)")
     p.add_argument("--topic", help="the bag's camera topic (default: its only image topic)")
     mode = p.add_argument_group("mode")
     mode.add_argument("--realtime", action="store_true", help="play at the bag's timing instead of lockstep")
     mode.add_argument("--speed", type=_positive, default=1.0, help="real time: k times faster (default 1)")
     graph = p.add_argument_group("graph")
-    graph.add_argument("--attach", action="store_true",
-                       help="replay into a running graph (use_sim_time:=true, camera qos reliable) instead of "
-                            "starting one; --set then changes its dynamic parameters")
+    graph.add_argument(
+        "--attach",
+        action="store_true",
+        help="replay into a running graph (use_sim_time:=true, camera qos reliable) instead of "
+        "starting one; --set then changes its dynamic parameters",
+    )
     graph.add_argument("--namespace", default="live")
     graph.add_argument("--preset", default="embedded", help="model preset of the graph started (default embedded)")
     graph.add_argument("--launch-file", default="live_ros.launch.xml")
     graph.add_argument("--params-file", help="parameter file for the graph started (default: the package's)")
-    graph.add_argument("--set", type=_set, action="append", default=[], metavar="NODE.PARAM=VALUE",
-                       help="a node parameter, e.g. --set live_llm.theta=0.8 (repeatable)")
-    graph.add_argument("--fps", type=_positive, default=None,
-                       help="model fps of the graph started (default: its checkpoint's)")
-    graph.add_argument("--camera-qos", choices=("sensor_data", "reliable"),
-                       help="camera QoS (default: reliable in lockstep, sensor_data in real time)")
+    graph.add_argument(
+        "--set",
+        type=_set,
+        action="append",
+        default=[],
+        metavar="NODE.PARAM=VALUE",
+        help="a node parameter, e.g. --set live_llm.theta=0.8 (repeatable)",
+    )
+    graph.add_argument(
+        "--fps", type=_positive, default=None, help="model fps of the graph started (default: its checkpoint's)"
+    )
+    graph.add_argument(
+        "--camera-qos",
+        choices=("sensor_data", "reliable"),
+        help="camera QoS (default: reliable in lockstep, sensor_data in real time)",
+    )
     graph.add_argument("--camera-topic", help="publish the images on this topic instead of the bag's")
     graph.add_argument("--timeout", type=_positive, default=300.0, help="seconds for the graph to come up")
-    graph.add_argument("--frame-timeout", type=_positive, default=120.0,
-                       help="lockstep: seconds to wait for one frame's decision or an answer")
+    graph.add_argument(
+        "--frame-timeout",
+        type=_positive,
+        default=120.0,
+        help="lockstep: seconds to wait for one frame's decision or an answer",
+    )
     graph.add_argument("--log", help="the started graph's output (default: OUT/graph.log)")
     sc = p.add_argument_group("scoring")
-    sc.add_argument("--window", type=_window, default=DEFAULT_WINDOW, metavar="BEFORE,AFTER",
-                    help=f"a response matches an event within [event+BEFORE, event+AFTER] s "
-                         f"(default {DEFAULT_WINDOW[0]:g},{DEFAULT_WINDOW[1]:g})")
-    sc.add_argument("--any-text", action="store_true",
-                    help="match by time only (default: prefer responses that name the event's object)")
-    sc.add_argument("--fuzzy-threshold", type=float, default=FUZZY_THRESHOLD,
-                    help=f"fuzzy answer ratio counted correct (default {FUZZY_THRESHOLD:g})")
+    sc.add_argument(
+        "--window",
+        type=_window,
+        default=DEFAULT_WINDOW,
+        metavar="BEFORE,AFTER",
+        help=f"a response matches an event within [event+BEFORE, event+AFTER] s "
+        f"(default {DEFAULT_WINDOW[0]:g},{DEFAULT_WINDOW[1]:g})",
+    )
+    sc.add_argument(
+        "--any-text",
+        action="store_true",
+        help="match by time only (default: prefer responses that name the event's object)",
+    )
+    sc.add_argument(
+        "--fuzzy-threshold",
+        type=float,
+        default=FUZZY_THRESHOLD,
+        help=f"fuzzy answer ratio counted correct (default {FUZZY_THRESHOLD:g})",
+    )
     sc.add_argument("--no-offline", action="store_true", help="skip the offline evaluation column")
     sc.add_argument("--no-png", action="store_true", help="do not draw timeline.png")
     p.set_defaults(run=run_replay_eval)
@@ -280,16 +365,34 @@ def run_replay_eval(args) -> int:
 
     bag = Path(args.bag)
     out = Path(args.out) if args.out else Path(f"{bag.name.removesuffix('.mcap')}-eval")
-    opts = ReplayOptions(bag=bag, out=out, topic=args.topic, annotations=args.annotations, questions=args.questions,
-                         realtime=args.realtime, speed=args.speed, attach=args.attach, namespace=args.namespace,
-                         preset=args.preset, launch_file=args.launch_file, params_file=args.params_file,
-                         sets=list(args.set), fps=args.fps, camera_qos=args.camera_qos,
-                         publish_topic=args.camera_topic, window=args.window, prefer_object=not args.any_text,
-                         fuzzy_threshold=args.fuzzy_threshold, offline=not args.no_offline, png=not args.no_png,
-                         timeout=args.timeout, frame_timeout=args.frame_timeout,
-                         log=None if args.attach else Path(args.log) if args.log else out / "graph.log")
+    opts = ReplayOptions(
+        bag=bag,
+        out=out,
+        topic=args.topic,
+        annotations=args.annotations,
+        questions=args.questions,
+        realtime=args.realtime,
+        speed=args.speed,
+        attach=args.attach,
+        namespace=args.namespace,
+        preset=args.preset,
+        launch_file=args.launch_file,
+        params_file=args.params_file,
+        sets=list(args.set),
+        fps=args.fps,
+        camera_qos=args.camera_qos,
+        publish_topic=args.camera_topic,
+        window=args.window,
+        prefer_object=not args.any_text,
+        fuzzy_threshold=args.fuzzy_threshold,
+        offline=not args.no_offline,
+        png=not args.no_png,
+        timeout=args.timeout,
+        frame_timeout=args.frame_timeout,
+        log=None if args.attach else Path(args.log) if args.log else out / "graph.log",
+    )
     try:
-        report = run(opts)   # checks the inputs before it creates the output folder
+        report = run(opts)  # checks the inputs before it creates the output folder
     except (BagError, QuestionsError, GraphError, ReplayError, FileNotFoundError, ValueError) as err:
         return _err("replay-eval", str(err))
     print(format_report(report))

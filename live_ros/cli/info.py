@@ -33,7 +33,9 @@ def collect() -> dict[str, str]:
 
         build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU build"
         info["torch"] = f"{torch.__version__} ({build}, {torch.cuda.device_count()} GPU visible)"
-        info["torchvision_fix"] = "applied" if _torchvision_fix.applied else ("needed" if _torchvision_fix.needed() else "not needed")
+        info["torchvision_fix"] = (
+            "applied" if _torchvision_fix.applied else ("needed" if _torchvision_fix.needed() else "not needed")
+        )
     else:
         info["torch"] = "not installed"
     return info

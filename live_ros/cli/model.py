@@ -6,11 +6,14 @@ from __future__ import annotations
 def add(sub) -> None:
     from live_ros.model.presets import PRESETS  # no torch import: the registry is plain data
 
-    p = sub.add_parser("check-model", help="load a model preset, run one frame and one short answer",
-                       description="Load a preset or a checkpoint folder (encoder + LLM + adapter, from its "
-                                   "live_config.json), run one real photo through it and answer one question; "
-                                   "print its settings, parameter counts, load time, memory and one-frame time. "
-                                   "Presets: " + "; ".join(f"{p.name}: {p.describe()}" for p in PRESETS.values()))
+    p = sub.add_parser(
+        "check-model",
+        help="load a model preset, run one frame and one short answer",
+        description="Load a preset or a checkpoint folder (encoder + LLM + adapter, from its "
+        "live_config.json), run one real photo through it and answer one question; "
+        "print its settings, parameter counts, load time, memory and one-frame time. "
+        "Presets: " + "; ".join(f"{p.name}: {p.describe()}" for p in PRESETS.values()),
+    )
     p.add_argument("preset", help=f"model preset ({', '.join(PRESETS)}) or checkpoint folder")
     p.add_argument("--llm", help="local LLM folder (8B preset: Meta-Llama-3-8B-Instruct)")
     p.add_argument("--vision", help="local vision weights (8B preset: siglip-large-patch16-384 folder)")

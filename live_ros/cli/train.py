@@ -12,18 +12,25 @@ import sys
 def add(sub) -> None:
     """Add the ``train`` verb to an argparse subparsers object."""
     p = sub.add_parser(
-        "train", help="train LoRA + connector on the streaming EOS objective (resumable)",
+        "train",
+        help="train LoRA + connector on the streaming EOS objective (resumable)",
         description="Train a LIVE model (LoRA on the LLM's linear layers + the vision connector) on timed streams "
-                    "and their pre-extracted features, with the streaming EOS objective (or a baseline format). "
-                    "Writes checkpoints (resumable), a loss curve, the final checkpoint and its evaluation on the "
-                    "held-out streams into the output folder.",
+        "and their pre-extracted features, with the streaming EOS objective (or a baseline format). "
+        "Writes checkpoints (resumable), a loss curve, the final checkpoint and its evaluation on the "
+        "held-out streams into the output folder.",
         epilog="Overrides: section.key=value, e.g. optim.lr=1e-4 objective.mode=per_frame objective.stream_weight=2 "
-               "augment.enabled=true data.limit=100 (values are YAML).")
+        "augment.enabled=true data.limit=100 (values are YAML).",
+    )
     p.add_argument("--config", required=True, metavar="FILE", help="YAML config (e.g. config/train_embedded.yaml)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: the config's out_dir)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint-STEP in the folder")
-    p.add_argument("--max-steps", type=int, default=None, metavar="N",
-                   help="optimizer steps in all (overrides optim.epochs; the schedule is laid out for N)")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="optimizer steps in all (overrides optim.epochs; the schedule is laid out for N)",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: the config's run.device)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: the config's run.threads, 2)")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
@@ -45,8 +52,15 @@ def run(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads or config.run.threads or 2)
-        train(config, out_dir=args.out, resume=args.resume, max_steps=args.max_steps, device=args.device,
-              progress=not args.quiet, evaluate_at_end=False if args.no_eval else None)
+        train(
+            config,
+            out_dir=args.out,
+            resume=args.resume,
+            max_steps=args.max_steps,
+            device=args.device,
+            progress=not args.quiet,
+            evaluate_at_end=False if args.no_eval else None,
+        )
     except (ConfigError, CheckpointError, PresetError, FeaturesError, FileNotFoundError) as err:
         print(f"live-ros train: {err}", file=sys.stderr)
         return 1

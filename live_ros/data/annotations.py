@@ -82,8 +82,15 @@ class Event:
         if "time" not in data or "kind" not in data:
             raise ValueError("an event needs 'time' and 'kind'")
         end = data.get("end")
-        return cls(float(data["time"]), str(data["kind"]), str(data.get("object", "")), str(data.get("text", "")),
-                   None if end is None else float(end), str(data.get("end_text", "")), dict(data.get("meta", {})))
+        return cls(
+            float(data["time"]),
+            str(data["kind"]),
+            str(data.get("object", "")),
+            str(data.get("text", "")),
+            None if end is None else float(end),
+            str(data.get("end_text", "")),
+            dict(data.get("meta", {})),
+        )
 
 
 def visible_objects(events: Iterable[Event]) -> list[str]:
@@ -183,8 +190,9 @@ def load_annotation(path: Path) -> VideoAnnotation:
     try:
         ann = VideoAnnotation.from_dict(json.loads(path.read_text()))
     except (ValueError, TypeError) as err:
-        raise AnnotationError(f"{path}: not a live_ros annotation ({err}); see live_ros/data/annotations.py "
-                              f"for the format") from err
+        raise AnnotationError(
+            f"{path}: not a live_ros annotation ({err}); see live_ros/data/annotations.py for the format"
+        ) from err
     if ann.video and not os.path.isabs(ann.video):
         ann.video = str((path.parent / ann.video).resolve())
     return ann
@@ -238,8 +246,13 @@ def _read_mapping(path, what: str, key: str, hint: str) -> dict:
     return mapping
 
 
-def load_ego4d_narrations(path: Path, passes: Iterable[str] = ("narration_pass_1",), video_dir: Path | None = None,
-                          durations: dict[str, float] | None = None, tail: float = 2.0) -> list[VideoAnnotation]:
+def load_ego4d_narrations(
+    path: Path,
+    passes: Iterable[str] = ("narration_pass_1",),
+    video_dir: Path | None = None,
+    durations: dict[str, float] | None = None,
+    tail: float = 2.0,
+) -> list[VideoAnnotation]:
     """Ego4D ``all_narrations_redacted.json`` -> one online annotation per video (its
     narrations of the first pass found in ``passes``, cleaned, sorted by time).
 
@@ -267,8 +280,11 @@ def load_ego4d_narrations(path: Path, passes: Iterable[str] = ("narration_pass_1
             continue
         events.sort(key=lambda e: e.time)
         duration = float((durations or {}).get(uid, events[-1].time + tail))
-        out.append(VideoAnnotation(uid, duration, _video_path(video_dir, uid), events, source="ego4d",
-                                   domain="narration", online=True))
+        out.append(
+            VideoAnnotation(
+                uid, duration, _video_path(video_dir, uid), events, source="ego4d", domain="narration", online=True
+            )
+        )
     return out
 
 
@@ -300,9 +316,18 @@ def load_coin(path: Path, subset: str | None = None, video_dir: Path | None = No
             continue
         events.sort(key=lambda e: e.time)
         duration = float(entry.get("duration") or max(e.end for e in events if e.end is not None))
-        out.append(VideoAnnotation(vid, duration, _video_path(video_dir, vid), events, source="coin",
-                                   domain="procedure", online=False,
-                                   meta={"task": entry.get("class", ""), "subset": entry.get("subset", "")}))
+        out.append(
+            VideoAnnotation(
+                vid,
+                duration,
+                _video_path(video_dir, vid),
+                events,
+                source="coin",
+                domain="procedure",
+                online=False,
+                meta={"task": entry.get("class", ""), "subset": entry.get("subset", "")},
+            )
+        )
     return out
 
 

@@ -30,8 +30,14 @@ from live_ros.data.dialogue_responders import Responder, event_id, templates, un
 from live_ros.data.streams import StreamSample, TimedTurn
 
 
-def narration_stream(annotation: VideoAnnotation, fps: float = 2.0, rng: np.random.Generator | int | None = 0,
-                     instruction: str | None = None, start: float = 0.0, duration: float | None = None) -> StreamSample:
+def narration_stream(
+    annotation: VideoAnnotation,
+    fps: float = 2.0,
+    rng: np.random.Generator | int | None = 0,
+    instruction: str | None = None,
+    start: float = 0.0,
+    duration: float | None = None,
+) -> StreamSample:
     """An online annotation as a stream: the instruction (a user turn) after the first
     frame, each event's text an assistant turn at the first grid frame at or after it.
     Narrations that fall on the same frame are merged into one turn.
@@ -59,8 +65,11 @@ def narration_stream(annotation: VideoAnnotation, fps: float = 2.0, rng: np.rand
             by_time.setdefault(k / fps, []).append((text, event_id(e, "start")))
     for t in sorted(by_time):
         texts = unique([x for x, _ in by_time[t]])
-        turns.append(TimedTurn("assistant", t, " ".join(texts), kind="narration",
-                               event="; ".join(unique([x for _, x in by_time[t]]))))
+        turns.append(
+            TimedTurn(
+                "assistant", t, " ".join(texts), kind="narration", event="; ".join(unique([x for _, x in by_time[t]]))
+            )
+        )
     vid = annotation.video_id if start == 0 and duration is None else f"{annotation.video_id}@{start:g}"
     meta = {"source": annotation.source, "kind": "narration", "instruction": instruction}
     if start:
@@ -68,8 +77,12 @@ def narration_stream(annotation: VideoAnnotation, fps: float = 2.0, rng: np.rand
     return StreamSample(vid, round(total, 6), fps, turns, video=annotation.video, meta=meta)
 
 
-def narration_windows(annotation: VideoAnnotation, fps: float = 2.0, window: float | None = None,
-                      rng: np.random.Generator | int | None = 0) -> list[StreamSample]:
+def narration_windows(
+    annotation: VideoAnnotation,
+    fps: float = 2.0,
+    window: float | None = None,
+    rng: np.random.Generator | int | None = 0,
+) -> list[StreamSample]:
     """:func:`narration_stream` over consecutive windows of ``window`` seconds (None: the
     whole video). Windows without narrations are skipped."""
     rng = as_rng(rng)
@@ -85,9 +98,16 @@ def narration_windows(annotation: VideoAnnotation, fps: float = 2.0, window: flo
     return out
 
 
-def offline_stream(annotation: VideoAnnotation, fps: float = 2.0, rng: np.random.Generator | int | None = 0,
-                   responder: Responder | None = None, fixed: bool = False, plan: dict | None = None,
-                   forced: Sequence[tuple[float, int]] = (), **plan_args) -> StreamSample:
+def offline_stream(
+    annotation: VideoAnnotation,
+    fps: float = 2.0,
+    rng: np.random.Generator | int | None = 0,
+    responder: Responder | None = None,
+    fixed: bool = False,
+    plan: dict | None = None,
+    forced: Sequence[tuple[float, int]] = (),
+    **plan_args,
+) -> StreamSample:
     """An offline annotation as a stream: a plan (kept in ``meta["plan"]`` for
     :func:`redraw`) and one draw of its insertions. ``fixed``: an evaluation stream (its
     draw is final, ``meta["fixed"] = True``)."""
@@ -95,12 +115,19 @@ def offline_stream(annotation: VideoAnnotation, fps: float = 2.0, rng: np.random
     plan = plan or build_plan(annotation, fps, rng, responder, **plan_args)
     draw_seed = int(rng.integers(2**31))
     turns = draw_turns(plan, draw_seed, forced=forced)
-    meta = {"source": annotation.source, "kind": "dialogue", "domain": annotation.domain, "plan": plan,
-            "fixed": bool(fixed), "draw_seed": draw_seed}
+    meta = {
+        "source": annotation.source,
+        "kind": "dialogue",
+        "domain": annotation.domain,
+        "plan": plan,
+        "fixed": bool(fixed),
+        "draw_seed": draw_seed,
+    }
     if forced:
         meta["forced"] = [[float(t), int(q)] for t, q in forced]
-    return StreamSample(annotation.video_id, round(annotation.duration, 6), fps, turns, video=annotation.video,
-                        meta=meta)
+    return StreamSample(
+        annotation.video_id, round(annotation.duration, 6), fps, turns, video=annotation.video, meta=meta
+    )
 
 
 def redraw(sample: StreamSample, rng: np.random.Generator | int | None = None) -> StreamSample:
@@ -120,16 +147,24 @@ def redraw(sample: StreamSample, rng: np.random.Generator | int | None = None) -
 # --------------------------------------------------------------------------- sources
 
 
-def world_stream(annotation: VideoAnnotation, fps: float = 2.0, rng: np.random.Generator | int | None = 0,
-                 fixed: bool = False, responder: Responder | None = None) -> StreamSample:
+def world_stream(
+    annotation: VideoAnnotation,
+    fps: float = 2.0,
+    rng: np.random.Generator | int | None = 0,
+    fixed: bool = False,
+    responder: Responder | None = None,
+) -> StreamSample:
     """A world annotation as a dialogue stream; long streams (``meta["late_object"]``) get
     the reminder of the late object's appearance asked early (in the first 20 s)."""
     rng = as_rng(rng)
     late = annotation.meta.get("late_object")
     if late:
         plan = build_plan(annotation, fps, rng, responder, must_remind=[("appears", late)])
-        qid = next(q["id"] for q in plan["questions"] if q["category"] == "reminder"
-                   and q["mode"] == "remind-appears" and q["target"]["object"] == late)
+        qid = next(
+            q["id"]
+            for q in plan["questions"]
+            if q["category"] == "reminder" and q["mode"] == "remind-appears" and q["target"]["object"] == late
+        )
         asked = float(rng.uniform(5.0, 20.0))
         sample = offline_stream(annotation, fps, rng, fixed=fixed, plan=plan, forced=[(asked, qid)])
     else:
@@ -138,9 +173,14 @@ def world_stream(annotation: VideoAnnotation, fps: float = 2.0, rng: np.random.G
     return sample
 
 
-def streams_from_annotations(annotations: Sequence[VideoAnnotation], fps: float = 2.0, seed: int = 0,
-                             responder: Responder | None = None, fixed: bool = False,
-                             window: float | None = None) -> list[StreamSample]:
+def streams_from_annotations(
+    annotations: Sequence[VideoAnnotation],
+    fps: float = 2.0,
+    seed: int = 0,
+    responder: Responder | None = None,
+    fixed: bool = False,
+    window: float | None = None,
+) -> list[StreamSample]:
     """Online annotations -> narration streams (optionally in windows of ``window`` s);
     offline ones -> dialogue streams with plans. Deterministic in ``seed``."""
     out = []

@@ -21,8 +21,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from live_ros.data.annotations import Event, VideoAnnotation
-from live_ros.data.dialogue_responders import (CATEGORIES, Context, Responder, TemplateResponder, event_id, templates,
-                                               unique)
+from live_ros.data.dialogue_responders import (
+    CATEGORIES,
+    Context,
+    Responder,
+    TemplateResponder,
+    event_id,
+    templates,
+    unique,
+)
 from live_ros.data.streams import TimedTurn
 
 EPS = 1e-6
@@ -77,34 +84,69 @@ def _reminder_candidates(annotation: VideoAnnotation, fps: float, n: int) -> lis
             label = e.object or e.text
             t = snap(e.time, fps)
             if grid_index(e.time, fps) < n:
-                out.append({"mode": "remind-start", "slot": label, "id": event_id(e, "start"), "time": t,
-                            "window": (last_start.get(label, 0.0), t)})
+                out.append(
+                    {
+                        "mode": "remind-start",
+                        "slot": label,
+                        "id": event_id(e, "start"),
+                        "time": t,
+                        "window": (last_start.get(label, 0.0), t),
+                    }
+                )
             if e.end is not None and grid_index(e.end, fps) < n:
                 te = max(snap(e.end, fps), t)
-                out.append({"mode": "remind-end", "slot": label, "id": event_id(e, "end"), "time": te,
-                            "window": (last_end.get(label, 0.0), te)})
+                out.append(
+                    {
+                        "mode": "remind-end",
+                        "slot": label,
+                        "id": event_id(e, "end"),
+                        "time": te,
+                        "window": (last_end.get(label, 0.0), te),
+                    }
+                )
                 last_end[label] = te
             last_start[label] = t
         return [c for c in out if c["window"][1] > c["window"][0]]
-    gone_since: dict[str, float] = {}   # object -> grid time it last left (or 0)
-    here_since: dict[str, float] = {}   # object -> grid time it appeared / last moved
+    gone_since: dict[str, float] = {}  # object -> grid time it last left (or 0)
+    here_since: dict[str, float] = {}  # object -> grid time it appeared / last moved
     for e in events:
         t = snap(e.time, fps)
         if grid_index(e.time, fps) >= n:
             break
         obj = e.object
         if e.kind == "appears":
-            out.append({"mode": "remind-appears", "slot": obj, "id": event_id(e, "start"), "time": t,
-                        "window": (gone_since.get(obj, 0.0), t)})
+            out.append(
+                {
+                    "mode": "remind-appears",
+                    "slot": obj,
+                    "id": event_id(e, "start"),
+                    "time": t,
+                    "window": (gone_since.get(obj, 0.0), t),
+                }
+            )
             here_since[obj] = t
         elif e.kind == "leaves" and obj in here_since:
-            out.append({"mode": "remind-leaves", "slot": obj, "id": event_id(e, "start"), "time": t,
-                        "window": (here_since[obj], t)})
+            out.append(
+                {
+                    "mode": "remind-leaves",
+                    "slot": obj,
+                    "id": event_id(e, "start"),
+                    "time": t,
+                    "window": (here_since[obj], t),
+                }
+            )
             gone_since[obj] = t
             here_since.pop(obj, None)
         elif e.kind == "moves" and obj in here_since:
-            out.append({"mode": "remind-moves", "slot": obj, "id": event_id(e, "start"), "time": t,
-                        "window": (here_since[obj], t)})
+            out.append(
+                {
+                    "mode": "remind-moves",
+                    "slot": obj,
+                    "id": event_id(e, "start"),
+                    "time": t,
+                    "window": (here_since[obj], t),
+                }
+            )
             here_since[obj] = t
     return [c for c in out if c["window"][1] > c["window"][0]]
 
@@ -113,9 +155,16 @@ def _fits(entry: dict, domain: str) -> bool:
     return entry["domain"] in ("any", domain)
 
 
-def build_plan(annotation: VideoAnnotation, fps: float = 2.0, rng: np.random.Generator | int | None = 0,
-               responder: Responder | None = None, per_category: int = 4, max_reminders: int = 8,
-               must_remind: Sequence[tuple[str, str]] = (), library: dict | None = None) -> dict:
+def build_plan(
+    annotation: VideoAnnotation,
+    fps: float = 2.0,
+    rng: np.random.Generator | int | None = 0,
+    responder: Responder | None = None,
+    per_category: int = 4,
+    max_reminders: int = 8,
+    must_remind: Sequence[tuple[str, str]] = (),
+    library: dict | None = None,
+) -> dict:
     """Sample questions for an offline annotation and write every response in advance.
 
     Per question: ``answers`` [[t, text], ...] (the answer if asked at a grid time >= t, up
@@ -139,8 +188,9 @@ def build_plan(annotation: VideoAnnotation, fps: float = 2.0, rng: np.random.Gen
         picks = rng.choice(len(pool), size=min(per_category, len(pool)), replace=False)
         for i in sorted(int(p) for p in picks):
             entry = pool[i]
-            questions.append({"text": entry["q"], "category": cat, "mode": entry["mode"], "target": None,
-                              "window": [0.0, last_t]})
+            questions.append(
+                {"text": entry["q"], "category": cat, "mode": entry["mode"], "target": None, "window": [0.0, last_t]}
+            )
 
     candidates = _reminder_candidates(annotation, fps, n)
     forced = []
@@ -150,16 +200,22 @@ def build_plan(annotation: VideoAnnotation, fps: float = 2.0, rng: np.random.Gen
             raise ValueError(f"{annotation.video_id}: no '{suffix}' event of {obj!r} to remind of")
         forced.append(hits[0])
     rest = [c for c in candidates if c not in forced]
-    order = rng.permutation(len(rest))[:max(0, max_reminders - len(forced))]
+    order = rng.permutation(len(rest))[: max(0, max_reminders - len(forced))]
     for cand in forced + [rest[int(i)] for i in sorted(order)]:
         pool = [e for e in lib["future"] if e["mode"] == cand["mode"] and _fits(e, domain)]
         if not pool:
             continue
         entry = pool[int(rng.integers(len(pool)))]
         text = entry["q"].replace("{object}", cand["slot"]).replace("{step}", cand["slot"])
-        questions.append({"text": text, "category": "reminder", "mode": cand["mode"],
-                          "target": {"id": cand["id"], "time": cand["time"], "object": cand["slot"]},
-                          "window": [cand["window"][0], min(cand["window"][1], last_t)]})
+        questions.append(
+            {
+                "text": text,
+                "category": "reminder",
+                "mode": cand["mode"],
+                "target": {"id": cand["id"], "time": cand["time"], "object": cand["slot"]},
+                "window": [cand["window"][0], min(cand["window"][1], last_t)],
+            }
+        )
 
     for qid, q in enumerate(questions):
         q["id"] = qid
@@ -179,8 +235,15 @@ def build_plan(annotation: VideoAnnotation, fps: float = 2.0, rng: np.random.Gen
             elif answer != answers[-1][1]:
                 answers.append([t, answer])
         q["answers"], q["updates"] = answers, updates
-    return {"version": PLAN_VERSION, "fps": fps, "num_frames": n, "domain": domain,
-            "max_questions": MAX_QUESTIONS, "responder": type(responder).__name__, "questions": questions}
+    return {
+        "version": PLAN_VERSION,
+        "fps": fps,
+        "num_frames": n,
+        "domain": domain,
+        "max_questions": MAX_QUESTIONS,
+        "responder": type(responder).__name__,
+        "questions": questions,
+    }
 
 
 def _answer_at(q: dict, t: float) -> str:
@@ -191,8 +254,12 @@ def _answer_at(q: dict, t: float) -> str:
     return text
 
 
-def draw_turns(plan: dict, rng: np.random.Generator | int | None = None, max_questions: int | None = None,
-               forced: Sequence[tuple[float, int]] = ()) -> list[TimedTurn]:
+def draw_turns(
+    plan: dict,
+    rng: np.random.Generator | int | None = None,
+    max_questions: int | None = None,
+    forced: Sequence[tuple[float, int]] = (),
+) -> list[TimedTurn]:
     """Insert up to ``max_questions`` (default the plan's, 3) questions at random grid
     frames (never the last) and build the timed turns.
 
@@ -230,15 +297,15 @@ def draw_turns(plan: dict, rng: np.random.Generator | int | None = None, max_que
 def assemble_turns(chosen: Sequence[tuple[float, dict]]) -> list[TimedTurn]:
     """Turns for questions inserted at grid times: each question, its answer at the
     insertion, its updates after it until the next question (reminders: until answered)."""
-    scheduled: dict[float, list[tuple[str, str, str]]] = {}   # time -> [(text, kind, event)]
+    scheduled: dict[float, list[tuple[str, str, str]]] = {}  # time -> [(text, kind, event)]
     for i, (t, q) in enumerate(chosen):
         next_t = chosen[i + 1][0] if i + 1 < len(chosen) else math.inf
         reminder = q["category"] == "reminder"
         for tu, text in q["updates"]:
             if tu <= t + EPS:
-                continue              # responses before the insertion are dropped
+                continue  # responses before the insertion are dropped
             if not reminder and tu >= next_t - EPS:
-                break                 # the next question takes over
+                break  # the next question takes over
             kind = "reminder" if reminder else "update"
             event = q["target"]["id"] if reminder else ""
             scheduled.setdefault(round(tu, 6), []).append((text, kind, event))
@@ -249,8 +316,15 @@ def assemble_turns(chosen: Sequence[tuple[float, dict]]) -> list[TimedTurn]:
             items = scheduled[t]
             texts = unique(x for x, _, _ in items)
             kinds = [k for _, k, _ in items]
-            turns.append(TimedTurn("assistant", t, " ".join(texts), kind="reminder" if "reminder" in kinds else "update",
-                                   event="; ".join(unique(e for _, _, e in items))))
+            turns.append(
+                TimedTurn(
+                    "assistant",
+                    t,
+                    " ".join(texts),
+                    kind="reminder" if "reminder" in kinds else "update",
+                    event="; ".join(unique(e for _, _, e in items)),
+                )
+            )
         if t in asks:
             q = asks[t]
             turns.append(TimedTurn("user", t, q["text"], kind=q["category"]))

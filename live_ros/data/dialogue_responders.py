@@ -81,11 +81,11 @@ class Context:
     """What a responder knows when it writes one response."""
 
     annotation: VideoAnnotation
-    question: dict                   # {q, text, mode, domain, category, target?}
-    time: float                      # grid time of the response
-    kind: str                        # "ask" (answer at insertion) or "update" (at a critical time)
-    past: list[tuple[Event, str]]    # (event, "start"/"end") happened at or before `time`
-    new: list[tuple[Event, str]] = field(default_factory=list)   # those at `time` (updates)
+    question: dict  # {q, text, mode, domain, category, target?}
+    time: float  # grid time of the response
+    kind: str  # "ask" (answer at insertion) or "update" (at a critical time)
+    past: list[tuple[Event, str]]  # (event, "start"/"end") happened at or before `time`
+    new: list[tuple[Event, str]] = field(default_factory=list)  # those at `time` (updates)
     rng: np.random.Generator | None = None
 
 
@@ -98,9 +98,14 @@ def _scene_clause(e: Event, phase: str) -> str | None:
     the = f"the {e.object}"
     if phase == "end":
         return None
-    return {"appears": f"{the} appeared", "leaves": f"{the} left", "turns": f"{the} turned around",
-            "grows": f"{the} got bigger", "shrinks": f"{the} got smaller",
-            "moves": f"{the} moved {e.meta.get('direction', '')}".rstrip()}.get(e.kind, e.text.rstrip("."))
+    return {
+        "appears": f"{the} appeared",
+        "leaves": f"{the} left",
+        "turns": f"{the} turned around",
+        "grows": f"{the} got bigger",
+        "shrinks": f"{the} got smaller",
+        "moves": f"{the} moved {e.meta.get('direction', '')}".rstrip(),
+    }.get(e.kind, e.text.rstrip("."))
 
 
 def _update_text(e: Event, phase: str, domain: str) -> str:
@@ -171,8 +176,9 @@ class TemplateResponder:
             if not visible:
                 return "None: nothing is on screen."
             word = ["no", "one", "two", "three", "four", "five", "six"][min(len(visible), 6)]
-            return _sentence(f"{word} {'object' if len(visible) == 1 else 'objects'}: "
-                             f"{_join([_article(v) for v in visible])}")
+            return _sentence(
+                f"{word} {'object' if len(visible) == 1 else 'objects'}: {_join([_article(v) for v in visible])}"
+            )
         # current
         if not visible:
             return "Nothing is on screen, only the background."
@@ -180,8 +186,11 @@ class TemplateResponder:
 
     def _upcoming_steps(self, ctx: Context) -> list[str]:
         happened = {id(e) for e, phase in ctx.past if phase == "start"}
-        return [e.object or e.text for e in sorted(ctx.annotation.events, key=lambda e: e.time)
-                if e.kind == "step" and id(e) not in happened]
+        return [
+            e.object or e.text
+            for e in sorted(ctx.annotation.events, key=lambda e: e.time)
+            if e.kind == "step" and id(e) not in happened
+        ]
 
     # -- responses at critical timestamps after the question
     def _update(self, ctx: Context, mode: str, domain: str) -> str | None:
@@ -219,10 +228,12 @@ class TemplateResponder:
             if any(e.kind in ("appears", "leaves") for e, _ in new):
                 visible = _visible(ctx.past)
                 if mode == "count":
-                    return f"Now {len(visible)}: {_join([_article(v) for v in visible])}." if visible \
+                    return (
+                        f"Now {len(visible)}: {_join([_article(v) for v in visible])}."
+                        if visible
                         else "Now none: the scene is empty."
-                return f"Now I see {_join([_article(v) for v in visible])}." if visible \
-                    else "Now nothing is on screen."
+                    )
+                return f"Now I see {_join([_article(v) for v in visible])}." if visible else "Now nothing is on screen."
             if mode == "count":
                 return None
         texts = unique(_update_text(e, p, domain) for e, p in new)
@@ -236,11 +247,18 @@ class LLMResponder:
     by the template logic (so reminders fire at their event); the LM writes what is said,
     and the template text is kept when the LM gives nothing usable."""
 
-    SYSTEM = ("You are watching a video with the user. Answer the user's question in one short sentence, "
-              "using the facts given.")
+    SYSTEM = (
+        "You are watching a video with the user. Answer the user's question in one short sentence, "
+        "using the facts given."
+    )
 
-    def __init__(self, model_dir: str | Path, max_new_tokens: int = 40, device: str = "cpu",
-                 fallback: TemplateResponder | None = None):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        max_new_tokens: int = 40,
+        device: str = "cpu",
+        fallback: TemplateResponder | None = None,
+    ):
         from live_ros import runtime
 
         runtime.prepare_torch()  # the torchvision fix, before transformers
@@ -249,8 +267,10 @@ class LLMResponder:
 
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
-            raise FileNotFoundError(f"LLM folder {model_dir} has no config.json: give a local transformers causal LM "
-                                    f"folder (e.g. the SmolLM2 folder `python -m live_ros.assets prepare` writes)")
+            raise FileNotFoundError(
+                f"LLM folder {model_dir} has no config.json: give a local transformers causal LM "
+                f"folder (e.g. the SmolLM2 folder `python -m live_ros.assets prepare` writes)"
+            )
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32)
         self.model.to(device).eval()
@@ -270,18 +290,31 @@ class LLMResponder:
         else:
             lines.append(f"Now: {ctx.time:.1f} s (only what happened until now is visible).")
         lines.append(f"Facts: {draft}")
-        ask = ctx.question["text"] if ctx.kind == "ask" else \
-            f'Earlier I asked: "{ctx.question["text"]}" What do you tell me now?'
-        return [{"role": "system", "content": self.SYSTEM}, {"role": "user", "content": "\n".join(lines)},
-                {"role": "assistant", "content": "Noted."}, {"role": "user", "content": ask}]
+        ask = (
+            ctx.question["text"]
+            if ctx.kind == "ask"
+            else f'Earlier I asked: "{ctx.question["text"]}" What do you tell me now?'
+        )
+        return [
+            {"role": "system", "content": self.SYSTEM},
+            {"role": "user", "content": "\n".join(lines)},
+            {"role": "assistant", "content": "Noted."},
+            {"role": "user", "content": ask},
+        ]
 
     def _clean(self, text: str, ctx: Context) -> str | None:
         text = re.sub(r"\s+", " ", text.strip().split("\n")[0]).strip()
         text = re.sub(r"^(facts|answer|the answer is|assistant|reply)\s*:\s*", "", text, flags=re.IGNORECASE)
         text = text.strip().strip('"')
-        if (len(text) < 2 or text.lower().rstrip(".!") == "noted" or "the user ask" in text.lower() or ctx.question["text"].lower() in text.lower()
-                or re.search(r"\d+(\.\d+)?(-\d+(\.\d+)?)? s:", text) or re.match(r"^\d+\.", text)):
-            return None   # the LM echoed the prompt or the timeline: keep the template's text
+        if (
+            len(text) < 2
+            or text.lower().rstrip(".!") == "noted"
+            or "the user ask" in text.lower()
+            or ctx.question["text"].lower() in text.lower()
+            or re.search(r"\d+(\.\d+)?(-\d+(\.\d+)?)? s:", text)
+            or re.match(r"^\d+\.", text)
+        ):
+            return None  # the LM echoed the prompt or the timeline: keep the template's text
         return text
 
     def respond(self, ctx: Context) -> str | None:
@@ -292,15 +325,20 @@ class LLMResponder:
             return None
         messages = self.messages(ctx, draft)
         if getattr(self.tokenizer, "chat_template", None):
-            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                     return_dict=True)["input_ids"]
+            ids = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )["input_ids"]
         else:
             plain = "\n\n".join(m["content"] for m in messages if m["role"] != "assistant")
             ids = self.tokenizer(plain + "\nAnswer:", return_tensors="pt").input_ids
         with torch.inference_mode():
-            out = self.model.generate(ids.to(self.device), max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
-        text = self._clean(self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True), ctx)
+            out = self.model.generate(
+                ids.to(self.device),
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            )
+        text = self._clean(self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True), ctx)
         return text or draft
 
 

@@ -51,8 +51,13 @@ def video_files(paths: Sequence[str | Path]) -> list[Path]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file()
-                              and not f.name.startswith(".")))
+            out.extend(
+                sorted(
+                    f
+                    for f in p.rglob("*")
+                    if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file() and not f.name.startswith(".")
+                )
+            )
         elif p.is_file():
             out.append(p)
         else:
@@ -93,8 +98,7 @@ def decode_sampled(video_path: str | Path, fps: float) -> Iterator[tuple[np.ndar
                 yield frame.to_ndarray(format="rgb24"), stamp
 
 
-def extract_video(video_path: str | Path, encoder, fps: float = 2.0, batch_size: int = 16,
-                  on_frames=None):
+def extract_video(video_path: str | Path, encoder, fps: float = 2.0, batch_size: int = 16, on_frames=None):
     """Frame tokens of one video: (tokens float16 ``[T, N, dim]``, times float64 ``[T]``).
     ``on_frames(n)`` is called after each encoded batch (progress)."""
     import torch
@@ -152,16 +156,26 @@ def save_features(path: Path, tokens, times, meta: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        save_file({"frame_tokens": tokens.contiguous(), "frame_times": times.contiguous()}, str(tmp),
-                  metadata={k: str(v) for k, v in meta.items()})
+        save_file(
+            {"frame_tokens": tokens.contiguous(), "frame_times": times.contiguous()},
+            str(tmp),
+            metadata={k: str(v) for k, v in meta.items()},
+        )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
-def extract_all(videos: Sequence[str | Path], encoder, fps: float = 2.0, out_dir: str | Path = "features",
-                progress: bool = True, force: bool = False, batch_size: int = 16) -> list[Path]:
+def extract_all(
+    videos: Sequence[str | Path],
+    encoder,
+    fps: float = 2.0,
+    out_dir: str | Path = "features",
+    progress: bool = True,
+    force: bool = False,
+    batch_size: int = 16,
+) -> list[Path]:
     """Extract every video into ``out_dir`` (one file per video, in the order given);
     videos already extracted with this encoder and fps are skipped unless ``force``."""
     from tqdm import tqdm
@@ -172,8 +186,10 @@ def extract_all(videos: Sequence[str | Path], encoder, fps: float = 2.0, out_dir
     for v in paths:
         vid = video_id_of(v)
         if vid in seen and seen[vid].resolve() != v.resolve():
-            raise FeaturesError(f"two videos share the id {vid!r} ({seen[vid]} and {v}): features are stored by "
-                                f"file name; rename one or extract them into different --out folders")
+            raise FeaturesError(
+                f"two videos share the id {vid!r} ({seen[vid]} and {v}): features are stored by "
+                f"file name; rename one or extract them into different --out folders"
+            )
         seen[vid] = v
     encoder_id = encoder.encoder_id
     out: list[Path] = []
@@ -193,9 +209,20 @@ def extract_all(videos: Sequence[str | Path], encoder, fps: float = 2.0, out_dir
             bar.set_postfix(skipped=skipped, frames=frames_done)
 
         tokens, times = extract_video(video, encoder, fps, batch_size=batch_size, on_frames=count)
-        save_features(target, tokens, times, {
-            "format": FORMAT, "encoder_id": encoder_id, "fps": repr(float(fps)), "video": str(video),
-            "num_frames": tokens.shape[0], "num_tokens": tokens.shape[1], "dim": tokens.shape[2]})
+        save_features(
+            target,
+            tokens,
+            times,
+            {
+                "format": FORMAT,
+                "encoder_id": encoder_id,
+                "fps": repr(float(fps)),
+                "video": str(video),
+                "num_frames": tokens.shape[0],
+                "num_tokens": tokens.shape[1],
+                "dim": tokens.shape[2],
+            },
+        )
     return out
 
 
@@ -209,21 +236,25 @@ def pooled_only(src_dir: str | Path, out_dir: str | Path, keep_delta: bool = Fal
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     files = sorted(src_dir.glob("*.safetensors"))
     if not files:
-        raise FeaturesError(f"no features files in {src_dir}: extract them first with `live-ros extract VIDEOS "
-                            f"--out {src_dir}`")
+        raise FeaturesError(
+            f"no features files in {src_dir}: extract them first with `live-ros extract VIDEOS --out {src_dir}`"
+        )
     out = []
     for path in files:
         tokens, times, meta = load_features(path)
         layout = meta.get("encoder_id", "").rsplit(":", 1)
         if len(layout) != 2 or not layout[1].startswith("1"):
-            raise FeaturesError(f"{path}: encoder id {meta.get('encoder_id')!r} does not end in a token layout "
-                                f"(':1+3x3'): it was not written by live-ros extract")
+            raise FeaturesError(
+                f"{path}: encoder id {meta.get('encoder_id')!r} does not end in a token layout "
+                f"(':1+3x3'): it was not written by live-ros extract"
+            )
         pooled, delta = tokens[:, :1], layout[1].endswith("+delta")
         if delta and not keep_delta:  # keep the frame's own half: the pooled token as the paper has it
-            pooled = pooled[..., :pooled.shape[-1] // 2]
+            pooled = pooled[..., : pooled.shape[-1] // 2]
         pooled_layout = "1+delta" if delta and keep_delta else "1"
-        meta.update(encoder_id=f"{layout[0]}:{pooled_layout}", num_tokens=1, dim=pooled.shape[-1],
-                    derived_from=str(path))
+        meta.update(
+            encoder_id=f"{layout[0]}:{pooled_layout}", num_tokens=1, dim=pooled.shape[-1], derived_from=str(path)
+        )
         out.append(save_features(out_dir / path.name, pooled.clone(), times, meta))
     return out
 
@@ -236,24 +267,33 @@ def load_features(path: str | Path, expect_encoder: str | None = None, expect_fp
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"features file {path} does not exist: extract it with "
-                                f"`live-ros extract VIDEO --out {path.parent}`")
+        raise FileNotFoundError(
+            f"features file {path} does not exist: extract it with `live-ros extract VIDEO --out {path.parent}`"
+        )
     try:
         meta = read_meta(path)
         tensors = load_file(str(path))
     except Exception as err:
-        raise FeaturesError(f"{path} is not a readable features file ({err}): delete it and extract again "
-                            f"with `live-ros extract VIDEO --out {path.parent}`") from err
+        raise FeaturesError(
+            f"{path} is not a readable features file ({err}): delete it and extract again "
+            f"with `live-ros extract VIDEO --out {path.parent}`"
+        ) from err
     if "frame_tokens" not in tensors or "frame_times" not in tensors:
-        raise FeaturesError(f"{path} lacks frame_tokens/frame_times: it was not written by live_ros; "
-                            f"extract again with `live-ros extract VIDEO --out {path.parent}`")
+        raise FeaturesError(
+            f"{path} lacks frame_tokens/frame_times: it was not written by live_ros; "
+            f"extract again with `live-ros extract VIDEO --out {path.parent}`"
+        )
     if expect_encoder is not None and meta.get("encoder_id") != expect_encoder:
-        raise FeaturesError(f"{path} holds tokens of encoder '{meta.get('encoder_id')}', expected '{expect_encoder}': "
-                            f"extract again with the model's encoder (`live-ros extract VIDEO --out {path.parent} "
-                            f"--preset ...`; the old file is replaced)")
+        raise FeaturesError(
+            f"{path} holds tokens of encoder '{meta.get('encoder_id')}', expected '{expect_encoder}': "
+            f"extract again with the model's encoder (`live-ros extract VIDEO --out {path.parent} "
+            f"--preset ...`; the old file is replaced)"
+        )
     if expect_fps is not None and not math.isclose(float(meta.get("fps", "nan")), float(expect_fps)):
-        raise FeaturesError(f"{path} was sampled at {meta.get('fps')} fps, expected {expect_fps:g}: extract again "
-                            f"with `live-ros extract VIDEO --out {path.parent} --fps {expect_fps:g}`")
+        raise FeaturesError(
+            f"{path} was sampled at {meta.get('fps')} fps, expected {expect_fps:g}: extract again "
+            f"with `live-ros extract VIDEO --out {path.parent} --fps {expect_fps:g}`"
+        )
     out = dict(meta)
     for key in ("num_frames", "num_tokens", "dim"):
         if key in out:

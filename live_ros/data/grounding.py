@@ -45,13 +45,17 @@ def _save_slice(out_dir: Path, clip_id: str, source: Path, tokens, times, meta: 
     """Frames a..b (inclusive) of a video's features as the clip's own features file, times from 0."""
     from live_ros.data.features import features_path, save_features
 
-    return save_features(features_path(out_dir / "features", clip_id), tokens[a:b + 1].clone(),
-                         times[a:b + 1] - times[a],
-                         {**meta, "num_frames": b - a + 1, "derived_from": f"{source}[{a}:{b + 1}]"})
+    return save_features(
+        features_path(out_dir / "features", clip_id),
+        tokens[a : b + 1].clone(),
+        times[a : b + 1] - times[a],
+        {**meta, "num_frames": b - a + 1, "derived_from": f"{source}[{a}:{b + 1}]"},
+    )
 
 
-def build_grounding(world_dir: str | Path, out_dir: str | Path, per_video: int = 24, context: int = 2,
-                    seed: int = 0) -> Path:
+def build_grounding(
+    world_dir: str | Path, out_dir: str | Path, per_video: int = 24, context: int = 2, seed: int = 0
+) -> Path:
     """Write ``out_dir/streams.jsonl`` and ``out_dir/features/*.safetensors``; returns the
     streams file. ``world_dir`` holds streams.jsonl, annotations/ and features/."""
     from live_ros.data.features import features_path, load_features
@@ -65,8 +69,10 @@ def build_grounding(world_dir: str | Path, out_dir: str | Path, per_video: int =
         feats_file = features_path(world_dir / "features", sample.video_id)
         ann_file = world_dir / "annotations" / f"{sample.video_id}.json"
         if not feats_file.is_file() or not ann_file.is_file():
-            raise FileNotFoundError(f"grounding needs {feats_file} and {ann_file}: generate the world dataset and "
-                                    f"extract its features first (live-ros generate world / live-ros extract)")
+            raise FileNotFoundError(
+                f"grounding needs {feats_file} and {ann_file}: generate the world dataset and "
+                f"extract its features first (live-ros generate world / live-ros extract)"
+            )
         tokens, times, meta = load_features(feats_file)
         events = sorted(load_annotation(ann_file).events, key=lambda e: e.time)
         n = int(tokens.shape[0])
@@ -78,16 +84,30 @@ def build_grounding(world_dir: str | Path, out_dir: str | Path, per_video: int =
             path = _save_slice(out_dir, clip_id, feats_file, tokens, times, meta, k - context + 1, k)
             end = (context - 1) / sample.fps
             q = questions[int(rng.integers(len(questions)))]
-            out.append(StreamSample(clip_id, end, sample.fps,
-                                    [TimedTurn("user", end, q, kind="present"),
-                                     TimedTurn("assistant", end, answer(visible), kind="answer")],
-                                    features=str(path), meta={"source": "grounding", "fixed": True,
-                                                              "from": sample.video_id, "frame": k}))
+            out.append(
+                StreamSample(
+                    clip_id,
+                    end,
+                    sample.fps,
+                    [
+                        TimedTurn("user", end, q, kind="present"),
+                        TimedTurn("assistant", end, answer(visible), kind="answer"),
+                    ],
+                    features=str(path),
+                    meta={"source": "grounding", "fixed": True, "from": sample.video_id, "frame": k},
+                )
+            )
     return save_samples(out, out_dir / "streams.jsonl")
 
 
-def build_windows(world_dir: str | Path, out_dir: str | Path, per_video: int = 8, before: tuple[int, int] = (1, 12),
-                  after: tuple[int, int] = (0, 3), seed: int = 0) -> Path:
+def build_windows(
+    world_dir: str | Path,
+    out_dir: str | Path,
+    per_video: int = 8,
+    before: tuple[int, int] = (1, 12),
+    after: tuple[int, int] = (0, 3),
+    seed: int = 0,
+) -> Path:
     """Event windows: short streams cut around the responses of a training stream's plan,
     so that naming the object that just appeared gets more gradient per second of compute
     than the full streams give it (a 70 s stream names about five events in ~1,500
@@ -113,8 +133,10 @@ def build_windows(world_dir: str | Path, out_dir: str | Path, per_video: int = 8
             raise ValueError(f"stream '{sample.video_id}' has no plan: windows need `live-ros generate world` streams")
         feats_file = features_path(world_dir / "features", sample.video_id)
         if not feats_file.is_file():
-            raise FileNotFoundError(f"windows need {feats_file}: extract the world dataset's features first "
-                                    f"(live-ros extract {world_dir / 'videos'} --out {world_dir / 'features'})")
+            raise FileNotFoundError(
+                f"windows need {feats_file}: extract the world dataset's features first "
+                f"(live-ros extract {world_dir / 'videos'} --out {world_dir / 'features'})"
+            )
         tokens, times, meta = load_features(feats_file)
         n = min(int(tokens.shape[0]), int(plan["num_frames"]))
         fps = float(plan["fps"])
@@ -137,11 +159,28 @@ def build_windows(world_dir: str | Path, out_dir: str | Path, per_video: int = 8
                 continue
             b = min(n - 1, u + int(rng.integers(after[0], after[1] + 1)))
             t0, t1 = a / fps, b / fps
-            turns = [TimedTurn(t.role, round(t.time - t0, 6), t.text, kind=t.kind, event=t.event)
-                     for t in assemble_turns([(t0, q)]) if t.time <= t1 + 1e-6]
+            turns = [
+                TimedTurn(t.role, round(t.time - t0, 6), t.text, kind=t.kind, event=t.event)
+                for t in assemble_turns([(t0, q)])
+                if t.time <= t1 + 1e-6
+            ]
             clip_id = f"{sample.video_id}-w{w:02d}-{a:04d}"
             path = _save_slice(out_dir, clip_id, feats_file, tokens, times, meta, a, b)
-            out.append(StreamSample(clip_id, round(t1 - t0, 6), fps, turns, features=str(path),
-                                    meta={"source": "window", "fixed": True, "from": sample.video_id,
-                                          "frames": [a, b], "question": q["text"], "category": q["category"]}))
+            out.append(
+                StreamSample(
+                    clip_id,
+                    round(t1 - t0, 6),
+                    fps,
+                    turns,
+                    features=str(path),
+                    meta={
+                        "source": "window",
+                        "fixed": True,
+                        "from": sample.video_id,
+                        "frames": [a, b],
+                        "question": q["text"],
+                        "category": q["category"],
+                    },
+                )
+            )
     return save_samples(out, out_dir / "streams.jsonl")

@@ -27,18 +27,18 @@ class TimedTurn:
     role: Literal["user", "assistant"]
     time: float
     text: str
-    kind: str = ""          # e.g. "narration", "answer", "reminder" (metrics, reports)
-    event: str = ""         # the annotated event a response belongs to, if any
+    kind: str = ""  # e.g. "narration", "answer", "reminder" (metrics, reports)
+    event: str = ""  # the annotated event a response belongs to, if any
 
 
 @dataclass
 class StreamSample:
     video_id: str
-    duration: float          # seconds of video
+    duration: float  # seconds of video
     fps: float = 2.0
     turns: list[TimedTurn] = field(default_factory=list)
-    video: str = ""          # path of the video file, if any
-    features: str = ""       # path of the extracted features (safetensors), if any
+    video: str = ""  # path of the video file, if any
+    features: str = ""  # path of the extracted features (safetensors), if any
     meta: dict = field(default_factory=dict)
 
     @property

@@ -26,8 +26,14 @@ import numpy as np
 from live_ros.data.annotations import VideoAnnotation, save_annotation
 from live_ros.data.world_objects import Look
 from live_ros.data.world_scene import DEFAULT_SIZE, DEFAULT_SOURCE_FPS, Rendered, Scene
-from live_ros.data.world_splits import (LONG_DEFAULT_MINUTES, LONG_FACTOR, SPLITS, long_min_seconds, random_scene,
-                                        stream_seed)
+from live_ros.data.world_splits import (
+    LONG_DEFAULT_MINUTES,
+    LONG_FACTOR,
+    SPLITS,
+    long_min_seconds,
+    random_scene,
+    stream_seed,
+)
 
 
 class VideoWriter:
@@ -71,8 +77,7 @@ class VideoWriter:
             self.tmp.unlink(missing_ok=True)
 
 
-def render_video(scene: Scene, video_path: Path, annotation_path: Path | None = None,
-                 crf: int = 26) -> VideoAnnotation:
+def render_video(scene: Scene, video_path: Path, annotation_path: Path | None = None, crf: int = 26) -> VideoAnnotation:
     """Render ``scene`` to an H.264 mp4 at ``video_path`` and return its annotation (also
     written to ``annotation_path`` when given; the video path is stored relative to it)."""
     video_path = Path(video_path)
@@ -113,8 +118,14 @@ def demo_scene() -> Scene:
     appears, the rocket appears, the cat turns around and leaves, a horse fades in, the cup
     moves, the astronaut comes in, the rocket leaves."""
     W, H = DEFAULT_SIZE
-    scene = Scene("demo", duration=90.0, background="gradient", background_seed=20240617,
-                  split="demo", meta={"about": "live_ros demo scene (world.demo_scene)"})
+    scene = Scene(
+        "demo",
+        duration=90.0,
+        background="gradient",
+        background_seed=20240617,
+        split="demo",
+        meta={"about": "live_ros demo scene (world.demo_scene)"},
+    )
     cat = scene.add("cat", Look(crop=0, size=130), rest=(W * 0.2, H * 0.52))
     cup = scene.add("coffee cup", Look(crop=0, size=110), rest=(W * 0.5, H * 0.55))
     rocket = scene.add("rocket", Look(crop=0, size=190), rest=(W * 0.84, H * 0.5))
@@ -140,8 +151,14 @@ def check_scene() -> Scene:
     from the left, a coffee cup appears, the rocket turns around, the cup leaves to the
     right, a horse fades in."""
     W, H = DEFAULT_SIZE
-    scene = Scene("check", duration=30.0, background="radial", background_seed=7,
-                  split="demo", meta={"about": "live_ros end-to-end check clip (world.check_scene)"})
+    scene = Scene(
+        "check",
+        duration=30.0,
+        background="radial",
+        background_seed=7,
+        split="demo",
+        meta={"about": "live_ros end-to-end check clip (world.check_scene)"},
+    )
     rocket = scene.add("rocket", Look(crop=0, size=180), rest=(W * 0.25, H * 0.5))
     cup = scene.add("coffee cup", Look(crop=0, size=110), rest=(W * 0.62, H * 0.55))
     horse = scene.add("horse", Look(crop=0, size=140), rest=(W * 0.78, H * 0.5))
@@ -166,15 +183,26 @@ def _render_one(job: tuple) -> dict:
     seed, split, index, duration, out_dir, size, fps = job
     out_dir = Path(out_dir)
     scene = random_scene(seed, split, index, duration=duration, size=size, fps=fps)
-    ann = render_video(scene, out_dir / "videos" / f"{scene.video_id}.mp4",
-                       out_dir / "annotations" / f"{scene.video_id}.json")
+    ann = render_video(
+        scene, out_dir / "videos" / f"{scene.video_id}.mp4", out_dir / "annotations" / f"{scene.video_id}.json"
+    )
     return {"annotation": str(out_dir / "annotations" / f"{scene.video_id}.json"), "video": ann.video}
 
 
-def generate_world(out_dir: Path, streams: int, seed: int = 0, split: str = "train", minutes: float | None = None,
-                   fps: float = 2.0, jobs: int = 1, size: tuple[int, int] = DEFAULT_SIZE,
-                   source_fps: float = DEFAULT_SOURCE_FPS, budget_tokens: int = 2048, tokens_per_frame: int = 10,
-                   progress: bool = True) -> Path:
+def generate_world(
+    out_dir: Path,
+    streams: int,
+    seed: int = 0,
+    split: str = "train",
+    minutes: float | None = None,
+    fps: float = 2.0,
+    jobs: int = 1,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    source_fps: float = DEFAULT_SOURCE_FPS,
+    budget_tokens: int = 2048,
+    tokens_per_frame: int = 10,
+    progress: bool = True,
+) -> Path:
     """Render ``streams`` videos of ``split`` into ``out_dir/videos``, their annotations into
     ``out_dir/annotations`` and the dialogues into ``out_dir/streams.jsonl``. Returns the
     JSONL path. ``minutes`` fixes every stream's length (``long``: default 20, and at least
@@ -191,9 +219,11 @@ def generate_world(out_dir: Path, streams: int, seed: int = 0, split: str = "tra
         need = long_min_seconds(budget_tokens, tokens_per_frame, fps)
         duration = duration or LONG_DEFAULT_MINUTES * 60
         if duration < need:
-            raise ValueError(f"long streams must last at least {LONG_FACTOR}x the cache budget: {need:.0f} s "
-                             f"({need / 60:.1f} min) for {budget_tokens} tokens at {tokens_per_frame} tokens/frame "
-                             f"and {fps:g} fps; got {duration:.0f} s. Raise --minutes")
+            raise ValueError(
+                f"long streams must last at least {LONG_FACTOR}x the cache budget: {need:.0f} s "
+                f"({need / 60:.1f} min) for {budget_tokens} tokens at {tokens_per_frame} tokens/frame "
+                f"and {fps:g} fps; got {duration:.0f} s. Raise --minutes"
+            )
     jobs_list = [(seed, split, i, duration, str(out_dir), tuple(size), source_fps) for i in range(streams)]
     results = []
     bar = None

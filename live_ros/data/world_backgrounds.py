@@ -31,7 +31,9 @@ def _resize_float(image: np.ndarray, width: int, height: int) -> np.ndarray:
     from PIL import Image
 
     if image.ndim == 2:
-        return np.asarray(Image.fromarray(image.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR))
+        return np.asarray(
+            Image.fromarray(image.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR)
+        )
     return np.stack([_resize_float(image[..., c], width, height) for c in range(image.shape[2])], -1)
 
 
@@ -70,23 +72,23 @@ def render_background(kind: str, width: int, height: int, rng: np.random.Generat
         zoom = rng.uniform(0.8, 1.6)
         cw, ch = min(tex.shape[1], int(width / zoom)), min(tex.shape[0], int(height / zoom))
         x0, y0 = rng.integers(0, tex.shape[1] - cw + 1), rng.integers(0, tex.shape[0] - ch + 1)
-        t = _resize_float(tex[y0:y0 + ch, x0:x0 + cw], width, height)
+        t = _resize_float(tex[y0 : y0 + ch, x0 : x0 + cw], width, height)
         t = (t - t.min()) / (np.ptp(t) + 1e-6)
         dark, light = _colour(rng, 20, 110), _colour(rng, 120, 230)
         img = dark * (1 - t[..., None]) + light * t[..., None]
     elif kind.startswith("blur-"):
-        name = {"blur-ihc": "immunohistochemistry", "blur-hubble": "hubble_deep_field",
-                "blur-retina": "retina"}[kind]
+        name = {"blur-ihc": "immunohistochemistry", "blur-hubble": "hubble_deep_field", "blur-retina": "retina"}[kind]
         photo = skimage_photo(name).astype(np.float32)
         zoom = rng.uniform(0.5, 1.0)
         cw = int(min(photo.shape[1], photo.shape[0] * width / height) * zoom)
         ch = int(cw * height / width)
         x0, y0 = rng.integers(0, photo.shape[1] - cw + 1), rng.integers(0, photo.shape[0] - ch + 1)
-        crop = _resize_float(photo[y0:y0 + ch, x0:x0 + cw], width, height)
+        crop = _resize_float(photo[y0 : y0 + ch, x0 : x0 + cw], width, height)
         sigma = rng.uniform(3, 7)
         img = np.stack([gaussian_filter(crop[..., c], sigma) for c in range(3)], -1)
         img = 60 + (img - img.mean()) * rng.uniform(0.6, 1.0) + rng.uniform(0, 70)
     else:
-        raise ValueError(f"unknown background kind {kind!r}: use one of "
-                         f"{', '.join(TRAIN_BACKGROUNDS + EVAL_BACKGROUNDS)}")
+        raise ValueError(
+            f"unknown background kind {kind!r}: use one of {', '.join(TRAIN_BACKGROUNDS + EVAL_BACKGROUNDS)}"
+        )
     return np.clip(img, 0, 255).round().astype(np.uint8)

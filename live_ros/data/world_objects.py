@@ -29,9 +29,9 @@ OBJECTS_FILE = ASSETS / "objects.json"
 class ObjectSpec:
     noun: str
     image: str
-    split: str                      # "named" or "unseen"
-    shape: Any                      # {"polygon": [...]}, {"ellipse": [...]}, or "silhouette"
-    crops: tuple                    # ((x0, y0, x1, y1), ...): the last is held out when > 1
+    split: str  # "named" or "unseen"
+    shape: Any  # {"polygon": [...]}, {"ellipse": [...]}, or "silhouette"
+    crops: tuple  # ((x0, y0, x1, y1), ...): the last is held out when > 1
 
     @property
     def train_crops(self) -> list[int]:
@@ -46,8 +46,10 @@ class ObjectSpec:
 def object_catalog() -> dict[str, ObjectSpec]:
     """noun -> ObjectSpec, from ``assets/objects.json``."""
     data = json.loads(OBJECTS_FILE.read_text())
-    return {o["noun"]: ObjectSpec(o["noun"], o["image"], o["split"], o["shape"],
-                                  tuple(tuple(c) for c in o["crops"])) for o in data["objects"]}
+    return {
+        o["noun"]: ObjectSpec(o["noun"], o["image"], o["split"], o["shape"], tuple(tuple(c) for c in o["crops"]))
+        for o in data["objects"]
+    }
 
 
 def named_objects() -> list[str]:
@@ -119,8 +121,8 @@ def cutout(noun: str, crop: int = 0) -> tuple[np.ndarray, np.ndarray]:
     x0, y0, x1, y1 = spec.crops[crop]
     mask, rgb = mask[y0:y1, x0:x1], rgb[y0:y1, x0:x1]
     ys, xs = np.nonzero(mask)
-    mask = mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
-    rgb = rgb[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    mask = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    rgb = rgb[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     alpha = gaussian_filter(np.pad(mask.astype(np.float32), 2), 0.8)[2:-2, 2:-2]
     alpha[alpha < 0.02] = 0
     return np.ascontiguousarray(rgb), np.clip(alpha, 0, 1).astype(np.float32)
@@ -142,11 +144,11 @@ class Look:
     """How one actor looks: crop variant, nominal size, colour jitter, initial flip."""
 
     crop: int = 0
-    size: int = 120                 # longest side in pixels at scale 1
+    size: int = 120  # longest side in pixels at scale 1
     brightness: float = 1.0
     contrast: float = 1.0
     saturation: float = 1.0
-    hue: float = 0.0                # degrees
+    hue: float = 0.0  # degrees
     flipped: bool = False
 
 
@@ -186,7 +188,9 @@ class Sprite:
         h, w = self.alpha.shape
         k = longest / max(h, w)
         size = (max(1, round(w * k)), max(1, round(h * k)))
-        rgb = np.asarray(Image.fromarray(self.rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), np.float32)
+        rgb = np.asarray(
+            Image.fromarray(self.rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), np.float32
+        )
         alpha = np.asarray(Image.fromarray(self.alpha, mode="F").resize(size, Image.Resampling.BILINEAR), np.float32)
         alpha = np.clip(alpha, 0, 1)
         if flipped:

@@ -30,7 +30,7 @@ from live_ros.data.annotations import Event, VideoAnnotation
 from live_ros.data.world_backgrounds import render_background
 from live_ros.data.world_objects import Look, Sprite, cutout, object_catalog
 
-DEFAULT_SIZE = (320, 240)       # width, height
+DEFAULT_SIZE = (320, 240)  # width, height
 DEFAULT_SOURCE_FPS = 10.0
 VISIBLE_FRACTION = 0.2
 VERBS = ("appears", "leaves", "moves", "turns", "grows", "shrinks")
@@ -40,12 +40,12 @@ VERBS = ("appears", "leaves", "moves", "turns", "grows", "shrinks")
 class Action:
     """One scripted change of an actor. Times are seconds on the source frame grid."""
 
-    kind: str                       # enter | leave | move | turn | grow | shrink
+    kind: str  # enter | leave | move | turn | grow | shrink
     start: float
     end: float
-    style: str = ""                 # enter: left|right|top|bottom|pop|fade|grow; leave: ...|shrink
-    to: tuple[float, float] | None = None     # move: new centre (x, y)
-    scale: float | None = None      # grow / shrink: new scale
+    style: str = ""  # enter: left|right|top|bottom|pop|fade|grow; leave: ...|shrink
+    to: tuple[float, float] | None = None  # move: new centre (x, y)
+    scale: float | None = None  # grow / shrink: new scale
 
 
 @dataclass
@@ -53,7 +53,7 @@ class Actor:
     id: str
     noun: str
     look: Look
-    rest: tuple[float, float]       # centre (x, y) once entered
+    rest: tuple[float, float]  # centre (x, y) once entered
     actions: list[Action] = field(default_factory=list)
 
 
@@ -63,7 +63,7 @@ class Scene:
     frames and an annotation."""
 
     video_id: str
-    duration: float                 # seconds: time of the last frame
+    duration: float  # seconds: time of the last frame
     width: int = DEFAULT_SIZE[0]
     height: int = DEFAULT_SIZE[1]
     fps: float = DEFAULT_SOURCE_FPS
@@ -81,21 +81,31 @@ class Scene:
         """``t`` rounded to the source frame grid."""
         return round(t * self.fps) / self.fps
 
-    def add(self, noun: str, look: Look | None = None, rest: tuple[float, float] | None = None,
-            id: str | None = None) -> Actor:
+    def add(
+        self, noun: str, look: Look | None = None, rest: tuple[float, float] | None = None, id: str | None = None
+    ) -> Actor:
         if noun not in object_catalog():
             raise ValueError(f"unknown object {noun!r}: the vocabulary is {', '.join(object_catalog())}")
         ident = id or noun
         n = 2
         while any(a.id == ident for a in self.actors):
             ident, n = f"{noun}#{n}", n + 1
-        actor = Actor(ident, noun, look or Look(size=int(0.55 * self.height)),
-                      rest or (self.width / 2, self.height / 2))
+        actor = Actor(
+            ident, noun, look or Look(size=int(0.55 * self.height)), rest or (self.width / 2, self.height / 2)
+        )
         self.actors.append(actor)
         return actor
 
-    def act(self, actor: Actor, kind: str, start: float, duration: float = 0.0, style: str = "",
-            to: tuple[float, float] | None = None, scale: float | None = None) -> Action:
+    def act(
+        self,
+        actor: Actor,
+        kind: str,
+        start: float,
+        duration: float = 0.0,
+        style: str = "",
+        to: tuple[float, float] | None = None,
+        scale: float | None = None,
+    ) -> Action:
         start = self.grid(start)
         end = self.grid(start + duration) if duration > 0 else start
         action = Action(kind, start, end, style, to, scale)
@@ -118,16 +128,26 @@ class Scene:
                 if a.kind == "enter":
                     cx, cy, sc, op = actor.rest[0], actor.rest[1], 1.0, 1.0
                     w, h = sprite_dims(sc)
-                    start = {"left": (-w / 2 - 1, cy, sc, op), "right": (self.width + w / 2 + 1, cy, sc, op),
-                             "top": (cx, -h / 2 - 1, sc, op), "bottom": (cx, self.height + h / 2 + 1, sc, op),
-                             "fade": (cx, cy, sc, 0.0), "grow": (cx, cy, 0.05, op)}.get(a.style)
+                    start = {
+                        "left": (-w / 2 - 1, cy, sc, op),
+                        "right": (self.width + w / 2 + 1, cy, sc, op),
+                        "top": (cx, -h / 2 - 1, sc, op),
+                        "bottom": (cx, self.height + h / 2 + 1, sc, op),
+                        "fade": (cx, cy, sc, 0.0),
+                        "grow": (cx, cy, 0.05, op),
+                    }.get(a.style)
                     if start is not None and a.end > a.start:
                         kf.append((a.start, *start))
                     kf.append((a.end, cx, cy, sc, op))
                 elif a.kind == "leave":
-                    stop = {"left": (-w / 2 - 1, cy, sc, op), "right": (self.width + w / 2 + 1, cy, sc, op),
-                            "top": (cx, -h / 2 - 1, sc, op), "bottom": (cx, self.height + h / 2 + 1, sc, op),
-                            "fade": (cx, cy, sc, 0.0), "shrink": (cx, cy, 0.05 * sc, op)}.get(a.style)
+                    stop = {
+                        "left": (-w / 2 - 1, cy, sc, op),
+                        "right": (self.width + w / 2 + 1, cy, sc, op),
+                        "top": (cx, -h / 2 - 1, sc, op),
+                        "bottom": (cx, self.height + h / 2 + 1, sc, op),
+                        "fade": (cx, cy, sc, 0.0),
+                        "shrink": (cx, cy, 0.05 * sc, op),
+                    }.get(a.style)
                     kf.append((a.start, cx, cy, sc, op))
                     if stop is not None and a.end > a.start:
                         kf.append((a.end, *stop))
@@ -203,8 +223,11 @@ class Scene:
                 if cx1 <= cx0 or cy1 <= cy0:
                     continue
                 op = float(s["opacity"][j])
-                inside = mass if (cx0, cy0, cx1, cy1) == (x0, y0, x0 + w, y0 + h) else \
-                    float(alpha[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0].sum())
+                inside = (
+                    mass
+                    if (cx0, cy0, cx1, cy1) == (x0, y0, x0 + w, y0 + h)
+                    else float(alpha[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0].sum())
+                )
                 visible[i][j] = inside * op >= VISIBLE_FRACTION * sprite.base_mass
                 boxes[i][j] = (cx0, cy0, cx1, cy1)
                 draws.append((rgb, alpha, op, x0, y0, cx0, cy0, cx1, cy1))
@@ -244,7 +267,7 @@ def actor_dims(actor: Actor):
 class Rendered:
     scene: Scene
     background: np.ndarray
-    boxes: dict[str, list]          # actor id -> per frame (x0, y0, x1, y1) drawn, or None
+    boxes: dict[str, list]  # actor id -> per frame (x0, y0, x1, y1) drawn, or None
     visible: dict[str, np.ndarray]  # actor id -> per frame bool
 
     def events(self) -> list[Event]:
@@ -275,15 +298,33 @@ class Rendered:
                 if at >= len(vis) or not vis[at]:
                     continue
                 if a.kind == "move":
-                    out.append(Event(t, "moves", noun, f"{the} moves {a.style}.", end=a.end,
-                                     end_text=f"{the} stops.", meta={"actor": actor.id, "direction": a.style}))
+                    out.append(
+                        Event(
+                            t,
+                            "moves",
+                            noun,
+                            f"{the} moves {a.style}.",
+                            end=a.end,
+                            end_text=f"{the} stops.",
+                            meta={"actor": actor.id, "direction": a.style},
+                        )
+                    )
                 elif a.kind == "turn":
                     out.append(Event(t, "turns", noun, f"{the} turns around.", meta={"actor": actor.id}))
                 else:
                     word = "bigger" if a.kind == "grow" else "smaller"
                     ing = "growing" if a.kind == "grow" else "shrinking"
-                    out.append(Event(t, a.kind + "s", noun, f"{the} gets {word}.", end=a.end,
-                                     end_text=f"{the} stops {ing}.", meta={"actor": actor.id}))
+                    out.append(
+                        Event(
+                            t,
+                            a.kind + "s",
+                            noun,
+                            f"{the} gets {word}.",
+                            end=a.end,
+                            end_text=f"{the} stops {ing}.",
+                            meta={"actor": actor.id},
+                        )
+                    )
         out.sort(key=lambda e: (e.time, VERBS.index(e.kind) if e.kind in VERBS else 99))
         for e in out:
             e.time = round(e.time, 6)
@@ -311,12 +352,26 @@ class Rendered:
         scene = self.scene
         actor_nouns = {a.id: a.noun for a in scene.actors}
         return VideoAnnotation(
-            video_id=scene.video_id, duration=round(scene.duration, 6), video=video, events=self.events(),
-            source="world", domain="scene", online=False, fps=scene.fps, size=[scene.width, scene.height],
-            objects=sorted({a.noun for a in scene.actors}), tracks=self.track_rows(),
-            meta={"split": scene.split, "background": scene.background, "background_seed": scene.background_seed,
-                  "actors": actor_nouns,
-                  "looks": {a.id: asdict(a.look) for a in scene.actors}, **scene.meta})
+            video_id=scene.video_id,
+            duration=round(scene.duration, 6),
+            video=video,
+            events=self.events(),
+            source="world",
+            domain="scene",
+            online=False,
+            fps=scene.fps,
+            size=[scene.width, scene.height],
+            objects=sorted({a.noun for a in scene.actors}),
+            tracks=self.track_rows(),
+            meta={
+                "split": scene.split,
+                "background": scene.background,
+                "background_seed": scene.background_seed,
+                "actors": actor_nouns,
+                "looks": {a.id: asdict(a.look) for a in scene.actors},
+                **scene.meta,
+            },
+        )
 
 
 def _style_at(actor: Actor, t: float, kind: str) -> str:

@@ -38,7 +38,7 @@ from live_ros.data.world_backgrounds import EVAL_BACKGROUNDS, TRAIN_BACKGROUNDS
 from live_ros.data.world_objects import Look, cutout, named_objects, object_catalog, unseen_objects
 from live_ros.data.world_scene import DEFAULT_SIZE, DEFAULT_SOURCE_FPS, Actor, Scene, actor_dims
 
-LONG_FACTOR = 10                # long streams: >= 10x the engine cache budget (seconds)
+LONG_FACTOR = 10  # long streams: >= 10x the engine cache budget (seconds)
 LONG_DEFAULT_MINUTES = 20.0
 COLUMNS = 3
 MAX_ON_SCREEN = 3
@@ -48,29 +48,52 @@ MAX_ON_SCREEN = 3
 class SplitProfile:
     backgrounds: tuple
     heldout_crops: bool
-    scales: tuple                   # ((lo, hi), ...) of longest side / height
-    y_bands: tuple                  # ((lo, hi), ...) of rest centre y / height
-    x_jitter: tuple                 # (lo, hi) of |x offset| / width
+    scales: tuple  # ((lo, hi), ...) of longest side / height
+    y_bands: tuple  # ((lo, hi), ...) of rest centre y / height
+    x_jitter: tuple  # (lo, hi) of |x offset| / width
     entries: tuple
     exits: tuple
-    gaps: tuple                     # ((lo, hi), ...) seconds between actions
-    slides: tuple                   # ((lo, hi), ...) seconds of a slide / fade / grow
-    objects: str                    # "named" or "unseen"
+    gaps: tuple  # ((lo, hi), ...) seconds between actions
+    slides: tuple  # ((lo, hi), ...) seconds of a slide / fade / grow
+    objects: str  # "named" or "unseen"
     durations: tuple = (45.0, 90.0)
 
 
-TRAIN = SplitProfile(TRAIN_BACKGROUNDS, False, ((0.45, 0.68),), ((0.42, 0.58),), (0.0, 0.03),
-                     ("left", "right", "pop", "fade"), ("left", "right", "pop", "fade"),
-                     ((3.0, 9.0),), ((0.8, 2.0),), "named")
-EVAL = SplitProfile(EVAL_BACKGROUNDS, True, ((0.35, 0.45), (0.68, 0.80)), ((0.28, 0.42), (0.58, 0.72)),
-                    (0.03, 0.08), ("top", "bottom", "grow"), ("top", "bottom", "shrink"),
-                    ((1.5, 3.0), (9.0, 16.0)), ((0.4, 0.8), (2.0, 3.0)), "named")
-PROFILES = {"train": TRAIN, "eval": EVAL, "eval-timing": EVAL.__class__(**{**asdict(EVAL), "objects": "unseen"}),
-            "long": EVAL.__class__(**{**asdict(EVAL), "gaps": ((15.0, 60.0),)})}
+TRAIN = SplitProfile(
+    TRAIN_BACKGROUNDS,
+    False,
+    ((0.45, 0.68),),
+    ((0.42, 0.58),),
+    (0.0, 0.03),
+    ("left", "right", "pop", "fade"),
+    ("left", "right", "pop", "fade"),
+    ((3.0, 9.0),),
+    ((0.8, 2.0),),
+    "named",
+)
+EVAL = SplitProfile(
+    EVAL_BACKGROUNDS,
+    True,
+    ((0.35, 0.45), (0.68, 0.80)),
+    ((0.28, 0.42), (0.58, 0.72)),
+    (0.03, 0.08),
+    ("top", "bottom", "grow"),
+    ("top", "bottom", "shrink"),
+    ((1.5, 3.0), (9.0, 16.0)),
+    ((0.4, 0.8), (2.0, 3.0)),
+    "named",
+)
+PROFILES = {
+    "train": TRAIN,
+    "eval": EVAL,
+    "eval-timing": EVAL.__class__(**{**asdict(EVAL), "objects": "unseen"}),
+    "long": EVAL.__class__(**{**asdict(EVAL), "gaps": ((15.0, 60.0),)}),
+}
 
 
-def long_min_seconds(budget_tokens: int = 2048, tokens_per_frame: int = 10, fps: float = 2.0,
-                     factor: int = LONG_FACTOR) -> float:
+def long_min_seconds(
+    budget_tokens: int = 2048, tokens_per_frame: int = 10, fps: float = 2.0, factor: int = LONG_FACTOR
+) -> float:
     """Length a long stream needs: ``factor`` x the video time an engine cache of
     ``budget_tokens`` holds (tokens per frame includes the interval token in the paper's
     count, here the frame tokens: 2048 / 10 / 2 = 102.4 s, x 10 = 1024 s)."""
@@ -78,8 +101,7 @@ def long_min_seconds(budget_tokens: int = 2048, tokens_per_frame: int = 10, fps:
 
 
 def stream_seed(seed: int, split: str, index: int) -> np.random.SeedSequence:
-    return np.random.SeedSequence([int(seed) & 0xFFFFFFFF, SPLITS.index(split) if split in SPLITS else 99,
-                                   int(index)])
+    return np.random.SeedSequence([int(seed) & 0xFFFFFFFF, SPLITS.index(split) if split in SPLITS else 99, int(index)])
 
 
 def _uniform_bands(rng: np.random.Generator, bands: Sequence[tuple[float, float]]) -> float:
@@ -87,9 +109,15 @@ def _uniform_bands(rng: np.random.Generator, bands: Sequence[tuple[float, float]
     return float(rng.uniform(lo, hi))
 
 
-def random_scene(seed: int, split: str = "train", index: int = 0, duration: float | None = None,
-                 size: tuple[int, int] = DEFAULT_SIZE, fps: float = DEFAULT_SOURCE_FPS,
-                 late_object: str | None = None) -> Scene:
+def random_scene(
+    seed: int,
+    split: str = "train",
+    index: int = 0,
+    duration: float | None = None,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    fps: float = DEFAULT_SOURCE_FPS,
+    late_object: str | None = None,
+) -> Scene:
     """A random scene of ``split`` (deterministic in ``seed``, ``split`` and ``index``).
 
     ``late_object`` (long streams): this object is kept out until after 70 % of the stream,
@@ -104,8 +132,17 @@ def random_scene(seed: int, split: str = "train", index: int = 0, duration: floa
         duration = LONG_DEFAULT_MINUTES * 60 if split == "long" else float(rng.uniform(*prof.durations))
     duration = round(duration * fps) / fps
     video_id = f"world-{split}-s{seed}-{index:05d}"
-    scene = Scene(video_id, duration, width, height, fps, background=str(rng.choice(prof.backgrounds)),
-                  background_seed=int(rng.integers(2**31)), split=split, meta={"seed": seed, "index": index})
+    scene = Scene(
+        video_id,
+        duration,
+        width,
+        height,
+        fps,
+        background=str(rng.choice(prof.backgrounds)),
+        background_seed=int(rng.integers(2**31)),
+        split=split,
+        meta={"seed": seed, "index": index},
+    )
     pool = named_objects() if prof.objects == "named" else unseen_objects()
     if split == "long" and late_object is None:
         late_object = str(rng.choice(pool))
@@ -122,10 +159,15 @@ def random_scene(seed: int, split: str = "train", index: int = 0, duration: floa
     def new_look(noun: str) -> Look:
         spec = object_catalog()[noun]
         crop = spec.heldout_crop if (prof.heldout_crops and len(spec.crops) > 1) else int(rng.choice(spec.train_crops))
-        return Look(crop=crop, size=int(round(_uniform_bands(rng, prof.scales) * height)),
-                    brightness=float(rng.uniform(0.85, 1.15)), contrast=float(rng.uniform(0.85, 1.15)),
-                    saturation=float(rng.uniform(0.75, 1.25)), hue=float(rng.uniform(-12, 12)),
-                    flipped=bool(rng.random() < 0.5))
+        return Look(
+            crop=crop,
+            size=int(round(_uniform_bands(rng, prof.scales) * height)),
+            brightness=float(rng.uniform(0.85, 1.15)),
+            contrast=float(rng.uniform(0.85, 1.15)),
+            saturation=float(rng.uniform(0.75, 1.25)),
+            hue=float(rng.uniform(-12, 12)),
+            flipped=bool(rng.random() < 0.5),
+        )
 
     def rest_for(look: Look, noun: str, column: int) -> tuple[float, float]:
         rgb, alpha = cutout(noun, look.crop)
@@ -250,9 +292,18 @@ def random_scene(seed: int, split: str = "train", index: int = 0, duration: floa
             cx = min(max(cur[0], w / 2), width - w / 2)
             cy = min(max(cur[1], h / 2), height - h / 2)
             if (cx, cy) != cur:
-                scene.act(actor, "move", t + d + 0.5, 0.8, "to the left" if cx < cur[0] else
-                          "to the right" if cx > cur[0] else ("up" if cy < cur[1] else "down"),
-                          to=(round(cx, 2), round(cy, 2)))
+                scene.act(
+                    actor,
+                    "move",
+                    t + d + 0.5,
+                    0.8,
+                    "to the left"
+                    if cx < cur[0]
+                    else "to the right"
+                    if cx > cur[0]
+                    else ("up" if cy < cur[1] else "down"),
+                    to=(round(cx, 2), round(cy, 2)),
+                )
                 d += 1.3
         t += d + gap
         if split == "long" and late_object is not None and late_time < math.inf and t > late_time - 5:

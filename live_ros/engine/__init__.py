@@ -16,7 +16,24 @@ from live_ros.engine.runner import KVRunner
 from live_ros.engine.stream import interval_probability
 from live_ros.engine.threaded import ThreadedEngine
 
-__all__ = ["RELEASE_THETA", "EngineConfig", "EngineInputError", "EngineStats", "Event", "FrameInput", "QueryInput",
-           "ResponseEvent", "SilentEvent", "StreamEngine", "ThreadedEngine", "interval_probability",
-           "CacheLayout", "CachePolicy", "EvictionPlan", "Span", "KVRunner", "PerFrameDialogue",
-           "InterleavedDialogue"]
+__all__ = [
+    "RELEASE_THETA",
+    "EngineConfig",
+    "EngineInputError",
+    "EngineStats",
+    "Event",
+    "FrameInput",
+    "QueryInput",
+    "ResponseEvent",
+    "SilentEvent",
+    "StreamEngine",
+    "ThreadedEngine",
+    "interval_probability",
+    "CacheLayout",
+    "CachePolicy",
+    "EvictionPlan",
+    "Span",
+    "KVRunner",
+    "PerFrameDialogue",
+    "InterleavedDialogue",
+]

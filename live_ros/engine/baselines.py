@@ -52,7 +52,8 @@ class _Dialogue(TokenStream):
         pieces: list[tuple[str, list[int], dict]] = [
             (OPEN, tk.open_ids(), {"list_id": self._list_id}),
             (FRAME, list(tk.frame_ids), {"frame": index, "list_id": self._list_id}),
-            (TEXT, tk.speak_ids(), meta)]
+            (TEXT, tk.speak_ids(), meta),
+        ]
         self._make_room(sum(len(p) for _, p, _ in pieces))
         t0 = time.perf_counter()
         logits = self._feed(pieces, [t], [-1])
@@ -63,9 +64,19 @@ class _Dialogue(TokenStream):
         now = time.perf_counter()
         self.stats.responses += 1
         self.stats.frames_taken += 1
-        ev = ResponseEvent(meta["unit"], 0, "narration", self.tokens.decode(out), True, index, stamp,
-                           stamp - self._first_stamp, True, len(out),
-                           timings={"decode_s": now - t0, "tokens": len(out)})
+        ev = ResponseEvent(
+            meta["unit"],
+            0,
+            "narration",
+            self.tokens.decode(out),
+            True,
+            index,
+            stamp,
+            stamp - self._first_stamp,
+            True,
+            len(out),
+            timings={"decode_s": now - t0, "tokens": len(out)},
+        )
         self._emit(ev)
         return ev
 
@@ -75,8 +86,9 @@ class PerFrameDialogue(_Dialogue):
     the decisions (benchmarks: the same response frames in every mode); a scripted
     response bans eos for ``min_new_tokens`` tokens, a scripted silence decodes eos."""
 
-    def __init__(self, model, tokens, config: EngineConfig | None = None, *, eos_with_next_frame: bool = True,
-                 **kwargs):
+    def __init__(
+        self, model, tokens, config: EngineConfig | None = None, *, eos_with_next_frame: bool = True, **kwargs
+    ):
         self.eos_with_next_frame = eos_with_next_frame
         super().__init__(model, tokens, config, **kwargs)
 
@@ -87,13 +99,12 @@ class PerFrameDialogue(_Dialogue):
         speak = self.script(index, p_eos) if self.script is not None else int(logits[-1].argmax()) != eos
         if speak:
             return [self._response(index, stamp, meta, logits, t0)]
-        self._pending = [(TEXT, self.tokens.end_ids(), meta)]   # the EOS turn stays in context
+        self._pending = [(TEXT, self.tokens.end_ids(), meta)]  # the EOS turn stays in context
         if not self.eos_with_next_frame:
             self._feed([])
         self.stats.frames_taken += 1
         first = cast(float, self._first_stamp)  # set by _frame_turn
-        ev = SilentEvent(index, stamp, stamp - first, 1.0 - p_eos,
-                         timings={"forward_s": time.perf_counter() - t0})
+        ev = SilentEvent(index, stamp, stamp - first, 1.0 - p_eos, timings={"forward_s": time.perf_counter() - t0})
         self._emit(ev)
         return [ev]
 

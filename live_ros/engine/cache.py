@@ -43,12 +43,12 @@ class Span:
     kind: str
     start: int
     end: int
-    frame: int = -1          # frame index (frames)
-    list_id: int = -1        # frame list (opens and frames)
-    unit: int = -1           # dialogue unit id (text)
-    role: str = ""           # "user" or "assistant" (text)
-    query_id: int = 0        # the query a user unit holds
-    lead: int = 0            # frames: leading interval tokens
+    frame: int = -1  # frame index (frames)
+    list_id: int = -1  # frame list (opens and frames)
+    unit: int = -1  # dialogue unit id (text)
+    role: str = ""  # "user" or "assistant" (text)
+    query_id: int = 0  # the query a user unit holds
+    lead: int = 0  # frames: leading interval tokens
 
     @property
     def size(self) -> int:
@@ -101,7 +101,7 @@ class CacheLayout:
         spans = []
         for s in self.spans:
             # A frame whose leading interval was evicted (its predecessor went) loses it.
-            lead = int(keep[s.start:s.start + s.lead].sum()) if s.kind == FRAME else 0
+            lead = int(keep[s.start : s.start + s.lead].sum()) if s.kind == FRAME else 0
             start, end = int(kept_before[s.start]), int(kept_before[s.end])
             if end > start:
                 s.start, s.end = start, end
@@ -111,8 +111,13 @@ class CacheLayout:
         self.spans = spans
 
     def summary(self) -> dict:
-        return {"tokens": self.length, "sink": self.count(SINK), "frames": len(self.frames()),
-                "frame_tokens": self.count(FRAME), "text_tokens": self.count(TEXT) + self.count(OPEN)}
+        return {
+            "tokens": self.length,
+            "sink": self.count(SINK),
+            "frames": len(self.frames()),
+            "frame_tokens": self.count(FRAME),
+            "text_tokens": self.count(TEXT) + self.count(OPEN),
+        }
 
 
 @dataclass
@@ -120,10 +125,10 @@ class EvictionPlan:
     """Which cache positions survive (``keep``, bool per position) and what goes."""
 
     keep: torch.Tensor
-    frames: list[int]             # evicted frame indices
-    units: list[int]              # evicted dialogue units
-    queries: list[int]            # queries whose user turn was evicted
-    tokens: int                   # positions evicted
+    frames: list[int]  # evicted frame indices
+    units: list[int]  # evicted dialogue units
+    queries: list[int]  # queries whose user turn was evicted
+    tokens: int  # positions evicted
 
     @property
     def kept(self) -> int:
@@ -153,8 +158,9 @@ class CachePolicy:
 
     def check(self) -> None:
         if self.budget is not None and (not isinstance(self.budget, int) or self.budget < 64):
-            raise ValueError(f"cache budget {self.budget!r} is too small: give at least 64 tokens "
-                             f"(or None for an unbounded cache)")
+            raise ValueError(
+                f"cache budget {self.budget!r} is too small: give at least 64 tokens (or None for an unbounded cache)"
+            )
         if not 0.0 <= self.text_share <= 1.0:
             raise ValueError(f"text_share {self.text_share} must be within [0, 1]")
         if self.frame_window is not None and self.frame_window < 1:
@@ -192,11 +198,12 @@ class CachePolicy:
         target = max(0, self.low_water - incoming)
         text_budget = int(self.text_share * self.budget)
         spans = layout.spans
-        protected = [s.kind == SINK or s.start < self.sink_tokens or (s.kind == TEXT and s.unit in protect_units)
-                     for s in spans]
+        protected = [
+            s.kind == SINK or s.start < self.sink_tokens or (s.kind == TEXT and s.unit in protect_units) for s in spans
+        ]
         frame_ids = [i for i, s in enumerate(spans) if s.kind == FRAME]
         if frame_ids:
-            protected[frame_ids[-1]] = True        # the newest frame: its decision is pending
+            protected[frame_ids[-1]] = True  # the newest frame: its decision is pending
         state = {"total": n, "text": sum(s.size for s in spans if s.kind in (TEXT, OPEN)), "frames": len(frame_ids)}
         ev_frames: list[int] = []
         ev_units: list[int] = []
@@ -205,8 +212,8 @@ class CachePolicy:
 
         def drop(i: int) -> None:
             s = spans[i]
-            still = int(keep[s.start:s.end].sum())
-            keep[s.start:s.end] = False
+            still = int(keep[s.start : s.end].sum())
+            keep[s.start : s.end] = False
             state["total"] -= still
             if s.kind in (TEXT, OPEN):
                 state["text"] -= still

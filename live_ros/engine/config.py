@@ -27,38 +27,53 @@ class EngineConfig:
     matters. The node, the command line and the benchmarks take this value.
     """
 
-    theta: float = RELEASE_THETA            # (live) keep silent when P(interval) >= theta (section 3.4)
-    max_new_tokens: int = 48                # (live) response length limit (the release: 100; see below)
-    min_new_tokens: int = 0                 # eos banned before this many tokens (benchmarks)
-    system_prompt: str | None = None        # (live) None: the checkpoint's FormatSpec prompt
-    cache_budget: int | None = 1280         # (live) tokens kept at every frame boundary; None: unbounded
-    sink_tokens: int = 4                    # first positions always kept (besides the system prompt)
-    text_share: float = 0.25                # dialogue text kept up to this share of the budget
-    frame_window: int | None = None         # at most this many recent frames (None: budget decides)
-    evict_chunk: int | None = None          # evict down to budget - chunk (None: budget // 8)
-    eviction: str = "recompact"             # "recompact" (rotate kept keys) or "reprefill" (recompute)
-    mute: bool = False                      # (live) no proactive responses: speak only when asked
-    min_response_interval: float = 0.0      # (live) seconds of stream time between proactive responses
-    max_query_chars: int = 2000             # longer queries are refused
-    max_batch: int = 16                     # backlog frames taken in one forward
-    max_backlog: int = 64                   # ThreadedEngine: frames waiting; the oldest are dropped past it
-    max_pending_queries: int = 8            # (live) ThreadedEngine: queries waiting; more are refused at intake
-    no_video_timeout: float = 10.0          # (live) ThreadedEngine: a query asked before the stream's first
-                                            # frame waits this long (seconds) for it, then is refused
-    fps: float = 2.0                        # stamps of frames given without one: previous + 1/fps
-    partials: bool = True                   # emit partial response events while decoding
-    record_ids: bool = False                # keep a log of every fed token id (tests)
+    theta: float = RELEASE_THETA  # (live) keep silent when P(interval) >= theta (section 3.4)
+    max_new_tokens: int = 48  # (live) response length limit (the release: 100; see below)
+    min_new_tokens: int = 0  # eos banned before this many tokens (benchmarks)
+    system_prompt: str | None = None  # (live) None: the checkpoint's FormatSpec prompt
+    cache_budget: int | None = 1280  # (live) tokens kept at every frame boundary; None: unbounded
+    sink_tokens: int = 4  # first positions always kept (besides the system prompt)
+    text_share: float = 0.25  # dialogue text kept up to this share of the budget
+    frame_window: int | None = None  # at most this many recent frames (None: budget decides)
+    evict_chunk: int | None = None  # evict down to budget - chunk (None: budget // 8)
+    eviction: str = "recompact"  # "recompact" (rotate kept keys) or "reprefill" (recompute)
+    mute: bool = False  # (live) no proactive responses: speak only when asked
+    min_response_interval: float = 0.0  # (live) seconds of stream time between proactive responses
+    max_query_chars: int = 2000  # longer queries are refused
+    max_batch: int = 16  # backlog frames taken in one forward
+    max_backlog: int = 64  # ThreadedEngine: frames waiting; the oldest are dropped past it
+    max_pending_queries: int = 8  # (live) ThreadedEngine: queries waiting; more are refused at intake
+    no_video_timeout: float = 10.0  # (live) ThreadedEngine: a query asked before the stream's first
+    # frame waits this long (seconds) for it, then is refused
+    fps: float = 2.0  # stamps of frames given without one: previous + 1/fps
+    partials: bool = True  # emit partial response events while decoding
+    record_ids: bool = False  # keep a log of every fed token id (tests)
 
-    LIVE = ("theta", "max_new_tokens", "min_new_tokens", "system_prompt", "cache_budget", "mute",
-            "min_response_interval", "max_query_chars", "max_batch", "max_backlog", "partials",
-            "max_pending_queries", "no_video_timeout")
+    LIVE = (
+        "theta",
+        "max_new_tokens",
+        "min_new_tokens",
+        "system_prompt",
+        "cache_budget",
+        "mute",
+        "min_response_interval",
+        "max_query_chars",
+        "max_batch",
+        "max_backlog",
+        "partials",
+        "max_pending_queries",
+        "no_video_timeout",
+    )
 
     def check(self) -> "EngineConfig":
         def bad(msg: str):
             raise EngineInputError(msg)
+
         if not isinstance(self.theta, (int, float)) or not 0.0 <= float(self.theta) <= 1.0:
-            bad(f"theta {self.theta!r} must be a probability within [0, 1] (the release uses {RELEASE_THETA}; "
-                f"higher speaks more often)")
+            bad(
+                f"theta {self.theta!r} must be a probability within [0, 1] (the release uses {RELEASE_THETA}; "
+                f"higher speaks more often)"
+            )
         if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 4096:
             bad(f"max_new_tokens {self.max_new_tokens!r} must be an integer within [1, 4096]")
         if not isinstance(self.min_new_tokens, int) or not 0 <= self.min_new_tokens <= self.max_new_tokens:
@@ -86,8 +101,8 @@ class EngineConfig:
 
     def policy(self) -> CachePolicy:
         try:
-            return CachePolicy(self.cache_budget, self.sink_tokens, self.text_share, self.frame_window,
-                               self.evict_chunk)
+            return CachePolicy(
+                self.cache_budget, self.sink_tokens, self.text_share, self.frame_window, self.evict_chunk
+            )
         except ValueError as err:
             raise EngineInputError(str(err)) from None
-

@@ -66,7 +66,7 @@ class StreamEngine(TokenStream):
         self._list_id = 0
         self._last_taken: FrameInput | None = None
         self._last_proactive: float | None = None
-        self._active_query = 0             # latest query still in context
+        self._active_query = 0  # latest query still in context
         self._protect: dict[str, int] = {}  # units never evicted: latest query and response
         self._start()
 
@@ -90,8 +90,9 @@ class StreamEngine(TokenStream):
         kept cache is recomputed after it); a smaller budget at the next frame."""
         unknown = [k for k in changes if k not in EngineConfig.LIVE]
         if unknown:
-            raise EngineInputError(f"cannot change {unknown} while streaming; live settings: "
-                                   f"{', '.join(EngineConfig.LIVE)}")
+            raise EngineInputError(
+                f"cannot change {unknown} while streaming; live settings: {', '.join(EngineConfig.LIVE)}"
+            )
         new = replace(self.cfg, **changes).check()
         old_prompt = self._prefix_ids()
         self.cfg = new
@@ -105,13 +106,13 @@ class StreamEngine(TokenStream):
         prefix = self._prefix_ids()
         r = self.runner
         old = self._prefix_len
-        emb = r.emb[old:r.length].clone()
-        ids = r.ids[old:r.length].clone()
+        emb = r.emb[old : r.length].clone()
+        ids = r.ids[old : r.length].clone()
         r.reset()
         with torch.inference_mode():
             r.forward(r.embed(prefix), prefix)
             for s in range(0, emb.shape[0], 512):
-                r.forward(emb[s:s + 512], ids[s:s + 512])
+                r.forward(emb[s : s + 512], ids[s : s + 512])
         shift = len(prefix) - old
         spans = self._layout.spans
         spans[0].end = len(prefix)
@@ -139,7 +140,8 @@ class StreamEngine(TokenStream):
             if self._last_stamp is not None and stamp < self._last_stamp:
                 raise EngineInputError(
                     f"frame stamp {stamp:.3f} s goes backwards (the previous frame was at {self._last_stamp:.3f} s): "
-                    f"stamps must not decrease within a stream; call reset() to start a new stream")
+                    f"stamps must not decrease within a stream; call reset() to start a new stream"
+                )
         except EngineInputError as err:
             self._reject(err, "frames_rejected")
         if self._first_stamp is None:
@@ -160,7 +162,8 @@ class StreamEngine(TokenStream):
             if len(text) > self.cfg.max_query_chars:
                 raise EngineInputError(
                     f"the query is {len(text)} characters long, the limit is {self.cfg.max_query_chars}: "
-                    f"shorten it (or raise max_query_chars)")
+                    f"shorten it (or raise max_query_chars)"
+                )
         except EngineInputError as err:
             self._reject(err, "queries_rejected")
         self.stats.queries_accepted += 1
@@ -177,7 +180,7 @@ class StreamEngine(TokenStream):
         events: list[Event] = []
         i = 0
         while i < len(frames):
-            n, ev = self.take_batch(frames[i:i + self.cfg.max_batch])
+            n, ev = self.take_batch(frames[i : i + self.cfg.max_batch])
             events += ev
             i += n
         return events
@@ -224,7 +227,7 @@ class StreamEngine(TokenStream):
         cfg = self.cfg
         for j, f in enumerate(frames):
             p = probs[j]
-            if p != p:   # NaN: a broken model or input; never speak on it
+            if p != p:  # NaN: a broken model or input; never speak on it
                 self.stats.last_error = f"the model gave no valid probability at frame {f.index} (NaN logits)"
                 speak = False
             else:
@@ -233,13 +236,16 @@ class StreamEngine(TokenStream):
             if speak:
                 if cfg.mute:
                     suppressed = "mute"
-                elif (self._last_proactive is not None
-                      and f.stamp - self._last_proactive < cfg.min_response_interval):
+                elif self._last_proactive is not None and f.stamp - self._last_proactive < cfg.min_response_interval:
                     suppressed = "min_response_interval"
             self._last_taken = f
             self.stats.frames_taken += 1
-            timings = {"arrival_to_decision_s": time.perf_counter() - f.arrival, "forward_s": t_fwd, "batch": len(frames),
-                       "queue_s": t_start - f.arrival}
+            timings = {
+                "arrival_to_decision_s": time.perf_counter() - f.arrival,
+                "forward_s": t_fwd,
+                "batch": len(frames),
+                "queue_s": t_start - f.arrival,
+            }
             if speak and not suppressed:
                 self._cut_back(start + ends[j] + 1)
                 self._last_proactive = f.stamp
@@ -262,15 +268,26 @@ class StreamEngine(TokenStream):
         self._open = False
         return self._respond(head, unit, kind, qid, f, f.arrival, True, p, timings)
 
-    def _respond(self, head, unit: int, kind: str, query_id: int, frame: FrameInput | None, arrival: float,
-                 proactive: bool, p: float | None, timings: dict) -> list[Event]:
+    def _respond(
+        self,
+        head,
+        unit: int,
+        kind: str,
+        query_id: int,
+        frame: FrameInput | None,
+        arrival: float,
+        proactive: bool,
+        p: float | None,
+        timings: dict,
+    ) -> list[Event]:
         """Feed ``head`` (ending with the assistant prefix) and decode the response,
         emitting a partial event per token and a final one."""
         self._protect["response"] = unit
         rid = next(self._response_ids)
         events: list[Event] = []
         where: tuple[int, float | None, float | None] = (
-            (frame.index, frame.stamp, frame.video_time) if frame is not None else (-1, None, None))
+            (frame.index, frame.stamp, frame.video_time) if frame is not None else (-1, None, None)
+        )
         t0 = time.perf_counter()
         logits = self._feed(head, logits_at=[-1])
         first: dict = {}
@@ -280,8 +297,18 @@ class StreamEngine(TokenStream):
             if not first:
                 first["t"] = now
             if self.cfg.partials:
-                ev = ResponseEvent(rid, query_id, kind, self.tokens.decode(out), False, *where, proactive, len(out),
-                                   p, {"since_arrival_s": now - arrival})
+                ev = ResponseEvent(
+                    rid,
+                    query_id,
+                    kind,
+                    self.tokens.decode(out),
+                    False,
+                    *where,
+                    proactive,
+                    len(out),
+                    p,
+                    {"since_arrival_s": now - arrival},
+                )
                 events.append(ev)
                 self._emit(ev)
 
@@ -289,9 +316,16 @@ class StreamEngine(TokenStream):
         now = time.perf_counter()
         t_first = first.get("t", now)
         timings = dict(timings)
-        timings.update({"arrival_to_first_token_s": t_first - arrival, "arrival_to_final_s": now - arrival,
-                        "prefill_s": t_first - t0, "decode_s": now - t0, "tokens": len(out),
-                        "tokens_per_s": len(out) / max(now - t0, 1e-9)})
+        timings.update(
+            {
+                "arrival_to_first_token_s": t_first - arrival,
+                "arrival_to_final_s": now - arrival,
+                "prefill_s": t_first - t0,
+                "decode_s": now - t0,
+                "tokens": len(out),
+                "tokens_per_s": len(out) / max(now - t0, 1e-9),
+            }
+        )
         ev = ResponseEvent(rid, query_id, kind, self.tokens.decode(out), True, *where, proactive, len(out), p, timings)
         events.append(ev)
         self.stats.responses += 1
@@ -310,15 +344,26 @@ class StreamEngine(TokenStream):
         tk = self.tokens
         user_unit, unit = self._new_unit(), self._new_unit()
         user = tk.user_turn_ids(query.text, list_open=self._open)
-        head = [(TEXT, user, {"unit": user_unit, "role": "user", "query_id": query.query_id}),
-                (TEXT, tk.assistant_prefix_ids(False), {"unit": unit, "role": "assistant"})]
+        head = [
+            (TEXT, user, {"unit": user_unit, "role": "user", "query_id": query.query_id}),
+            (TEXT, tk.assistant_prefix_ids(False), {"unit": unit, "role": "assistant"}),
+        ]
         try:
             self._make_room(len(user) + len(head[1][1]) + self.cfg.max_new_tokens, self._protected())
             self._open = False
             self._active_query = query.query_id
             self._protect["query"] = user_unit
-            events = self._respond(head, unit, "answer", query.query_id, self._last_taken, query.arrival, False,
-                                   None, {"queue_s": time.perf_counter() - query.arrival})
+            events = self._respond(
+                head,
+                unit,
+                "answer",
+                query.query_id,
+                self._last_taken,
+                query.arrival,
+                False,
+                None,
+                {"queue_s": time.perf_counter() - query.arrival},
+            )
         except Exception as err:  # the model failed: the query still gets its ending
             self.stats.last_error = f"answering query {query.query_id} failed: {err}"
             return [self.refuse(query, f"the engine failed while answering ({err})")]
@@ -329,9 +374,17 @@ class StreamEngine(TokenStream):
         """The final event of a query that will not be answered."""
         f = self._last_taken
         where: tuple[int, float | None, float | None] = (
-            (f.index, f.stamp, f.video_time) if f is not None else (-1, None, None))
-        ev = ResponseEvent(next(self._response_ids), query.query_id, "refusal", reason, True, *where,
-                           timings={"arrival_to_final_s": time.perf_counter() - query.arrival})
+            (f.index, f.stamp, f.video_time) if f is not None else (-1, None, None)
+        )
+        ev = ResponseEvent(
+            next(self._response_ids),
+            query.query_id,
+            "refusal",
+            reason,
+            True,
+            *where,
+            timings={"arrival_to_final_s": time.perf_counter() - query.arrival},
+        )
         self.stats.queries_refused += 1
         self._emit(ev)
         return ev
@@ -352,10 +405,14 @@ class StreamEngine(TokenStream):
 
     def cache_ids(self) -> list[int]:
         """The token ids now in the cache (after evictions), in order."""
-        return self.runner.ids[:self.runner.length].tolist()
+        return self.runner.ids[: self.runner.length].tolist()
 
     def snapshot(self) -> dict:
         st = self.stats.to_dict()
-        st.update(cache_tokens=self.runner.length, layout=self._layout.summary(),
-                  cache_budget=self.cfg.cache_budget, theta=self.cfg.theta)
+        st.update(
+            cache_tokens=self.runner.length,
+            layout=self._layout.summary(),
+            cache_budget=self.cfg.cache_budget,
+            theta=self.cfg.theta,
+        )
         return st

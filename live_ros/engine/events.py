@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
+
 @dataclass
 class FrameInput:
     """A validated frame: its index in the stream, stamp, video time and tokens."""
@@ -17,8 +18,8 @@ class FrameInput:
     index: int
     stamp: float
     video_time: float
-    tokens: torch.Tensor                     # [N, D] float32
-    arrival: float                           # time.perf_counter() at intake
+    tokens: torch.Tensor  # [N, D] float32
+    arrival: float  # time.perf_counter() at intake
 
 
 @dataclass
@@ -38,7 +39,7 @@ class SilentEvent:
     stamp: float
     video_time: float
     p_interval: float
-    batch: int = 1                           # frames in the forward that took it in
+    batch: int = 1  # frames in the forward that took it in
     suppressed: str = ""
     timings: dict = field(default_factory=dict)
     kind: str = "silent"
@@ -82,10 +83,10 @@ Event = SilentEvent | ResponseEvent
 class EngineStats:
     """Counters of one engine (cumulative across resets, except cache figures)."""
 
-    frames_in: int = 0                       # frames accepted
-    frames_taken: int = 0                    # frames fed to the model
-    frames_dropped: int = 0                  # backlog full (ThreadedEngine) or discarded by reset
-    frames_rejected: int = 0                 # bad inputs
+    frames_in: int = 0  # frames accepted
+    frames_taken: int = 0  # frames fed to the model
+    frames_dropped: int = 0  # backlog full (ThreadedEngine) or discarded by reset
+    frames_rejected: int = 0  # bad inputs
     queries_accepted: int = 0
     queries_answered: int = 0
     queries_refused: int = 0
@@ -97,7 +98,7 @@ class EngineStats:
     max_eviction_s: float = 0.0
     cache_tokens: int = 0
     cache_peak_tokens: int = 0
-    lag_s: float = 0.0                       # newest input stamp - newest frame taken in
+    lag_s: float = 0.0  # newest input stamp - newest frame taken in
     backlog: int = 0
     last_error: str = ""
 

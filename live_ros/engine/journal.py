@@ -60,11 +60,16 @@ class QueryJournal:
 
     def write(self) -> None:
         """(Under ``lock`` or before sharing) the whole state, atomically."""
-        data = {"pid": os.getpid(), "clean": self.clean, "restarts": self.restarts,
-                "next_query_id": self.next_query_id,
-                "next_response_id": self.next_response_id, "counters": self.counters,
-                "last_frame_index": self.last_frame_index,
-                "pending": {str(k): v for k, v in {**self.leftovers, **self.pending}.items()}}
+        data = {
+            "pid": os.getpid(),
+            "clean": self.clean,
+            "restarts": self.restarts,
+            "next_query_id": self.next_query_id,
+            "next_response_id": self.next_response_id,
+            "counters": self.counters,
+            "last_frame_index": self.last_frame_index,
+            "pending": {str(k): v for k, v in {**self.leftovers, **self.pending}.items()},
+        }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
@@ -77,7 +82,7 @@ class QueryJournal:
         with self.lock:
             self.pending[query_id] = {"text": text[:200], "accepted_at": time.time()}
             self.next_query_id = max(self.next_query_id, query_id + 1)
-            self.counters["queries_accepted"] += 1    # at once, not at the next status report
+            self.counters["queries_accepted"] += 1  # at once, not at the next status report
             self.write()
 
     def close(self) -> None:

@@ -71,8 +71,12 @@ def _cat_bias(*mods) -> torch.Tensor | None:
     biases = [m.bias for m in mods]
     if all(b is None for b in biases):
         return None
-    return torch.cat([b if b is not None else torch.zeros(m.out_features, dtype=m.weight.dtype,
-                                                           device=m.weight.device) for b, m in zip(biases, mods)])
+    return torch.cat(
+        [
+            b if b is not None else torch.zeros(m.out_features, dtype=m.weight.dtype, device=m.weight.device)
+            for b, m in zip(biases, mods)
+        ]
+    )
 
 
 def _rms_norm(module, dtype: torch.dtype):
@@ -131,18 +135,21 @@ class KVRunner:
         self.rotary = llm.rotary_emb
         # The model's own functions, from the module that defines its attention class.
         modeling = inspect.getmodule(type(llm.layers[0].self_attn))
-        if modeling is None or not all(hasattr(modeling, f) for f in ("apply_rotary_pos_emb",
-                                                                       "eager_attention_forward")):
-            raise TypeError(f"{getattr(modeling, '__name__', type(llm.layers[0].self_attn))} is not a Llama-family modeling module: the runner needs its "
-                            "apply_rotary_pos_emb and eager_attention_forward")
+        if modeling is None or not all(
+            hasattr(modeling, f) for f in ("apply_rotary_pos_emb", "eager_attention_forward")
+        ):
+            raise TypeError(
+                f"{getattr(modeling, '__name__', type(llm.layers[0].self_attn))} is not a Llama-family modeling module: the runner needs its "
+                "apply_rotary_pos_emb and eager_attention_forward"
+            )
         self._rope = modeling.apply_rotary_pos_emb
         self._eager = modeling.eager_attention_forward
         self.refresh_weights()
         self.capacity = 0
-        self.k: torch.Tensor       # [layers, kv heads, capacity, head_dim], allocated by _alloc
+        self.k: torch.Tensor  # [layers, kv heads, capacity, head_dim], allocated by _alloc
         self.v: torch.Tensor
-        self.emb: torch.Tensor     # [capacity, hidden]: the input embedding of every position
-        self.ids: torch.Tensor     # [capacity]: the token id of every position
+        self.emb: torch.Tensor  # [capacity, hidden]: the input embedding of every position
+        self.ids: torch.Tensor  # [capacity]: the token id of every position
         self.length = 0
         self._alloc(int(capacity))
 
@@ -154,14 +161,26 @@ class KVRunner:
         self.layers = []
         for layer in llm.layers:
             att, mlp = layer.self_attn, layer.mlp
-            qkv = _Linear(torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight]),
-                          _cat_bias(att.q_proj, att.k_proj, att.v_proj), pack)
-            gate_up = _Linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]),
-                              _cat_bias(mlp.gate_proj, mlp.up_proj), pack)
-            self.layers.append((_rms_norm(layer.input_layernorm, self.dtype), qkv, att, _GroupedQueries(att),
-                                _Linear(att.o_proj.weight, att.o_proj.bias, pack),
-                                _rms_norm(layer.post_attention_layernorm, self.dtype), gate_up,
-                                _Linear(mlp.down_proj.weight, mlp.down_proj.bias, pack)))
+            qkv = _Linear(
+                torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight]),
+                _cat_bias(att.q_proj, att.k_proj, att.v_proj),
+                pack,
+            )
+            gate_up = _Linear(
+                torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), _cat_bias(mlp.gate_proj, mlp.up_proj), pack
+            )
+            self.layers.append(
+                (
+                    _rms_norm(layer.input_layernorm, self.dtype),
+                    qkv,
+                    att,
+                    _GroupedQueries(att),
+                    _Linear(att.o_proj.weight, att.o_proj.bias, pack),
+                    _rms_norm(layer.post_attention_layernorm, self.dtype),
+                    gate_up,
+                    _Linear(mlp.down_proj.weight, mlp.down_proj.bias, pack),
+                )
+            )
         self.intermediate = llm.layers[0].mlp.gate_proj.out_features
         self.norm = _rms_norm(llm.norm, self.dtype)
         head = self.model.lm_head
@@ -238,8 +257,9 @@ class KVRunner:
         return self.model.model.embed_tokens(ids_t)[0]
 
     @torch.inference_mode()
-    def forward(self, embeds: torch.Tensor, ids: list[int] | torch.Tensor | None = None,
-                logits_at: list[int] | None = None) -> torch.Tensor | None:
+    def forward(
+        self, embeds: torch.Tensor, ids: list[int] | torch.Tensor | None = None, logits_at: list[int] | None = None
+    ) -> torch.Tensor | None:
         """Append ``embeds`` [n, hidden] to the cache; fp32 logits [len(logits_at), vocab]
         at those offsets of the chunk (negative offsets count from its end), or None."""
         n = embeds.shape[0]
@@ -275,7 +295,7 @@ class KVRunner:
         # kernel (which takes grouped-query attention and causality as they are).
         groups = nh // nkv if nkv != nh and "flash" not in name else 1
         mask = self._mask(name, start, end, groups)
-        fold = {"is_causal": False} if groups > 1 else {}   # the folded rows carry the causality in the mask
+        fold = {"is_causal": False} if groups > 1 else {}  # the folded rows carry the causality in the mask
         cos = self.cos[None, start:end]
         sin = self.sin[None, start:end]
         q_end, k_end = nh * hd, (nh + nkv) * hd
@@ -289,10 +309,18 @@ class KVRunner:
             q, k = self._rope(q, k, cos, sin)
             self.k[i, :, start:end] = k[0]
             self.v[i, :, start:end] = v
-            keys, values = self.k[i:i + 1, :, :end], self.v[i:i + 1, :, :end]
-            if groups > 1:   # [1, nh, n, hd] -> [1, nkv, groups * n, hd]: rows (group, token)
-                out, _ = attend(folded, q.reshape(1, nkv, groups * n, hd), keys, values, mask,
-                                dropout=0.0, scaling=att.scaling, **fold)
+            keys, values = self.k[i : i + 1, :, :end], self.v[i : i + 1, :, :end]
+            if groups > 1:  # [1, nh, n, hd] -> [1, nkv, groups * n, hd]: rows (group, token)
+                out, _ = attend(
+                    folded,
+                    q.reshape(1, nkv, groups * n, hd),
+                    keys,
+                    values,
+                    mask,
+                    dropout=0.0,
+                    scaling=att.scaling,
+                    **fold,
+                )
                 out = out.reshape(groups, n, nkv, hd).permute(1, 2, 0, 3)
             else:
                 out, _ = attend(att, q, keys, values, mask, dropout=0.0, scaling=att.scaling)
@@ -336,13 +364,15 @@ class KVRunner:
             ids = self.ids[keep].clone()
             self.length = 0
             for s in range(0, m, chunk):
-                self.forward(emb[s:s + chunk], ids[s:s + chunk])
+                self.forward(emb[s : s + chunk], ids[s : s + chunk])
             return
         if method != "recompact":
             raise ValueError(f"unknown eviction method '{method}': recompact or reprefill")
         if not self.can_recompact():
-            raise ValueError(f"re-compaction needs a static RoPE (this model's is "
-                             f"'{self.rotary.rope_type}'): use eviction='reprefill'")
+            raise ValueError(
+                f"re-compaction needs a static RoPE (this model's is "
+                f"'{self.rotary.rope_type}'): use eviction='reprefill'"
+            )
         # Tokens before the first gap keep their places; only the rest moves and rotates.
         first = 0
         while first < m and int(keep[first]) == first:
@@ -350,12 +380,12 @@ class KVRunner:
         src = keep[first:].to(self.device)
         if src.numel():
             new_pos = torch.arange(first, m, device=self.device)
-            delta = (src - new_pos).to(torch.float32)          # positions to move back by
+            delta = (src - new_pos).to(torch.float32)  # positions to move back by
             ang = delta[:, None] * self.rotary.inv_freq.to(self.device, torch.float32)[None]
-            cos, sin = ang.cos().to(self.dtype), ang.sin().to(self.dtype)   # [r, half]
+            cos, sin = ang.cos().to(self.dtype), ang.sin().to(self.dtype)  # [r, half]
             half = self.head_dim // 2
-            for layer in range(self.n_layers):    # per layer: small temporaries, cache friendly
-                k = self.k[layer][:, src]                        # gathered copy [kv, r, hd]
+            for layer in range(self.n_layers):  # per layer: small temporaries, cache friendly
+                k = self.k[layer][:, src]  # gathered copy [kv, r, hd]
                 k1, k2 = k[..., :half], k[..., half:]
                 out = self.k[layer, :, first:m]
                 # R(-d): (x1, x2) -> (x1 cos d + x2 sin d, x2 cos d - x1 sin d)

@@ -18,6 +18,7 @@ from live_ros.engine.config import EngineConfig, EngineInputError
 from live_ros.engine.events import EngineStats, Event
 from live_ros.engine.runner import KVRunner
 
+
 def interval_probability(logits: torch.Tensor, interval_id: int) -> torch.Tensor:
     """P(interval token) at each row of ``logits`` [..., vocab] (fp32 softmax)."""
     return torch.softmax(logits.float(), dim=-1)[..., interval_id]
@@ -30,8 +31,10 @@ def _base_model(model):
         pass
     else:
         if isinstance(model, PeftModel):
-            raise EngineInputError("the model still has unmerged LoRA layers: load it with merge=True "
-                                   "(or call merge_and_unload()) before streaming")
+            raise EngineInputError(
+                "the model still has unmerged LoRA layers: load it with merge=True "
+                "(or call merge_and_unload()) before streaming"
+            )
     for name, _ in model.named_modules():
         if name.endswith("lora_A"):
             raise EngineInputError(f"the model has an unmerged LoRA layer ({name}): merge_and_unload() first")
@@ -43,8 +46,15 @@ class TokenStream:
     :class:`CacheLayout`), tokens pending for the next forward, greedy decoding, eviction.
     Shared by the engine and the baselines, so all get the same optimisations."""
 
-    def __init__(self, model, tokens, config: EngineConfig | None = None, *, runner: KVRunner | None = None,
-                 on_event: Callable[[Event], None] | None = None):
+    def __init__(
+        self,
+        model,
+        tokens,
+        config: EngineConfig | None = None,
+        *,
+        runner: KVRunner | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ):
         self.model = _base_model(model)
         self.tokens = tokens
         self.cfg = replace(config or EngineConfig()).check()
@@ -56,7 +66,7 @@ class TokenStream:
         self.vision_dim = getattr(cfg, "vision_hidden_size", None)
         self.encoder_id = getattr(cfg, "encoder_id", "") or "?"
         self.runner = runner or KVRunner(model, self._capacity())
-        self.script: Callable[[int, float], bool] | None = None   # benchmarks: (frame, p) -> speak
+        self.script: Callable[[int, float], bool] | None = None  # benchmarks: (frame, p) -> speak
         self._response_ids = itertools.count(1)
         self._unit_ids = itertools.count(1)
         self.fed_ids: list[int] = []
@@ -72,15 +82,19 @@ class TokenStream:
         return self._layout
 
     def _prefix_ids(self) -> list[int]:
-        return self.tokens.system_ids(self.cfg.system_prompt)   # never empty: the sink needs a token
+        return self.tokens.system_ids(self.cfg.system_prompt)  # never empty: the sink needs a token
 
     # -- feeding -------------------------------------------------------------------------
     def _emit(self, event: Event) -> None:
         if self.on_event is not None:
             self.on_event(event)
 
-    def _feed(self, pieces: list[tuple[str, list[int], dict]], frames: list[torch.Tensor] | None = None,
-              logits_at: list[int] | None = None) -> torch.Tensor | None:
+    def _feed(
+        self,
+        pieces: list[tuple[str, list[int], dict]],
+        frames: list[torch.Tensor] | None = None,
+        logits_at: list[int] | None = None,
+    ) -> torch.Tensor | None:
         """One forward of ``pending + pieces``; each piece is recorded as a span."""
         pending = self._pending
         pieces = pending + pieces
@@ -111,7 +125,7 @@ class TokenStream:
         """Forget everything after ``length`` (a batched backlog's frames after the one that
         speaks: they are taken in again after the response)."""
         if self.cfg.record_ids:
-            del self.fed_ids[len(self.fed_ids) - (self.runner.length - length):]
+            del self.fed_ids[len(self.fed_ids) - (self.runner.length - length) :]
         self.runner.truncate(length)
         self._layout.truncate(length)
         self.stats.cache_tokens = length
@@ -138,8 +152,14 @@ class TokenStream:
     def _after_eviction(self, plan) -> None:
         pass
 
-    def _greedy(self, logits: torch.Tensor, meta: dict, on_token: Callable[[list[int]], None] | None = None,
-                max_new: int | None = None, min_new: int | None = None) -> list[int]:
+    def _greedy(
+        self,
+        logits: torch.Tensor,
+        meta: dict,
+        on_token: Callable[[list[int]], None] | None = None,
+        max_new: int | None = None,
+        min_new: int | None = None,
+    ) -> list[int]:
         """Greedy decoding from ``logits`` (of the position before the response) to eos or
         the limit. Generated tokens are fed one forward each; the last one and eos are left
         pending, to be fed with the next forward (they stay in context)."""
@@ -183,21 +203,25 @@ class TokenStream:
         try:
             t = torch.as_tensor(frame_tokens)
         except (TypeError, ValueError, RuntimeError):
-            raise EngineInputError(f"frame tokens of type {type(frame_tokens).__name__} are not an array: pass a "
-                                   f"tensor or numpy array of shape {want} from the vision encoder") from None
+            raise EngineInputError(
+                f"frame tokens of type {type(frame_tokens).__name__} are not an array: pass a "
+                f"tensor or numpy array of shape {want} from the vision encoder"
+            ) from None
         if t.dim() == 3 and t.shape[0] == 1:
             t = t[0]
         if t.dim() != 2 or t.shape[0] != n or (d is not None and t.shape[1] != d):
             raise EngineInputError(
                 f"frame tokens have shape {tuple(t.shape)} but this model takes {want}: {n} tokens of dimension "
                 f"{d} per frame, from the encoder '{self.encoder_id}'. Use the vision encoder the checkpoint was "
-                f"trained with (its output for one frame)")
+                f"trained with (its output for one frame)"
+            )
         if not (t.is_floating_point()):
             raise EngineInputError(f"frame tokens have dtype {t.dtype}: pass floating-point encoder outputs")
         t = t.detach().to("cpu", torch.float32).clone()
         bad = int((~torch.isfinite(t)).sum())
         if bad:
-            raise EngineInputError(f"frame tokens hold {bad} NaN or inf values: the frame was refused (check the "
-                                   f"camera image and the encoder's dtype; bf16/fp16 overflow shows up as inf)")
+            raise EngineInputError(
+                f"frame tokens hold {bad} NaN or inf values: the frame was refused (check the "
+                f"camera image and the encoder's dtype; bf16/fp16 overflow shows up as inf)"
+            )
         return t
-

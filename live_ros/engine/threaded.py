@@ -39,8 +39,7 @@ class ThreadedEngine:
     ``events`` (a queue) and ``on_event`` (called from the worker thread).
     """
 
-    def __init__(self, engine: StreamEngine, on_event: Callable[[Event], None] | None = None, *,
-                 start: bool = True):
+    def __init__(self, engine: StreamEngine, on_event: Callable[[Event], None] | None = None, *, start: bool = True):
         self.engine = engine
         self.events: queue.Queue = queue.Queue()
         self._callback = on_event
@@ -53,8 +52,8 @@ class ThreadedEngine:
         self._running = False
         self._thread: threading.Thread | None = None
         self._newest_stamp: float | None = None
-        self._epoch = 0                     # bumped by reset: older frames never reach the new stream
-        self._last_job = ""                 # "query" or "frames": the worker alternates when both wait
+        self._epoch = 0  # bumped by reset: older frames never reach the new stream
+        self._last_job = ""  # "query" or "frames": the worker alternates when both wait
         if start:
             self.start()
 
@@ -78,7 +77,7 @@ class ThreadedEngine:
             if self._running:
                 return
             self._running = True
-        self._threads = torch.get_num_threads()   # the worker uses the creator's setting
+        self._threads = torch.get_num_threads()  # the worker uses the creator's setting
         self._thread = threading.Thread(target=self._run, name="live-engine", daemon=True)
         self._thread.start()
 
@@ -122,8 +121,9 @@ class ThreadedEngine:
         """(Under the lock) drop every waiting frame, counted, with the reason."""
         if self._frames:
             self.engine.stats.frames_dropped += len(self._frames)
-            self.engine.stats.last_error = (f"{len(self._frames)} waiting frame(s) dropped: {why} before the model "
-                                            f"took them")
+            self.engine.stats.last_error = (
+                f"{len(self._frames)} waiting frame(s) dropped: {why} before the model took them"
+            )
             self._frames.clear()
 
     def configure(self, **changes) -> None:
@@ -131,8 +131,9 @@ class ThreadedEngine:
         replace(self.engine.cfg, **{k: v for k, v in changes.items() if k in EngineConfig.LIVE}).check()
         unknown = [k for k in changes if k not in EngineConfig.LIVE]
         if unknown:
-            raise EngineInputError(f"cannot change {unknown} while streaming; live settings: "
-                                   f"{', '.join(EngineConfig.LIVE)}")
+            raise EngineInputError(
+                f"cannot change {unknown} while streaming; live settings: {', '.join(EngineConfig.LIVE)}"
+            )
         with self._cv:
             self._commands.append(("configure", changes))
             self._cv.notify_all()
@@ -146,10 +147,12 @@ class ThreadedEngine:
                 old = self._frames.popleft()
                 st = self.engine.stats
                 st.frames_dropped += 1
-                st.last_error = (f"frame {old.index} (stamp {old.stamp:.3f} s) dropped: {len(self._frames) + 1} "
-                                 f"frames were waiting while the model was busy (max_backlog="
-                                 f"{self.engine.cfg.max_backlog}); {st.frames_dropped} dropped so far. Lower the "
-                                 f"camera fps, shorten responses (max_new_tokens) or raise max_backlog")
+                st.last_error = (
+                    f"frame {old.index} (stamp {old.stamp:.3f} s) dropped: {len(self._frames) + 1} "
+                    f"frames were waiting while the model was busy (max_backlog="
+                    f"{self.engine.cfg.max_backlog}); {st.frames_dropped} dropped so far. Lower the "
+                    f"camera fps, shorten responses (max_new_tokens) or raise max_backlog"
+                )
             self._frames.append(frame)
             self._newest_stamp = frame.stamp
             self._cv.notify_all()
@@ -160,10 +163,14 @@ class ThreadedEngine:
         with self._cv:
             limit = self.engine.cfg.max_pending_queries
             if len(self._queries) >= limit:
-                self.engine._reject(EngineInputError(
-                    f"{len(self._queries)} queries are already waiting for the model (max_pending_queries={limit}): "
-                    f"this one was not accepted, so the video keeps its share of the model; ask again once "
-                    f"an answer has come (or raise max_pending_queries)"), "queries_rejected")
+                self.engine._reject(
+                    EngineInputError(
+                        f"{len(self._queries)} queries are already waiting for the model (max_pending_queries={limit}): "
+                        f"this one was not accepted, so the video keeps its share of the model; ask again once "
+                        f"an answer has come (or raise max_pending_queries)"
+                    ),
+                    "queries_rejected",
+                )
             query = self.engine.validate_query(text, stamp)
             self._queries.append(query)
             self._cv.notify_all()
@@ -250,10 +257,13 @@ class ThreadedEngine:
                 elif kind == "query":
                     eng.answer(item)
                 elif kind == "no_video":
-                    eng.refuse(item, f"no video since the stream (re)started: no frame came within "
-                                     f"no_video_timeout={eng.cfg.no_video_timeout:g} s of this query, so it cannot be "
-                                     f"answered about the scene; check the camera and frame_encoder (live-ros "
-                                     f"status), then ask again")
+                    eng.refuse(
+                        item,
+                        f"no video since the stream (re)started: no frame came within "
+                        f"no_video_timeout={eng.cfg.no_video_timeout:g} s of this query, so it cannot be "
+                        f"answered about the scene; check the camera and frame_encoder (live-ros "
+                        f"status), then ask again",
+                    )
                 else:
                     n, _ = eng.take_batch(item)
                     if n < len(item):
@@ -262,8 +272,9 @@ class ThreadedEngine:
                                 self._frames.extendleft(reversed(item[n:]))
                             else:
                                 eng.stats.frames_dropped += len(item) - n
-                                eng.stats.last_error = (f"{len(item) - n} frame(s) dropped: the stream was reset "
-                                                        f"while the model took them")
+                                eng.stats.last_error = (
+                                    f"{len(item) - n} frame(s) dropped: the stream was reset while the model took them"
+                                )
             except Exception as err:  # keep the stream alive; the error is exposed
                 eng.stats.last_error = f"{kind} failed: {err!r}"
                 if kind == "query":

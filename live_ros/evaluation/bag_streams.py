@@ -26,8 +26,12 @@ from live_ros.evaluation.score import Asked, EventRef, events_from_annotation
 EPS = 1e-6
 
 
-def replay_inputs(bag: str | Path, topic: str | None = None, annotations: str | Path | None = None,
-                  questions: str | Path | None = None):
+def replay_inputs(
+    bag: str | Path,
+    topic: str | None = None,
+    annotations: str | Path | None = None,
+    questions: str | Path | None = None,
+):
     """(scan, events, annotation source, questions) of a replay: the bag's camera topic,
     the events of ``annotations`` (else the annotation stored in the bag) and the questions
     file; raises BagError / ValueError."""
@@ -43,8 +47,17 @@ def replay_inputs(bag: str | Path, topic: str | None = None, annotations: str | 
     return scan, events, source, load_questions(questions) if questions else []
 
 
-def replay_offline(system, scan, taken, answers: Sequence[dict], events: Sequence[EventRef], fps: float,
-                   out: str | Path, *, theta: float | None) -> dict:
+def replay_offline(
+    system,
+    scan,
+    taken,
+    answers: Sequence[dict],
+    events: Sequence[EventRef],
+    fps: float,
+    out: str | Path,
+    *,
+    theta: float | None,
+) -> dict:
     """The offline metrics of a replay: decode the images the LLM took (``taken``: their
     frame plans, with ``order`` in the bag and ``stamp``) from the bag, encode them with
     ``system``'s encoder, build the stream with the replay's ``answers`` (the report's
@@ -54,11 +67,30 @@ def replay_offline(system, scan, taken, answers: Sequence[dict], events: Sequenc
     tokens = encode_frames(system.encoder, frames)
     first = taken[0].stamp
     times = [p.stamp - first for p in taken]
-    asked = [Asked(a["time"], a["question"], a["expected"], a["query_id"], a["answer"], a["refused"],
-                   a.get("expected_at"), a.get("answer_time")) for a in answers]
+    asked = [
+        Asked(
+            a["time"],
+            a["question"],
+            a["expected"],
+            a["query_id"],
+            a["answer"],
+            a["refused"],
+            a.get("expected_at"),
+            a.get("answer_time"),
+        )
+        for a in answers
+    ]
     sample = offline_stream(safe_id(Path(scan.bag).name), times, events, asked, fps)
-    return offline_metrics(system.model, system.tokens, tokens, times, sample, Path(out) / "offline",
-                           theta=theta, encoder_id=system.encoder.encoder_id)
+    return offline_metrics(
+        system.model,
+        system.tokens,
+        tokens,
+        times,
+        sample,
+        Path(out) / "offline",
+        theta=theta,
+        encoder_id=system.encoder.encoder_id,
+    )
 
 
 def encode_frames(encoder, frames: Sequence[np.ndarray]):
@@ -70,8 +102,9 @@ def encode_frames(encoder, frames: Sequence[np.ndarray]):
     return torch.cat([encoder.encode([f]).float().cpu() for f in frames]) if frames else torch.zeros(0)
 
 
-def offline_stream(video_id: str, frame_times: Sequence[float], events: Sequence[EventRef],
-                   asked: Sequence[Asked], fps: float) -> StreamSample:
+def offline_stream(
+    video_id: str, frame_times: Sequence[float], events: Sequence[EventRef], asked: Sequence[Asked], fps: float
+) -> StreamSample:
     """The replay as a timed stream on the model's grid (frame k at k / fps)."""
     n = len(frame_times)
     duration = (n - 1) / fps if n else 0.0
@@ -80,7 +113,7 @@ def offline_stream(video_id: str, frame_times: Sequence[float], events: Sequence
         if q.time > duration + EPS:
             continue
         turns.append(TimedTurn("user", q.time, q.text, kind="question"))
-        if q.expected_at is not None:   # a reminder: the expected answer is due later, at its event
+        if q.expected_at is not None:  # a reminder: the expected answer is due later, at its event
             continue
         answer = q.expected if q.expected is not None else q.answer
         if answer:
@@ -102,8 +135,17 @@ def safe_id(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "replay"
 
 
-def offline_metrics(model, tokens, frame_tokens, frame_times: Sequence[float], sample: StreamSample,
-                    work_dir: str | Path, *, theta: float | None, encoder_id: str) -> dict:
+def offline_metrics(
+    model,
+    tokens,
+    frame_tokens,
+    frame_times: Sequence[float],
+    sample: StreamSample,
+    work_dir: str | Path,
+    *,
+    theta: float | None,
+    encoder_id: str,
+) -> dict:
     """``live-ros evaluate`` on ``sample`` with ``frame_tokens`` [T, N, D] (written as the
     stream's features file in ``work_dir``). Returns the stream's metrics, compact."""
     import torch
@@ -112,26 +154,50 @@ def offline_metrics(model, tokens, frame_tokens, frame_times: Sequence[float], s
     from live_ros.evaluation.offline import evaluate
 
     work_dir = Path(work_dir)
-    save_features(work_dir / f"{sample.video_id}.safetensors", frame_tokens.to(torch.float16).contiguous(),
-                  torch.tensor(list(frame_times), dtype=torch.float64),
-                  {"format": FORMAT, "encoder_id": encoder_id, "fps": repr(float(sample.fps)),
-                   "video": "replay-eval", "num_frames": frame_tokens.shape[0],
-                   "num_tokens": frame_tokens.shape[1], "dim": frame_tokens.shape[2]})
+    save_features(
+        work_dir / f"{sample.video_id}.safetensors",
+        frame_tokens.to(torch.float16).contiguous(),
+        torch.tensor(list(frame_times), dtype=torch.float64),
+        {
+            "format": FORMAT,
+            "encoder_id": encoder_id,
+            "fps": repr(float(sample.fps)),
+            "video": "replay-eval",
+            "num_frames": frame_tokens.shape[0],
+            "num_tokens": frame_tokens.shape[1],
+            "dim": frame_tokens.shape[2],
+        },
+    )
     result = evaluate(model, tokens, [sample], work_dir, theta=theta)
     rec = result["per_stream"][0]
     notes = list(rec.get("notes", []))
     steps = np.diff(np.asarray(frame_times, dtype=float))
     if steps.size and np.abs(steps - 1.0 / sample.fps).max() > 0.05 / sample.fps:
-        notes.append(f"the frames taken are not on a regular {sample.fps:g} fps grid (gaps in the bag): offline "
-                     f"frame k is the k-th frame taken, placed at k / fps")
-    return {"time_diff": rec.get("time_diff"), "time_diff_theta": rec.get("time_diff_theta"), "theta": theta,
-            "fluency": rec.get("fluency"), "fluency_theta": rec.get("fluency_theta"), "lm_ppl": rec.get("lm_ppl"), "lm_correctness": rec.get("lm_correctness"),
-            "missed": rec.get("missed"), "missed_theta": rec.get("missed_theta"), "turns": rec.get("turns"),
-            "timed_turns": rec.get("timed_turns"), "frames": rec.get("frames"), "notes": notes,
-            "stream": sample.to_dict()}
+        notes.append(
+            f"the frames taken are not on a regular {sample.fps:g} fps grid (gaps in the bag): offline "
+            f"frame k is the k-th frame taken, placed at k / fps"
+        )
+    return {
+        "time_diff": rec.get("time_diff"),
+        "time_diff_theta": rec.get("time_diff_theta"),
+        "theta": theta,
+        "fluency": rec.get("fluency"),
+        "fluency_theta": rec.get("fluency_theta"),
+        "lm_ppl": rec.get("lm_ppl"),
+        "lm_correctness": rec.get("lm_correctness"),
+        "missed": rec.get("missed"),
+        "missed_theta": rec.get("missed_theta"),
+        "turns": rec.get("turns"),
+        "timed_turns": rec.get("timed_turns"),
+        "frames": rec.get("frames"),
+        "notes": notes,
+        "stream": sample.to_dict(),
+    }
 
 
-def engine_decisions(model, tokens, frame_tokens, stamps: Sequence[float], config, questions: Sequence[tuple[int, str]] = ()):
+def engine_decisions(
+    model, tokens, frame_tokens, stamps: Sequence[float], config, questions: Sequence[tuple[int, str]] = ()
+):
     """The core engine alone on ``frame_tokens`` (one frame at a time, as live_llm in
     lockstep): per frame {stamp, spoke, p_interval, response}; ``questions``: (number of
     frames taken before it, text). Returns (decisions, answers)."""
@@ -153,7 +219,13 @@ def engine_decisions(model, tokens, frame_tokens, stamps: Sequence[float], confi
         final = [e for e in events if isinstance(e, ResponseEvent) and e.final]
         first = events[0]
         p = first.p_interval if first.kind == "silent" else (final[-1].p_interval if final else None)
-        decisions.append({"stamp": float(stamp), "spoke": bool(final), "p_interval": p,
-                          "response": final[-1].text if final else None})
+        decisions.append(
+            {
+                "stamp": float(stamp),
+                "spoke": bool(final),
+                "p_interval": p,
+                "response": final[-1].text if final else None,
+            }
+        )
     ask_due(len(stamps))
     return decisions, answers

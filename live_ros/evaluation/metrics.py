@@ -79,13 +79,13 @@ Mode = Literal["streaming", "per_frame", "interleaved"]
 class TurnPlan:
     """Where one assistant turn's metrics are read in an encoded stream."""
 
-    turn: int                          # ordinal of the assistant turn in the stream
-    span: tuple[int, int]              # its assistant span [start, end)
-    lang_positions: list[int]          # labelled positions (label = the next language token)
-    frames: list[int]                  # indices of its frames (frame list right before it)
-    decision_positions: list[int]      # per frame: the position whose prediction is the decision
-    future_frames: list[int]           # up to min(next turn's frames, n - 1) frames after it
-    future_positions: list[int]        # their decision positions in this sequence (teacher forced)
+    turn: int  # ordinal of the assistant turn in the stream
+    span: tuple[int, int]  # its assistant span [start, end)
+    lang_positions: list[int]  # labelled positions (label = the next language token)
+    frames: list[int]  # indices of its frames (frame list right before it)
+    decision_positions: list[int]  # per frame: the position whose prediction is the decision
+    future_frames: list[int]  # up to min(next turn's frames, n - 1) frames after it
+    future_positions: list[int]  # their decision positions in this sequence (teacher forced)
 
     @property
     def timed(self) -> bool:
@@ -95,7 +95,7 @@ class TurnPlan:
 @dataclass
 class Timing:
     frame_diff: int
-    spoke: bool          # the model spoke inside the turn or in the appended frames
+    spoke: bool  # the model spoke inside the turn or in the appended frames
 
 
 @dataclass
@@ -104,9 +104,9 @@ class TurnResult:
     n_frames: int
     n_lang: int
     lm_ppl: float | None
-    lm_correct: int                   # leading correct language tokens
+    lm_correct: int  # leading correct language tokens
     lm_correctness: float | None
-    frame_diff: int | None            # None: no frames (not timed)
+    frame_diff: int | None  # None: no frames (not timed)
     frame_diff_theta: int | None
     spoke: bool | None
     spoke_theta: bool | None
@@ -168,14 +168,21 @@ class StreamResult:
         return self._mean(t.fluency_theta for t in self.turns)
 
     def summary(self) -> dict:
-        return {"lm_ppl": self.lm_ppl, "time_diff": self.time_diff, "time_diff_theta": self.time_diff_theta,
-                "fluency": self.fluency, "fluency_theta": self.fluency_theta,
-                "lm_correctness": self.lm_correctness, "turns": self.n_turns, "timed_turns": self.timed_turns,
-                "missed": self.missed, "missed_theta": self.missed_theta}
+        return {
+            "lm_ppl": self.lm_ppl,
+            "time_diff": self.time_diff,
+            "time_diff_theta": self.time_diff_theta,
+            "fluency": self.fluency,
+            "fluency_theta": self.fluency_theta,
+            "lm_correctness": self.lm_correctness,
+            "turns": self.n_turns,
+            "timed_turns": self.timed_turns,
+            "missed": self.missed,
+            "missed_theta": self.missed_theta,
+        }
 
     def to_dict(self) -> dict:
-        return {**self.summary(), "fps": self.fps, "theta": self.theta,
-                "per_turn": [asdict(t) for t in self.turns]}
+        return {**self.summary(), "fps": self.fps, "theta": self.theta, "per_turn": [asdict(t) for t in self.turns]}
 
 
 # -- where things are -------------------------------------------------------------------
@@ -266,7 +273,7 @@ def plan_turns(enc: Encoded, mode: Mode = "streaming") -> list[TurnPlan]:
         frames, positions = (list(prev[1]), list(prev[2])) if prev and prev[0] == "frames" else ([], [])
         # The next turn's frames: every frame after this turn up to the next assistant turn.
         nxt_frames, nxt_pos, has_next = [], [], False
-        for later in events[i + 1:]:
+        for later in events[i + 1 :]:
             if later[0] == "turn":
                 has_next = True
                 break
@@ -274,8 +281,17 @@ def plan_turns(enc: Encoded, mode: Mode = "streaming") -> list[TurnPlan]:
                 nxt_frames += later[1]
                 nxt_pos += later[2]
         n_future = min(len(nxt_frames), max(0, len(frames) - 1)) if has_next else 0
-        plans.append(TurnPlan(len(plans), (start, end), _labelled(enc, start, end), frames, positions,
-                              nxt_frames[:n_future], nxt_pos[:n_future]))
+        plans.append(
+            TurnPlan(
+                len(plans),
+                (start, end),
+                _labelled(enc, start, end),
+                frames,
+                positions,
+                nxt_frames[:n_future],
+                nxt_pos[:n_future],
+            )
+        )
     return plans
 
 
@@ -356,9 +372,18 @@ def language(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
 FutureFn = Callable[[TurnPlan], torch.Tensor]
 
 
-def stream_metrics(logits: torch.Tensor, enc: Encoded, *, silent_id: int | None, fps: float,
-                   theta: float | None = None, mode: Mode = "streaming", positions: Sequence[int] | None = None,
-                   future: FutureFn | None = None, plans: Sequence[TurnPlan] | None = None) -> StreamResult:
+def stream_metrics(
+    logits: torch.Tensor,
+    enc: Encoded,
+    *,
+    silent_id: int | None,
+    fps: float,
+    theta: float | None = None,
+    mode: Mode = "streaming",
+    positions: Sequence[int] | None = None,
+    future: FutureFn | None = None,
+    plans: Sequence[TurnPlan] | None = None,
+) -> StreamResult:
     """All metrics of one stream from one forward.
 
     logits: [L, V] (or [1, L, V]) for every position of ``enc``, or [K, V] for the
@@ -381,8 +406,10 @@ def stream_metrics(logits: torch.Tensor, enc: Encoded, *, silent_id: int | None,
         plans = plan_turns(enc, mode)
     if positions is None:
         if logits.shape[0] != len(enc.input_ids):
-            raise ValueError(f"logits have {logits.shape[0]} rows for {len(enc.input_ids)} positions: pass "
-                             f"`positions` when the logits cover only some positions")
+            raise ValueError(
+                f"logits have {logits.shape[0]} rows for {len(enc.input_ids)} positions: pass "
+                f"`positions` when the logits cover only some positions"
+            )
         row = None
     else:
         row = {p: k for k, p in enumerate(positions)}
@@ -418,16 +445,23 @@ def stream_metrics(logits: torch.Tensor, enc: Encoded, *, silent_id: int | None,
         if plan.timed:
             decision = rows(plan.decision_positions)
             n_future = len(plan.future_frames)
-            t = frame_diff(speaks(decision, silent_id).tolist(),
-                           lambda: speaks(future_logits(plan), silent_id).tolist(), n_future)
-            tt = frame_diff(speaks(decision, silent_id, theta).tolist(),
-                            lambda: speaks(future_logits(plan), silent_id, theta).tolist(), n_future)
+            t = frame_diff(
+                speaks(decision, silent_id).tolist(), lambda: speaks(future_logits(plan), silent_id).tolist(), n_future
+            )
+            tt = frame_diff(
+                speaks(decision, silent_id, theta).tolist(),
+                lambda: speaks(future_logits(plan), silent_id, theta).tolist(),
+                n_future,
+            )
             diff, spoke, diff_t, spoke_t = t.frame_diff, t.spoke, tt.frame_diff, tt.spoke
             if n_lang:
                 flu = fluency(len(plan.frames), n_lang, correct, diff)
                 flu_t = fluency(len(plan.frames), n_lang, correct, diff_t)
-        result.turns.append(TurnResult(plan.turn, len(plan.frames), n_lang, ppl, correct, correctness,
-                                       diff, diff_t, spoke, spoke_t, flu, flu_t))
+        result.turns.append(
+            TurnResult(
+                plan.turn, len(plan.frames), n_lang, ppl, correct, correctness, diff, diff_t, spoke, spoke_t, flu, flu_t
+            )
+        )
     return result
 
 
@@ -447,5 +481,17 @@ def mean_over_streams(streams: Sequence[StreamResult]) -> dict:
     return out
 
 
-__all__ = ["TurnPlan", "Timing", "TurnResult", "StreamResult", "plan_turns", "needed_positions", "speaks",
-           "frame_diff", "fluency", "language", "stream_metrics", "mean_over_streams"]
+__all__ = [
+    "TurnPlan",
+    "Timing",
+    "TurnResult",
+    "StreamResult",
+    "plan_turns",
+    "needed_positions",
+    "speaks",
+    "frame_diff",
+    "fluency",
+    "language",
+    "stream_metrics",
+    "mean_over_streams",
+]

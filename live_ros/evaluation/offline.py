@@ -39,15 +39,24 @@ if TYPE_CHECKING:  # torch is imported inside the functions: the CLI's --help st
 
     from live_ros.evaluation.metrics import FutureFn, StreamResult, TurnPlan
 
-DEFAULT_THETA = RELEASE_THETA   # TimeDiff@theta's threshold: the engine's (live_ros/engine/config.py)
+DEFAULT_THETA = RELEASE_THETA  # TimeDiff@theta's threshold: the engine's (live_ros/engine/config.py)
 MODES = ("streaming", "per_frame", "interleaved")
 
 
 # -- the evaluation: all streams, then one stream ------------------------------------------
-def evaluate(model, tokens: StreamTokenizer, samples: Sequence[StreamSample], features_dir: str | Path | None, *,
-             theta: float | None = DEFAULT_THETA, fps: float | None = None, mode: Mode = "streaming",
-             max_positions: int | None = None, future: str = "continue",
-             progress: Callable[[str], None] | None = None) -> dict:
+def evaluate(
+    model,
+    tokens: StreamTokenizer,
+    samples: Sequence[StreamSample],
+    features_dir: str | Path | None,
+    *,
+    theta: float | None = DEFAULT_THETA,
+    fps: float | None = None,
+    mode: Mode = "streaming",
+    max_positions: int | None = None,
+    future: str = "continue",
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """Evaluate ``model`` on ``samples`` (features in ``features_dir``).
 
     theta: the inference threshold for TimeDiff@theta (None/0: off). fps: frame rate that
@@ -73,30 +82,57 @@ def evaluate(model, tokens: StreamTokenizer, samples: Sequence[StreamSample], fe
     model.eval()
     records, results = [], []
     for n, sample in enumerate(samples, 1):
-        record, result = evaluate_stream(model, tokens, sample, features_dir, theta=theta, fps=fps, mode=mode,
-                                         max_positions=max_positions, future=future)
+        record, result = evaluate_stream(
+            model,
+            tokens,
+            sample,
+            features_dir,
+            theta=theta,
+            fps=fps,
+            mode=mode,
+            max_positions=max_positions,
+            future=future,
+        )
         records.append(record)
         results.append(result)
         if progress:
-            progress(f"[{n}/{len(samples)}] {sample.video_id}: {record['tokens']} tokens, {record['turns']} turns, "
-                     f"{record['seconds']:.1f} s" + "".join(f"; {note}" for note in record["notes"]))
+            progress(
+                f"[{n}/{len(samples)}] {sample.video_id}: {record['tokens']} tokens, {record['turns']} turns, "
+                f"{record['seconds']:.1f} s" + "".join(f"; {note}" for note in record["notes"])
+            )
     means = mean_over_streams(results)
     config = _model_config(model)
     return {
-        "metrics": {k: means[k] for k in ("lm_ppl", "time_diff", "time_diff_theta", "fluency", "fluency_theta",
-                                          "lm_correctness")},
+        "metrics": {
+            k: means[k]
+            for k in ("lm_ppl", "time_diff", "time_diff_theta", "fluency", "fluency_theta", "lm_correctness")
+        },
         **{k: means[k] for k in ("streams", "turns", "timed_turns", "missed", "missed_theta")},
         "tokens": sum(r["tokens"] for r in records),
-        "settings": {"theta": theta, "fps": fps, "mode": mode, "future": future,
-                     "max_positions": max_positions or getattr(config, "max_position_embeddings", None),
-                     "encoder_id": getattr(config, "encoder_id", "")},
+        "settings": {
+            "theta": theta,
+            "fps": fps,
+            "mode": mode,
+            "future": future,
+            "max_positions": max_positions or getattr(config, "max_position_embeddings", None),
+            "encoder_id": getattr(config, "encoder_id", ""),
+        },
         "per_stream": records,
     }
 
 
-def evaluate_stream(model, tokens: StreamTokenizer, sample: StreamSample, features_dir: Path | None, *,
-                    theta: float | None = DEFAULT_THETA, fps: float | None = None, mode: Mode = "streaming",
-                    max_positions: int | None = None, future: str = "continue") -> tuple[dict, StreamResult]:
+def evaluate_stream(
+    model,
+    tokens: StreamTokenizer,
+    sample: StreamSample,
+    features_dir: Path | None,
+    *,
+    theta: float | None = DEFAULT_THETA,
+    fps: float | None = None,
+    mode: Mode = "streaming",
+    max_positions: int | None = None,
+    future: str = "continue",
+) -> tuple[dict, StreamResult]:
     """Metrics of one stream: (its JSON-able record, the StreamResult)."""
     import torch
 
@@ -109,33 +145,43 @@ def evaluate_stream(model, tokens: StreamTokenizer, sample: StreamSample, featur
     if feats.ndim != 3:
         raise ValueError(f"features of '{sample.video_id}' have shape {tuple(feats.shape)}, expected [T, N, dim]")
     if feats.shape[1] != len(tokens.frame_ids) or feats.shape[2] != config.vision_hidden_size:
-        raise ValueError(f"features of '{sample.video_id}' are {feats.shape[1]} tokens x {feats.shape[2]} per frame "
-                         f"but the model takes {len(tokens.frame_ids)} x {config.vision_hidden_size}: extract them "
-                         f"with the model's encoder")
+        raise ValueError(
+            f"features of '{sample.video_id}' are {feats.shape[1]} tokens x {feats.shape[2]} per frame "
+            f"but the model takes {len(tokens.frame_ids)} x {config.vision_hidden_size}: extract them "
+            f"with the model's encoder"
+        )
     if meta.get("fps") and abs(float(meta["fps"]) - sample.fps) > 1e-6:
-        raise ValueError(f"features of '{sample.video_id}' are at {meta['fps']} fps but the stream's turns are on a "
-                         f"{sample.fps} fps grid: extract at the stream's fps")
+        raise ValueError(
+            f"features of '{sample.video_id}' are at {meta['fps']} fps but the stream's turns are on a "
+            f"{sample.fps} fps grid: extract at the stream's fps"
+        )
     if abs(getattr(config, "frame_fps", sample.fps) - sample.fps) > 1e-6:
         notes.append(f"stream at {sample.fps} fps, model trained at {config.frame_fps} fps")
     n_frames = min(int(feats.shape[0]), sample.num_frames)
     if feats.shape[0] < sample.num_frames:
         sample, dropped = _trim_to_frames(sample, n_frames)
-        notes.append(f"features cover {feats.shape[0]} of {sample.num_frames} frames"
-                     + (f"; {dropped} turns after their end left out" if dropped else ""))
+        notes.append(
+            f"features cover {feats.shape[0]} of {sample.num_frames} frames"
+            + (f"; {dropped} turns after their end left out" if dropped else "")
+        )
     turns = sample.to_turns(n_frames)
     limit = max_positions or getattr(config, "max_position_embeddings", None) or 8192
     kept, enc, truncated = fit_context(tokens, turns, mode, limit)
     total_turns = sum(t.role == "assistant" for t in turns)
     kept_turns = sum(t.role == "assistant" for t in kept)
     if truncated:
-        notes.append(f"truncated at the context ({limit} positions): {enc.num_frames} of {n_frames} frames, "
-                     f"{kept_turns} of {total_turns} assistant turns evaluated")
+        notes.append(
+            f"truncated at the context ({limit} positions): {enc.num_frames} of {n_frames} frames, "
+            f"{kept_turns} of {total_turns} assistant turns evaluated"
+        )
 
     silent = tokens.silent_id(mode)
     plans = plan_turns(enc, mode)
     if len(plans) < kept_turns:
-        notes.append(f"{kept_turns - len(plans)} of {kept_turns} assistant turns are not in the {mode} encoding "
-                     f"(it keeps only responses that directly follow frames)")
+        notes.append(
+            f"{kept_turns - len(plans)} of {kept_turns} assistant turns are not in the {mode} encoding "
+            f"(it keeps only responses that directly follow frames)"
+        )
     in_sequence = future != "continue"
     positions = needed_positions(plans, future_in_sequence=in_sequence)
     need_cache = not in_sequence and silent is not None and any(p.future_frames for p in plans)
@@ -145,17 +191,37 @@ def evaluate_stream(model, tokens: StreamTokenizer, sample: StreamSample, featur
     t0 = time.perf_counter()
     with torch.inference_mode():
         if positions:
-            out = model(input_ids=torch.tensor(enc.input_ids, device=device)[None], frame_tokens=frame_tokens,
-                        use_cache=need_cache, logits_to_keep=torch.tensor(positions, device=device))
+            out = model(
+                input_ids=torch.tensor(enc.input_ids, device=device)[None],
+                frame_tokens=frame_tokens,
+                use_cache=need_cache,
+                logits_to_keep=torch.tensor(positions, device=device),
+            )
             logits = out.logits[0]
             fut = continuation(model, tokens, mode, out.past_key_values, feats) if need_cache else None
         else:
             logits, fut = torch.zeros(0, 1), None
-        result = stream_metrics(logits, enc, silent_id=silent, fps=fps or sample.fps, theta=theta, mode=mode,
-                                positions=positions, future=fut, plans=plans)
-    record = {"video_id": sample.video_id, "tokens": len(enc.input_ids), "frames": used, "frames_total": n_frames,
-              "truncated": truncated, "seconds": round(time.perf_counter() - t0, 3), "notes": notes,
-              **result.to_dict()}
+        result = stream_metrics(
+            logits,
+            enc,
+            silent_id=silent,
+            fps=fps or sample.fps,
+            theta=theta,
+            mode=mode,
+            positions=positions,
+            future=fut,
+            plans=plans,
+        )
+    record = {
+        "video_id": sample.video_id,
+        "tokens": len(enc.input_ids),
+        "frames": used,
+        "frames_total": n_frames,
+        "truncated": truncated,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "notes": notes,
+        **result.to_dict(),
+    }
     return record, result
 
 
@@ -175,9 +241,11 @@ def load_stream_features(sample: StreamSample, features_dir: Path | None, expect
         candidates.append(Path(sample.features))
     path = next((c for c in candidates if c.is_file()), None)
     if path is None:
-        raise FileNotFoundError(f"no features for stream '{sample.video_id}' (looked for "
-                                f"{', '.join(map(str, candidates)) or 'nothing: no --features folder'}): extract them "
-                                f"with `live-ros extract` into the --features folder")
+        raise FileNotFoundError(
+            f"no features for stream '{sample.video_id}' (looked for "
+            f"{', '.join(map(str, candidates)) or 'nothing: no --features folder'}): extract them "
+            f"with `live-ros extract` into the --features folder"
+        )
     from live_ros.data.features import load_features
 
     return load_features(path, expect_encoder=expect_encoder)
@@ -227,8 +295,9 @@ def fit_context(tokens: StreamTokenizer, turns: Sequence[Turn], mode: Mode, max_
 def _trim_to_frames(sample: StreamSample, n_frames: int) -> tuple[StreamSample, int]:
     """The sample with only the turns that fall within its first ``n_frames`` frames."""
     kept = [t for t in sample.turns if sample.frame_of(t.time) < n_frames]
-    trimmed = StreamSample(sample.video_id, sample.duration, sample.fps, kept, sample.video, sample.features,
-                           sample.meta)
+    trimmed = StreamSample(
+        sample.video_id, sample.duration, sample.fps, kept, sample.video, sample.features, sample.meta
+    )
     return trimmed, len(sample.turns) - len(kept)
 
 
@@ -246,7 +315,7 @@ def continuation(model, tokens: StreamTokenizer, mode: Mode, cache, frame_tokens
     return the logits at their decision positions [k, V]."""
     import torch
 
-    chunk = tokens.next_frame_ids(mode)   # a silent decision, then the next frame
+    chunk = tokens.next_frame_ids(mode)  # a silent decision, then the next frame
     device = model.get_input_embeddings().weight.device
 
     def run(plan: TurnPlan) -> torch.Tensor:
@@ -254,8 +323,13 @@ def continuation(model, tokens: StreamTokenizer, mode: Mode, cache, frame_tokens
         ids = torch.tensor(chunk * k, dtype=torch.long, device=device)[None]
         keep = torch.arange(len(chunk) - 1, len(chunk) * k, len(chunk), device=device)
         past = _prefix_cache(cache, plan.decision_positions[-1] + 1)
-        out = model(input_ids=ids, frame_tokens=frame_tokens[plan.future_frames], past_key_values=past,
-                    use_cache=True, logits_to_keep=keep)
+        out = model(
+            input_ids=ids,
+            frame_tokens=frame_tokens[plan.future_frames],
+            past_key_values=past,
+            use_cache=True,
+            logits_to_keep=keep,
+        )
         return out.logits[0]
 
     return run
@@ -277,16 +351,24 @@ def _fmt(value, kind: str | None) -> str:
 def format_table(result: dict, max_rows: int = 30) -> str:
     """The per-stream metrics (up to ``max_rows`` streams) and their mean, as text."""
     theta = result["settings"].get("theta")
-    cols = [("stream", None, "<"), ("tokens", None, ">"), ("turns", None, ">"), ("LM-PPL", "ppl", ">"),
-            ("TimeDiff", "s", ">"), (f"TimeDiff@{theta:g}" if theta else "TimeDiff@theta", "s", ">"),
-            ("Fluency", "pct", ">"), ("LM-Correctness", "pct", ">")]
+    cols = [
+        ("stream", None, "<"),
+        ("tokens", None, ">"),
+        ("turns", None, ">"),
+        ("LM-PPL", "ppl", ">"),
+        ("TimeDiff", "s", ">"),
+        (f"TimeDiff@{theta:g}" if theta else "TimeDiff@theta", "s", ">"),
+        ("Fluency", "pct", ">"),
+        ("LM-Correctness", "pct", ">"),
+    ]
     keys = ["video_id", "tokens", "turns", "lm_ppl", "time_diff", "time_diff_theta", "fluency", "lm_correctness"]
     rows = []
     for rec in result["per_stream"][:max_rows]:
         rows.append([_fmt(rec[k], kind) for k, (_, kind, _) in zip(keys, cols)])
     m = result["metrics"]
     mean = [f"mean of {result['streams']}", str(result["tokens"]), str(result["turns"])] + [
-        _fmt(m[k], kind) for k, (_, kind, _) in zip(keys[3:], cols[3:])]
+        _fmt(m[k], kind) for k, (_, kind, _) in zip(keys[3:], cols[3:])
+    ]
     widths = [max(len(c[0]), *(len(r[i]) for r in rows + [mean])) for i, c in enumerate(cols)]
 
     def line(cells):
@@ -298,9 +380,11 @@ def format_table(result: dict, max_rows: int = 30) -> str:
         out.append(f"... {len(result['per_stream']) - max_rows} more streams")
     out += [line(["-" * w for w in widths]), line(mean)]
     s = result["settings"]
-    out.append(f"streams: {result['streams']}  turns: {result['turns']} (timed: {result['timed_turns']}; "
-               f"never spoke: {result['missed']} argmax, {result['missed_theta']} theta)  mode: {s['mode']}  "
-               f"theta: {theta}  fps: {s['fps'] or 'per stream'}")
+    out.append(
+        f"streams: {result['streams']}  turns: {result['turns']} (timed: {result['timed_turns']}; "
+        f"never spoke: {result['missed']} argmax, {result['missed_theta']} theta)  mode: {s['mode']}  "
+        f"theta: {theta}  fps: {s['fps'] or 'per stream'}"
+    )
     notes = [f"{r['video_id']}: {n}" for r in result["per_stream"] for n in r["notes"]]
     out += [f"note: {n}" for n in notes]
     return "\n".join(out)
@@ -330,5 +414,15 @@ def write_json(result: dict, path: str | Path) -> Path:
     return path
 
 
-__all__ = ["DEFAULT_THETA", "MODES", "evaluate", "evaluate_stream", "load_stream_features", "fit_context",
-           "continuation", "format_table", "write_json", "finite"]
+__all__ = [
+    "DEFAULT_THETA",
+    "MODES",
+    "evaluate",
+    "evaluate_stream",
+    "load_stream_features",
+    "fit_context",
+    "continuation",
+    "format_table",
+    "write_json",
+    "finite",
+]

@@ -26,8 +26,8 @@ from live_ros.data.streams import StreamSample
 from live_ros.evaluation.offline import load_stream_features
 from live_ros.evaluation.score import EventRef, Said, match_events, normalize
 
-WINDOW = (-0.5, 3.0)            # a response may come this early / late for a turn (seconds)
-REMINDER_WINDOW = (0.0, 1.0)    # a reminder is honoured by a response this close after its event
+WINDOW = (-0.5, 3.0)  # a response may come this early / late for a turn (seconds)
+REMINDER_WINDOW = (0.0, 1.0)  # a reminder is honoured by a response this close after its event
 
 
 def run_stream(engine, sample: StreamSample, frame_tokens, frame_times) -> tuple[list[Said], list[dict]]:
@@ -48,11 +48,19 @@ def run_stream(engine, sample: StreamSample, frame_tokens, frame_times) -> tuple
             if isinstance(ev, SilentEvent):
                 frames.append({"index": ev.frame_index, "time": ev.video_time, "p": ev.p_interval, "spoke": False})
             elif isinstance(ev, ResponseEvent) and ev.final:
-                said.append(Said(ev.response_id, ev.query_id, ev.response_kind, ev.text,
-                                 float(ev.video_time or 0.0), proactive and ev.proactive, float(ev.video_time or 0.0)))
+                said.append(
+                    Said(
+                        ev.response_id,
+                        ev.query_id,
+                        ev.response_kind,
+                        ev.text,
+                        float(ev.video_time or 0.0),
+                        proactive and ev.proactive,
+                        float(ev.video_time or 0.0),
+                    )
+                )
                 if ev.proactive:
-                    frames.append({"index": ev.frame_index, "time": ev.video_time, "p": ev.p_interval,
-                                   "spoke": True})
+                    frames.append({"index": ev.frame_index, "time": ev.video_time, "p": ev.p_interval, "spoke": True})
 
     k = 0
     for i in range(len(frame_times)):
@@ -89,24 +97,47 @@ def score_stream(sample: StreamSample, said: Sequence[Said], window=WINDOW, remi
     for r in refs:
         if r.kind != "reminder" or not r.object:
             continue
-        stamp = re.search(r"@([0-9.]+)", next(t.event for t in sample.turns if t.role == "assistant" and t.time == r.time))
+        stamp = re.search(
+            r"@([0-9.]+)", next(t.event for t in sample.turns if t.role == "assistant" and t.time == r.time)
+        )
         if stamp is None:  # what .group on no match raised
             raise AttributeError(f"reminder at {r.time} s: its event names no time (@seconds)")
         event_time = float(stamp.group(1))
-        hit = next((s for s in proactive if reminder_window[0] - 1e-6 <= s.time - r.time <= reminder_window[1] + 1e-6
-                    and re.search(rf"\b{re.escape(r.object)}\b", s.text.lower())), None)
-        reminders.append({"object": r.object, "event_time": event_time, "turn_time": r.time,
-                          "honoured": hit is not None, "response": hit.text if hit else None,
-                          "response_time": hit.time if hit else None})
+        hit = next(
+            (
+                s
+                for s in proactive
+                if reminder_window[0] - 1e-6 <= s.time - r.time <= reminder_window[1] + 1e-6
+                and re.search(rf"\b{re.escape(r.object)}\b", s.text.lower())
+            ),
+            None,
+        )
+        reminders.append(
+            {
+                "object": r.object,
+                "event_time": event_time,
+                "turn_time": r.time,
+                "honoured": hit is not None,
+                "response": hit.text if hit else None,
+                "response_time": hit.time if hit else None,
+            }
+        )
     n = len(refs)
     minutes = max(sample.duration / 60.0, 1e-9)
-    return {"video_id": sample.video_id, "duration": sample.duration, "turns": n, "matched": len(matched),
-            "time_diff": sum(abs(d) for d in diffs) / len(diffs) if diffs else None,
-            "signed_time_diff": sum(diffs) / len(diffs) if diffs else None,
-            "missed_rate": (n - len(matched)) / n if n else None,
-            "spurious": len(proactive) - len(matched), "spurious_per_min": (len(proactive) - len(matched)) / minutes,
-            "text_similarity": sum(sims) / len(sims) if sims else None,
-            "reminders": reminders, "responses": len(said)}
+    return {
+        "video_id": sample.video_id,
+        "duration": sample.duration,
+        "turns": n,
+        "matched": len(matched),
+        "time_diff": sum(abs(d) for d in diffs) / len(diffs) if diffs else None,
+        "signed_time_diff": sum(diffs) / len(diffs) if diffs else None,
+        "missed_rate": (n - len(matched)) / n if n else None,
+        "spurious": len(proactive) - len(matched),
+        "spurious_per_min": (len(proactive) - len(matched)) / minutes,
+        "text_similarity": sum(sims) / len(sims) if sims else None,
+        "reminders": reminders,
+        "responses": len(said),
+    }
 
 
 def mean(rows: Sequence[dict], key: str) -> float | None:
@@ -124,35 +155,52 @@ def evaluate_online(engine, samples: Sequence[StreamSample], features_dir, progr
         t0 = time.perf_counter()
         said, frames = run_stream(engine, sample, feats.float(), times.double())
         row = score_stream(sample, said)
-        row.update(frames=len(frames), seconds=round(time.perf_counter() - t0, 1),
-                   peak_cache_tokens=engine.stats.cache_peak_tokens, said=[{"time": s.time, "kind": s.kind, "text": s.text, "proactive": s.proactive}
-                                    for s in said])
+        row.update(
+            frames=len(frames),
+            seconds=round(time.perf_counter() - t0, 1),
+            peak_cache_tokens=engine.stats.cache_peak_tokens,
+            said=[{"time": s.time, "kind": s.kind, "text": s.text, "proactive": s.proactive} for s in said],
+        )
         rows.append(row)
         if progress:
-            progress(f"[{n}/{len(samples)}] {sample.video_id}: {len(frames)} frames, {row['matched']}/{row['turns']} "
-                     f"turns matched, {row['spurious']} spurious, {row['seconds']} s")
+            progress(
+                f"[{n}/{len(samples)}] {sample.video_id}: {len(frames)} frames, {row['matched']}/{row['turns']} "
+                f"turns matched, {row['spurious']} spurious, {row['seconds']} s"
+            )
     reminders = [r for row in rows for r in row["reminders"]]
-    return {"streams": len(rows),
-            "metrics": {k: mean(rows, k) for k in ("time_diff", "signed_time_diff", "missed_rate", "spurious_per_min",
-                                                   "text_similarity")},
-            "reminders": len(reminders), "reminders_honoured": sum(r["honoured"] for r in reminders),
-            "per_stream": rows}
+    return {
+        "streams": len(rows),
+        "metrics": {
+            k: mean(rows, k)
+            for k in ("time_diff", "signed_time_diff", "missed_rate", "spurious_per_min", "text_similarity")
+        },
+        "reminders": len(reminders),
+        "reminders_honoured": sum(r["honoured"] for r in reminders),
+        "per_stream": rows,
+    }
 
 
 def format_online(result: dict) -> str:
     """The per-stream online scores and their mean, as text."""
+
     def f(v, fmt):
         return "-" if v is None else format(v, fmt)
 
-    lines = [f"{'stream':<22} {'min':>5} {'turns':>5} {'matched':>7} {'TimeDiff':>8} {'missed':>7} "
-             f"{'spur/min':>8} {'text':>5}  reminders"]
+    lines = [
+        f"{'stream':<22} {'min':>5} {'turns':>5} {'matched':>7} {'TimeDiff':>8} {'missed':>7} "
+        f"{'spur/min':>8} {'text':>5}  reminders"
+    ]
     for r in result["per_stream"]:
         rem = ", ".join(f"{x['object']} {'yes' if x['honoured'] else 'NO'}" for x in r["reminders"]) or "-"
-        lines.append(f"{r['video_id']:<22} {r['duration'] / 60:5.1f} {r['turns']:5d} {r['matched']:7d} "
-                     f"{f(r['time_diff'], '7.2f')}s {f(r['missed_rate'] and 100 * r['missed_rate'], '6.1f')}% "
-                     f"{r['spurious_per_min']:8.2f} {f(r['text_similarity'], '5.2f')}  {rem}")
+        lines.append(
+            f"{r['video_id']:<22} {r['duration'] / 60:5.1f} {r['turns']:5d} {r['matched']:7d} "
+            f"{f(r['time_diff'], '7.2f')}s {f(r['missed_rate'] and 100 * r['missed_rate'], '6.1f')}% "
+            f"{r['spurious_per_min']:8.2f} {f(r['text_similarity'], '5.2f')}  {rem}"
+        )
     m = result["metrics"]
-    lines.append(f"{'mean':<22} {'':>5} {'':>5} {'':>7} {f(m['time_diff'], '7.2f')}s "
-                 f"{f(m['missed_rate'] and 100 * m['missed_rate'], '6.1f')}% {f(m['spurious_per_min'], '8.2f')} "
-                 f"{f(m['text_similarity'], '5.2f')}  {result['reminders_honoured']}/{result['reminders']} honoured")
+    lines.append(
+        f"{'mean':<22} {'':>5} {'':>5} {'':>7} {f(m['time_diff'], '7.2f')}s "
+        f"{f(m['missed_rate'] and 100 * m['missed_rate'], '6.1f')}% {f(m['spurious_per_min'], '8.2f')} "
+        f"{f(m['text_similarity'], '5.2f')}  {result['reminders_honoured']}/{result['reminders']} honoured"
+    )
     return "\n".join(lines)

@@ -28,15 +28,24 @@ def write_timeline(report: dict, path: str | Path) -> Path:
     responses = [r for r in report.get("responses", []) if r.get("final")]
     answers = report["score"]["answers"]
     end = max([0.0] + [d["time"] for d in decisions] + [e["time"] for e in events] + [r["time"] for r in responses])
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(8.0, min(24.0, end / 5 + 6)), 6.5), sharex=True,
-                                      gridspec_kw={"height_ratios": [1, 2]})
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(max(8.0, min(24.0, end / 5 + 6)), 6.5), sharex=True, gridspec_kw={"height_ratios": [1, 2]}
+    )
     if decisions:
         times = [d["time"] for d in decisions]
-        top.plot(times, [d["p_interval"] for d in decisions], ".-", color="tab:blue", lw=1, ms=3,
-                 label="P(interval) per frame")
+        top.plot(
+            times,
+            [d["p_interval"] for d in decisions],
+            ".-",
+            color="tab:blue",
+            lw=1,
+            ms=3,
+            label="P(interval) per frame",
+        )
         spoke = [d for d in decisions if d["spoke"]]
-        top.plot([d["time"] for d in spoke], [d["p_interval"] for d in spoke], "v", color="tab:green", ms=6,
-                 label="spoke")
+        top.plot(
+            [d["time"] for d in spoke], [d["p_interval"] for d in spoke], "v", color="tab:green", ms=6, label="spoke"
+        )
     theta = report["settings"].get("theta")
     if theta is not None:
         top.axhline(theta, color="tab:red", ls="--", lw=1, label=f"theta {theta:g}")
@@ -48,25 +57,49 @@ def write_timeline(report: dict, path: str | Path) -> Path:
     rows = {"events": 2.0, "responses": 1.0, "questions": 0.0}
     for e in events:
         bottom.plot([e["time"]], [rows["events"]], "|", color="black", ms=18, mew=2)
-        bottom.annotate(_short(e["text"] or f"{e['object']} {e['kind']}"), (e["time"], rows["events"]),
-                        xytext=(2, 8), textcoords="offset points", rotation=30, fontsize=7)
+        bottom.annotate(
+            _short(e["text"] or f"{e['object']} {e['kind']}"),
+            (e["time"], rows["events"]),
+            xytext=(2, 8),
+            textcoords="offset points",
+            rotation=30,
+            fontsize=7,
+        )
         if e["matched"]:
-            bottom.plot([e["time"], e["response_time"]], [rows["events"], rows["responses"]], "-", color="tab:green",
-                        lw=1, alpha=0.7)
+            bottom.plot(
+                [e["time"], e["response_time"]],
+                [rows["events"], rows["responses"]],
+                "-",
+                color="tab:green",
+                lw=1,
+                alpha=0.7,
+            )
     matched_ids = {e.get("response_id") for e in events if e["matched"]}
     for r in responses:
         if not r["proactive"]:
             continue
         good = r["response_id"] in matched_ids
-        color = "tab:green" if good else "tab:red" if events else "tab:blue"   # nothing to match: not spurious
+        color = "tab:green" if good else "tab:red" if events else "tab:blue"  # nothing to match: not spurious
         bottom.plot([r["time"]], [rows["responses"]], "o", color=color, ms=6)
-        bottom.annotate(_short(r["text"], 24), (r["time"], rows["responses"]), xytext=(2, -14),
-                        textcoords="offset points", rotation=-25, fontsize=6, color="dimgray")
+        bottom.annotate(
+            _short(r["text"], 24),
+            (r["time"], rows["responses"]),
+            xytext=(2, -14),
+            textcoords="offset points",
+            rotation=-25,
+            fontsize=6,
+            color="dimgray",
+        )
     for i, a in enumerate(answers):
         bottom.plot([a["time"]], [rows["questions"]], "s", color="tab:purple", ms=6)
-        bottom.annotate(_short(f"Q: {a['question']}  A: {a['answer'] or a['refused'] or '-'}", 60),
-                        (a["time"], rows["questions"]), xytext=(4, 6 if i % 2 == 0 else -14),
-                        textcoords="offset points", fontsize=7, color="tab:purple")
+        bottom.annotate(
+            _short(f"Q: {a['question']}  A: {a['answer'] or a['refused'] or '-'}", 60),
+            (a["time"], rows["questions"]),
+            xytext=(4, 6 if i % 2 == 0 else -14),
+            textcoords="offset points",
+            fontsize=7,
+            color="tab:purple",
+        )
     bottom.set_yticks(list(rows.values()), ["events", "responses\n(green: matched)", "questions"])
     bottom.set_ylim(-0.6, 2.9)
     bottom.set_xlim(-0.5, end + 1.0)

@@ -51,10 +51,21 @@ def collect(play, t0: float, realtime: bool) -> Collected:
     for d, wall in play.decisions:
         s = _stamp(d.header)
         pub = play.published.get(s)
-        out.decisions.append({"time": s - t0, "stamp": s, "frame_index": int(d.frame_index), "video_time": d.video_time,
-                              "p_interval": float(d.p_interval), "theta": float(d.theta), "spoke": bool(d.spoke),
-                              "suppressed": d.suppressed, "batch": int(d.batch), "response_id": int(d.response_id),
-                              "lag": (wall - pub) if (realtime and pub is not None) else None})
+        out.decisions.append(
+            {
+                "time": s - t0,
+                "stamp": s,
+                "frame_index": int(d.frame_index),
+                "video_time": d.video_time,
+                "p_interval": float(d.p_interval),
+                "theta": float(d.theta),
+                "spoke": bool(d.spoke),
+                "suppressed": d.suppressed,
+                "batch": int(d.batch),
+                "response_id": int(d.response_id),
+                "lag": (wall - pub) if (realtime and pub is not None) else None,
+            }
+        )
         if realtime and pub is not None:
             out.lags.append(wall - pub)
         if not _in(planned, s):
@@ -69,14 +80,34 @@ def collect(play, t0: float, realtime: bool) -> Collected:
         s = _stamp(r.header)
         pub = play.published.get(s) if realtime else None
         is_pro = r.response_id in proactive
-        rec = {"response_id": int(r.response_id), "query_id": int(r.query_id), "kind": r.kind, "text": r.text,
-               "final": True, "time": s - t0, "stamp": s, "video_time": r.video_time, "proactive": is_pro,
-               "latency": (wall - pub) if (pub is not None and is_pro) else None,
-               "first_latency": (first_seen[r.response_id] - pub) if (pub is not None and is_pro) else None,
-               "node_latency": float(r.latency)}
+        rec = {
+            "response_id": int(r.response_id),
+            "query_id": int(r.query_id),
+            "kind": r.kind,
+            "text": r.text,
+            "final": True,
+            "time": s - t0,
+            "stamp": s,
+            "video_time": r.video_time,
+            "proactive": is_pro,
+            "latency": (wall - pub) if (pub is not None and is_pro) else None,
+            "first_latency": (first_seen[r.response_id] - pub) if (pub is not None and is_pro) else None,
+            "node_latency": float(r.latency),
+        }
         out.responses.append(rec)
-        out.said.append(Said(rec["response_id"], rec["query_id"], r.kind, r.text, rec["time"], is_pro, r.video_time,
-                             rec["latency"], rec["first_latency"]))
+        out.said.append(
+            Said(
+                rec["response_id"],
+                rec["query_id"],
+                r.kind,
+                r.text,
+                rec["time"],
+                is_pro,
+                r.video_time,
+                rec["latency"],
+                rec["first_latency"],
+            )
+        )
     return out
 
 
@@ -88,8 +119,16 @@ def resolve_answers(asked: list[Asked], responses: list[dict], window: tuple[flo
         if not q.query_id:
             continue
         if q.expected_at is not None:
-            first = next((r for r in responses if r["query_id"] == q.query_id and r["kind"] != "refusal"
-                          and q.expected_at + window[0] <= r["time"] <= q.expected_at + window[1]), None)
+            first = next(
+                (
+                    r
+                    for r in responses
+                    if r["query_id"] == q.query_id
+                    and r["kind"] != "refusal"
+                    and q.expected_at + window[0] <= r["time"] <= q.expected_at + window[1]
+                ),
+                None,
+            )
         else:
             first = next((r for r in responses if r["query_id"] == q.query_id and not r["proactive"]), None)
         if first is None:
@@ -100,9 +139,19 @@ def resolve_answers(asked: list[Asked], responses: list[dict], window: tuple[flo
             q.answer, q.answer_time = first["text"], first["time"]
 
 
-def build_report(*, scan, play, mode: str, settings: dict, events: list[EventRef], asked: list[Asked],
-                 annotation_source: str | None, offline: dict | None = None, offline_note: str = "",
-                 notes: list[str] | None = None) -> dict:
+def build_report(
+    *,
+    scan,
+    play,
+    mode: str,
+    settings: dict,
+    events: list[EventRef],
+    asked: list[Asked],
+    annotation_source: str | None,
+    offline: dict | None = None,
+    offline_note: str = "",
+    notes: list[str] | None = None,
+) -> dict:
     realtime = mode == "realtime"
     t0 = scan.images[0].stamp
     got = collect(play, t0, realtime)
@@ -110,31 +159,60 @@ def build_report(*, scan, play, mode: str, settings: dict, events: list[EventRef
     thetas = {round(d["theta"], 6) for d in got.decisions if not math.isnan(d["theta"])}
     if len(thetas) == 1:
         settings = {**settings, "theta": thetas.pop()}
-    sc = score(events, got.said, asked, window=tuple(settings["window"]), prefer_object=settings["prefer_object"],
-               fuzzy_threshold=settings["fuzzy_threshold"], decision_lags=got.lags if realtime else None)
+    sc = score(
+        events,
+        got.said,
+        asked,
+        window=tuple(settings["window"]),
+        prefer_object=settings["prefer_object"],
+        fuzzy_threshold=settings["fuzzy_threshold"],
+        decision_lags=got.lags if realtime else None,
+    )
     acked = [p for p in play.plans if p.acked]
     dropped = [p for p in acked if not _in(got.decided, p.stamp)]
     notes = list(notes or [])
     refused = [p for p in play.plans if p.note and ("refused" in p.note or "refuses" in p.note)]
     if refused:
-        notes.append(f"{len(refused)} sampled images are refused by the graph (first: image {refused[0].order}: "
-                     f"{refused[0].note})")
+        notes.append(
+            f"{len(refused)} sampled images are refused by the graph (first: image {refused[0].order}: "
+            f"{refused[0].note})"
+        )
     if got.unexpected:
-        notes.append(f"{got.unexpected} decisions for images the sampling rule did not pick: camera_subscriber's "
-                     f"fps or grid differs from the plan ({settings['fps']:g} fps)"
-                     + (" or images were lost and later ones taken instead" if realtime else ""))
+        notes.append(
+            f"{got.unexpected} decisions for images the sampling rule did not pick: camera_subscriber's "
+            f"fps or grid differs from the plan ({settings['fps']:g} fps)"
+            + (" or images were lost and later ones taken instead" if realtime else "")
+        )
     if realtime and play.late:
-        notes.append(f"player: publication behind schedule p50 {sorted(play.late)[len(play.late) // 2]:.3f} s, "
-                     f"max {max(play.late):.3f} s")
+        notes.append(
+            f"player: publication behind schedule p50 {sorted(play.late)[len(play.late) // 2]:.3f} s, "
+            f"max {max(play.late):.3f} s"
+        )
     report = {
-        "format": FORMAT, "bag": str(scan.bag), "topic": scan.topic, "type": scan.msgtype, "mode": mode,
-        "settings": settings, "annotation": annotation_source,
-        "frames": {"images": len(play.plans), "sampled": sum(p.sampled for p in play.plans), "acked": len(acked),
-                   "decisions": len(got.decisions), "dropped": len(dropped), "unexpected": got.unexpected,
-                   "spoke": sum(d["spoke"] for d in got.decisions)},
-        "stamps": scan.report.to_dict(), "stamp_notes": scan.report.lines() + list(scan.notes), "notes": notes,
-        "score": sc.to_dict(), "offline": offline, "offline_note": offline_note,
-        "decisions": got.decisions, "responses": got.responses,
+        "format": FORMAT,
+        "bag": str(scan.bag),
+        "topic": scan.topic,
+        "type": scan.msgtype,
+        "mode": mode,
+        "settings": settings,
+        "annotation": annotation_source,
+        "frames": {
+            "images": len(play.plans),
+            "sampled": sum(p.sampled for p in play.plans),
+            "acked": len(acked),
+            "decisions": len(got.decisions),
+            "dropped": len(dropped),
+            "unexpected": got.unexpected,
+            "spoke": sum(d["spoke"] for d in got.decisions),
+        },
+        "stamps": scan.report.to_dict(),
+        "stamp_notes": scan.report.lines() + list(scan.notes),
+        "notes": notes,
+        "score": sc.to_dict(),
+        "offline": offline,
+        "offline_note": offline_note,
+        "decisions": got.decisions,
+        "responses": got.responses,
         "plan": [p.to_dict() for p in play.plans if p.sampled or p.note],
     }
     return report

@@ -45,13 +45,13 @@ class Said:
 
     response_id: int
     query_id: int
-    kind: str                 # narration / answer / refusal
+    kind: str  # narration / answer / refusal
     text: str
-    time: float               # triggering frame stamp - first image stamp
-    proactive: bool           # triggered by a frame (not the immediate answer to a query)
-    video_time: float = 0.0   # as the node reported it
-    latency: float | None = None          # wall: final received - trigger image published (real time)
-    first_latency: float | None = None    # wall: first partial received - trigger image published
+    time: float  # triggering frame stamp - first image stamp
+    proactive: bool  # triggered by a frame (not the immediate answer to a query)
+    video_time: float = 0.0  # as the node reported it
+    latency: float | None = None  # wall: final received - trigger image published (real time)
+    first_latency: float | None = None  # wall: first partial received - trigger image published
 
 
 @dataclass
@@ -74,8 +74,9 @@ def events_from_annotation(annotation, include_ends: bool = True) -> list[EventR
     for e in events:
         out.append(EventRef(float(e["time"]), str(e.get("kind", "")), str(e.get("object", "")), str(e.get("text", ""))))
         if include_ends and e.get("end") is not None and e.get("end_text"):
-            out.append(EventRef(float(e["end"]), f"{e.get('kind', '')}-end", str(e.get("object", "")),
-                                str(e["end_text"])))
+            out.append(
+                EventRef(float(e["end"]), f"{e.get('kind', '')}-end", str(e.get("object", "")), str(e["end_text"]))
+            )
     return sorted(out, key=lambda e: e.time)
 
 
@@ -83,8 +84,12 @@ def mentions(text: str, noun: str) -> bool:
     return bool(noun) and re.search(rf"\b{re.escape(noun.lower())}\b", text.lower()) is not None
 
 
-def match_events(events: Sequence[EventRef], said: Sequence[Said], window: tuple[float, float] = DEFAULT_WINDOW,
-                 prefer_object: bool = True) -> dict[int, int]:
+def match_events(
+    events: Sequence[EventRef],
+    said: Sequence[Said],
+    window: tuple[float, float] = DEFAULT_WINDOW,
+    prefer_object: bool = True,
+) -> dict[int, int]:
     """One-to-one matches {event index: response index} of proactive responses to events."""
     lo, hi = window
     pairs = []
@@ -126,8 +131,13 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def _pcts(values: Sequence[float]) -> dict:
-    return {"count": len(values), "p50": percentile(values, 50), "p90": percentile(values, 90),
-            "p99": percentile(values, 99), "max": max(values) if values else None}
+    return {
+        "count": len(values),
+        "p50": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+        "max": max(values) if values else None,
+    }
 
 
 @dataclass
@@ -142,21 +152,42 @@ class Score:
         return asdict(self)
 
 
-def score(events: Sequence[EventRef], said: Sequence[Said], asked: Sequence[Asked] = (), *,
-          window: tuple[float, float] = DEFAULT_WINDOW, prefer_object: bool = True,
-          fuzzy_threshold: float = FUZZY_THRESHOLD, decision_lags: Sequence[float] | None = None) -> Score:
+def score(
+    events: Sequence[EventRef],
+    said: Sequence[Said],
+    asked: Sequence[Asked] = (),
+    *,
+    window: tuple[float, float] = DEFAULT_WINDOW,
+    prefer_object: bool = True,
+    fuzzy_threshold: float = FUZZY_THRESHOLD,
+    decision_lags: Sequence[float] | None = None,
+) -> Score:
     """Scores of one replay. ``decision_lags`` (real-time mode): wall seconds from an image's
     publication to its decision."""
     matched = match_events(events, said, window, prefer_object)
     out = Score()
     diffs = []
     for i, e in enumerate(events):
-        row = {"time": e.time, "kind": e.kind, "object": e.object, "text": e.text, "matched": i in matched,
-               "response_time": None, "time_diff": None, "response": None, "names_object": None}
+        row = {
+            "time": e.time,
+            "kind": e.kind,
+            "object": e.object,
+            "text": e.text,
+            "matched": i in matched,
+            "response_time": None,
+            "time_diff": None,
+            "response": None,
+            "names_object": None,
+        }
         if i in matched:
             r = said[matched[i]]
-            row.update(response_time=r.time, time_diff=r.time - e.time, response=r.text, response_id=r.response_id,
-                       names_object=mentions(r.text, e.object))
+            row.update(
+                response_time=r.time,
+                time_diff=r.time - e.time,
+                response=r.text,
+                response_id=r.response_id,
+                names_object=mentions(r.text, e.object),
+            )
             diffs.append(r.time - e.time)
         out.events.append(row)
     proactive = [r for r in said if r.proactive]
@@ -164,27 +195,44 @@ def score(events: Sequence[EventRef], said: Sequence[Said], asked: Sequence[Aske
     # without annotated events nothing can be called spurious: the responses are only listed
     spurious = [j for j, r in enumerate(said) if r.proactive and j not in used] if events else []
     out.online = {
-        "events": len(events), "matched": len(matched), "missed": len(events) - len(matched),
-        "proactive_responses": len(proactive), "spurious": len(spurious) if events else None,
+        "events": len(events),
+        "matched": len(matched),
+        "missed": len(events) - len(matched),
+        "proactive_responses": len(proactive),
+        "spurious": len(spurious) if events else None,
         "time_diff": sum(abs(d) for d in diffs) / len(diffs) if diffs else None,
         "mean_signed_diff": sum(diffs) / len(diffs) if diffs else None,
         "names_object": sum(1 for row in out.events if row["names_object"]),
-        "window": list(window), "prefer_object": prefer_object,
+        "window": list(window),
+        "prefer_object": prefer_object,
         "spurious_responses": [{"time": said[j].time, "text": said[j].text} for j in spurious],
     }
     graded: list[dict[str, Any]] = []
     for q in asked:
-        row = {"time": q.time, "question": q.text, "expected": q.expected, "answer": q.answer, "query_id": q.query_id,
-               "refused": q.refused, "exact": None, "fuzzy": None, "correct": None, "expected_at": q.expected_at,
-               "answer_time": q.answer_time}
+        row = {
+            "time": q.time,
+            "question": q.text,
+            "expected": q.expected,
+            "answer": q.answer,
+            "query_id": q.query_id,
+            "refused": q.refused,
+            "exact": None,
+            "fuzzy": None,
+            "correct": None,
+            "expected_at": q.expected_at,
+            "answer_time": q.answer_time,
+        }
         if q.expected is not None:
             exact, ratio = answer_scores(q.expected, q.answer)
             row.update(exact=exact, fuzzy=round(ratio, 4), correct=exact or ratio >= fuzzy_threshold)
             graded.append(row)
         out.answers.append(row)
     out.answer_summary = {
-        "asked": len(asked), "answered": sum(1 for q in asked if q.answer is not None), "graded": len(graded),
-        "exact": sum(1 for r in graded if r["exact"]), "correct": sum(1 for r in graded if r["correct"]),
+        "asked": len(asked),
+        "answered": sum(1 for q in asked if q.answer is not None),
+        "graded": len(graded),
+        "exact": sum(1 for r in graded if r["exact"]),
+        "correct": sum(1 for r in graded if r["correct"]),
         "mean_fuzzy": sum(r["fuzzy"] for r in graded) / len(graded) if graded else None,
         "fuzzy_threshold": fuzzy_threshold,
     }
@@ -212,8 +260,10 @@ def _clip(text: str | None, width: int) -> str:
 def _said_lines(report: dict, max_rows: int) -> list[str]:
     """What the model said (final responses), for a replay with no annotated events."""
     said = [r for r in report.get("responses", []) if r.get("final", True)]
-    lines = [f"  no annotated events to score against (give --annotations, or a bag made with bag-from-video "
-             f"--annotations); the model said ({len(said)} final responses):"]
+    lines = [
+        f"  no annotated events to score against (give --annotations, or a bag made with bag-from-video "
+        f"--annotations); the model said ({len(said)} final responses):"
+    ]
     if not said:
         lines.append("    nothing")
     for r in said[:max_rows]:
@@ -230,9 +280,11 @@ def format_report(report: dict, max_rows: int = 40) -> str:
     fr, st = report["frames"], report["settings"]
     mode = report["mode"] + (f" x{st['speed']:g}" if report["mode"] == "realtime" else "")
     lines.append(f"replay-eval {report['bag']}  topic {report['topic']}  mode {mode}")
-    lines.append(f"  images {fr['images']}, sampled at {st['fps']:g} fps {fr['sampled']}, taken by live_llm "
-                 f"{fr['decisions']} of {fr['acked']} expected ({fr['dropped']} dropped), model spoke at "
-                 f"{fr['spoke']}; theta {_s(st.get('theta'), '{:g}')}, preset {st.get('preset') or '-'}")
+    lines.append(
+        f"  images {fr['images']}, sampled at {st['fps']:g} fps {fr['sampled']}, taken by live_llm "
+        f"{fr['decisions']} of {fr['acked']} expected ({fr['dropped']} dropped), model spoke at "
+        f"{fr['spoke']}; theta {_s(st.get('theta'), '{:g}')}, preset {st.get('preset') or '-'}"
+    )
     for note in report.get("stamp_notes", []) + report.get("notes", []):
         lines.append(f"  note: {note}")
     events = report["score"]["events"]
@@ -242,8 +294,10 @@ def format_report(report: dict, max_rows: int = 40) -> str:
         lines += [head, "  " + "-" * (len(head) + 20)]
         for row in events[:max_rows]:
             name = _clip(row["text"] or f"{row['object']} {row['kind']}", 34)
-            lines.append(f"  {name:<34} {row['time']:>7.2f} {_s(row['response_time']):>8} "
-                         f"{_s(row['time_diff'], '{:+.2f}'):>7}  {_clip(row['response'], 40) if row['matched'] else 'MISSED'}")
+            lines.append(
+                f"  {name:<34} {row['time']:>7.2f} {_s(row['response_time']):>8} "
+                f"{_s(row['time_diff'], '{:+.2f}'):>7}  {_clip(row['response'], 40) if row['matched'] else 'MISSED'}"
+            )
         if len(events) > max_rows:
             lines.append(f"  ... {len(events) - max_rows} more events")
     on = report["score"]["online"]
@@ -252,6 +306,7 @@ def format_report(report: dict, max_rows: int = 40) -> str:
     if not on.get("events"):
         lines += ["", *_said_lines(report, max_rows)]
     lines.append("")
+
     def table_row(name: str, online: str, offline: str) -> None:
         lines.append(f"  {name:<30} {online:>22} {offline:>28}")
 
@@ -259,16 +314,22 @@ def format_report(report: dict, max_rows: int = 40) -> str:
     table_row("metric", "online (this replay)", "offline (live-ros evaluate)")
     table_row(f"TimeDiff@{th} (s)", _s(on.get("time_diff")), _s(off.get("time_diff_theta")) if off else "-")
     table_row("TimeDiff, argmax (s)", "-", _s(off.get("time_diff")) if off else "-")
-    table_row("events missed", f"{on.get('missed', '-')} of {on.get('events', 0)}",
-              f"{off.get('missed_theta')} of {off.get('timed_turns')}" if off else "-")
+    table_row(
+        "events missed",
+        f"{on.get('missed', '-')} of {on.get('events', 0)}",
+        f"{off.get('missed_theta')} of {off.get('timed_turns')}" if off else "-",
+    )
     table_row("mean signed diff (s)", _s(on.get("mean_signed_diff"), "{:+.2f}"), "-")
     if on.get("events"):
         table_row("spurious responses", f"{on.get('spurious', '-')} of {on.get('proactive_responses', 0)}", "-")
     else:
         table_row("responses (not scored)", f"{on.get('proactive_responses', 0)} proactive", "-")
     if off:
-        table_row(f"Fluency, @{th} / LM-PPL", "-", f"{_s(off.get('fluency'), '{:.1%}')}, "
-                  f"{_s(off.get('fluency_theta'), '{:.1%}')} / {_s(off.get('lm_ppl'))}")
+        table_row(
+            f"Fluency, @{th} / LM-PPL",
+            "-",
+            f"{_s(off.get('fluency'), '{:.1%}')}, {_s(off.get('fluency_theta'), '{:.1%}')} / {_s(off.get('lm_ppl'))}",
+        )
     if report.get("offline_note"):
         lines.append(f"  offline: {report['offline_note']}")
     for note in (off or {}).get("notes", []):
@@ -276,25 +337,40 @@ def format_report(report: dict, max_rows: int = 40) -> str:
     ans = report["score"]["answer_summary"]
     if ans.get("asked"):
         lines.append("")
-        lines.append(f"  questions {ans['asked']}, answered {ans['answered']}; graded {ans['graded']}: exact "
-                     f"{ans['exact']}, correct (fuzzy >= {ans['fuzzy_threshold']:g}) {ans['correct']}, mean fuzzy "
-                     f"{_s(ans['mean_fuzzy'])}")
+        lines.append(
+            f"  questions {ans['asked']}, answered {ans['answered']}; graded {ans['graded']}: exact "
+            f"{ans['exact']}, correct (fuzzy >= {ans['fuzzy_threshold']:g}) {ans['correct']}, mean fuzzy "
+            f"{_s(ans['mean_fuzzy'])}"
+        )
         for row in report["score"]["answers"]:
-            lines.append(f"    [{row['time']:6.1f} s] {_clip(row['question'], 40)} -> "
-                         f"{_clip(row['answer'] if row['answer'] is not None else row['refused'] or 'NO ANSWER', 40)}"
-                         + (f"  (expected: {_clip(row['expected'], 30)}, fuzzy {row['fuzzy']:.2f})"
-                            if row["expected"] is not None else "")
-                         + (f" at {row['answer_time']:.1f} s for {row['expected_at']:.1f} s"
-                            if row.get("expected_at") is not None and row.get("answer_time") is not None else ""))
+            lines.append(
+                f"    [{row['time']:6.1f} s] {_clip(row['question'], 40)} -> "
+                f"{_clip(row['answer'] if row['answer'] is not None else row['refused'] or 'NO ANSWER', 40)}"
+                + (
+                    f"  (expected: {_clip(row['expected'], 30)}, fuzzy {row['fuzzy']:.2f})"
+                    if row["expected"] is not None
+                    else ""
+                )
+                + (
+                    f" at {row['answer_time']:.1f} s for {row['expected_at']:.1f} s"
+                    if row.get("expected_at") is not None and row.get("answer_time") is not None
+                    else ""
+                )
+            )
     lat = report["score"].get("latency")
     if lat:
         lines.append("")
-        for key, what in (("decision", "image -> decision"), ("first_partial", "image -> first words"),
-                          ("final", "image -> final response")):
+        for key, what in (
+            ("decision", "image -> decision"),
+            ("first_partial", "image -> first words"),
+            ("final", "image -> final response"),
+        ):
             v = lat[key]
             if not v["count"]:
                 lines.append(f"  latency {what:<24} none (no such response)")
                 continue
-            lines.append(f"  latency {what:<24} p50 {_s(v['p50'], '{:.3f}')} s  p90 {_s(v['p90'], '{:.3f}')} s  "
-                         f"p99 {_s(v['p99'], '{:.3f}')} s  max {_s(v['max'], '{:.3f}')} s  (n={v['count']})")
+            lines.append(
+                f"  latency {what:<24} p50 {_s(v['p50'], '{:.3f}')} s  p90 {_s(v['p90'], '{:.3f}')} s  "
+                f"p99 {_s(v['p99'], '{:.3f}')} s  max {_s(v['max'], '{:.3f}')} s  (n={v['count']})"
+            )
     return "\n".join(lines)

@@ -40,8 +40,9 @@ def run(system, question: str = "What do you see?", max_new_tokens: int = 16) ->
     p_silent = torch.softmax(out.logits[0, -1].float(), -1)[tokens.interval_id].item()
     t_llm = time.perf_counter() - t0
 
-    ids = torch.tensor([tokens.close_ids + tokens.user_ids(question, after_close=True)
-                        + tokens.assistant_prefix_ids()], device=device)
+    ids = torch.tensor(
+        [tokens.close_ids + tokens.user_ids(question, after_close=True) + tokens.assistant_prefix_ids()], device=device
+    )
     t0 = time.perf_counter()
     out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
     answer: list[int] = []
@@ -50,11 +51,18 @@ def run(system, question: str = "What do you see?", max_new_tokens: int = 16) ->
         if next_id == tokens.eos_id:
             break
         answer.append(next_id)
-        out = model(input_ids=torch.tensor([[next_id]], device=device), past_key_values=cache, use_cache=True,
-                    logits_to_keep=1)
+        out = model(
+            input_ids=torch.tensor([[next_id]], device=device), past_key_values=cache, use_cache=True, logits_to_keep=1
+        )
     t_answer = time.perf_counter() - t0
-    return {"encode_s": t_encode, "llm_frame_s": t_llm, "p_silent": p_silent, "answer": tokens.decode(answer),
-            "answer_tokens": len(answer), "answer_s": t_answer}
+    return {
+        "encode_s": t_encode,
+        "llm_frame_s": t_llm,
+        "p_silent": p_silent,
+        "answer": tokens.decode(answer),
+        "answer_tokens": len(answer),
+        "answer_s": t_answer,
+    }
 
 
 def main(args) -> int:
@@ -66,8 +74,15 @@ def main(args) -> int:
     try:
         t0 = time.perf_counter()
         preset = args.preset if args.preset in presets.PRESETS else None
-        system = load_checkpoint(args.adapter or args.preset, llm=args.llm, vision=args.vision, device=args.device,
-                                 dtype=args.dtype, force=args.force, preset=preset)
+        system = load_checkpoint(
+            args.adapter or args.preset,
+            llm=args.llm,
+            vision=args.vision,
+            device=args.device,
+            dtype=args.dtype,
+            force=args.force,
+            preset=preset,
+        )
         load_s = time.perf_counter() - t0
     except (presets.PresetError, CheckpointError, ConfigError, FileNotFoundError) as err:
         print(f"live-ros check-model: {err}", file=sys.stderr)
@@ -82,27 +97,41 @@ def main(args) -> int:
     adapter = system.adapter
     what = f"{system.preset.name}: {system.preset.description}" if system.preset else "checkpoint"
     print(f"preset        {what}" if args.preset in presets.PRESETS else f"checkpoint    {args.preset} ({what})")
-    print(f"encoder       {encoder.encoder_id}: {encoder.num_tokens} tokens x {encoder.dim} "
-          f"per frame, {encoder.image_size} px")
-    print(f"settings      {config.frame_fps:g} fps, {config.frame_resolution} px, {config.frame_num_tokens} "
-          f"tokens/frame, base LLM {config.base_llm}, LoRA r={config.lora.r}, mode {config.mode}")
-    print(f"adapter       {adapter.path.parent if adapter else 'none'}"
-          + (f" ({adapter.loaded} tensors, LoRA merged)" if adapter else ""))
+    print(
+        f"encoder       {encoder.encoder_id}: {encoder.num_tokens} tokens x {encoder.dim} "
+        f"per frame, {encoder.image_size} px"
+    )
+    print(
+        f"settings      {config.frame_fps:g} fps, {config.frame_resolution} px, {config.frame_num_tokens} "
+        f"tokens/frame, base LLM {config.base_llm}, LoRA r={config.lora.r}, mode {config.mode}"
+    )
+    print(
+        f"adapter       {adapter.path.parent if adapter else 'none'}"
+        + (f" ({adapter.loaded} tensors, LoRA merged)" if adapter else "")
+    )
     for note in system.notes:
         print(f"note          {note}")
     cfg = system.model_config
-    print(f"parameters    vision {vision / 1e6:.1f} M, connector {connector / 1e6:.2f} M, LLM {llm / 1e6:.1f} M, "
-          f"total {(vision + connector + llm) / 1e6:.1f} M ({cfg.num_hidden_layers} layers, hidden {cfg.hidden_size})")
-    print(f"load time     {load_s:.2f} s (encoder {system.encoder_seconds:.2f} s, LLM "
-          f"{system.load_seconds - system.encoder_seconds:.2f} s)")
+    print(
+        f"parameters    vision {vision / 1e6:.1f} M, connector {connector / 1e6:.2f} M, LLM {llm / 1e6:.1f} M, "
+        f"total {(vision + connector + llm) / 1e6:.1f} M ({cfg.num_hidden_layers} layers, hidden {cfg.hidden_size})"
+    )
+    print(
+        f"load time     {load_s:.2f} s (encoder {system.encoder_seconds:.2f} s, LLM "
+        f"{system.load_seconds - system.encoder_seconds:.2f} s)"
+    )
     run(system, max_new_tokens=2)  # warm-up
     result = run(system, max_new_tokens=args.max_new_tokens)
-    print(f"one frame     {1000 * (result['encode_s'] + result['llm_frame_s']):.0f} ms (encode "
-          f"{1000 * result['encode_s']:.0f} ms, LLM {1000 * result['llm_frame_s']:.0f} ms); "
-          f"p(silence) = {result['p_silent']:.3f}")
+    print(
+        f"one frame     {1000 * (result['encode_s'] + result['llm_frame_s']):.0f} ms (encode "
+        f"{1000 * result['encode_s']:.0f} ms, LLM {1000 * result['llm_frame_s']:.0f} ms); "
+        f"p(silence) = {result['p_silent']:.3f}"
+    )
     per_token = result["answer_s"] / max(1, result["answer_tokens"])
-    print(f"answer        \"{result['answer']}\" ({result['answer_tokens']} tokens in {result['answer_s']:.2f} s, "
-          f"{1000 * per_token:.0f} ms/token)")
+    print(
+        f'answer        "{result["answer"]}" ({result["answer_tokens"]} tokens in {result["answer_s"]:.2f} s, '
+        f"{1000 * per_token:.0f} ms/token)"
+    )
     mem = f"peak RSS {_peak_rss_mb():.0f} MB"
     if str(args.device).startswith("cuda"):
         mem += f", GPU peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"

@@ -29,8 +29,15 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file
 
 from live_ros.model import presets
-from live_ros.model.config import (CONFIG_NAME, LORA_TARGETS, RELEASE_LORA, EncoderSettings, LiveConfig,
-                                   LoraSettings, parse_encoder_id)
+from live_ros.model.config import (
+    CONFIG_NAME,
+    LORA_TARGETS,
+    RELEASE_LORA,
+    EncoderSettings,
+    LiveConfig,
+    LoraSettings,
+    parse_encoder_id,
+)
 from live_ros.model.format import FormatSpec, StreamTokenizer, add_frame_token
 from live_ros.model.live_model import LiveLlamaConfig, LiveLlamaForCausalLM
 
@@ -72,8 +79,15 @@ def _require(path: Path, what: str, fix: str) -> Path:
 def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
-    return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-            "float16": torch.float16, "fp16": torch.float16, None: torch.float32}[dtype]
+    return {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        None: torch.float32,
+    }[dtype]
 
 
 def load_tokenizer(folder: Path, frame_token: str = "<v>", add: bool = True):
@@ -85,32 +99,43 @@ def load_tokenizer(folder: Path, frame_token: str = "<v>", add: bool = True):
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as err:
-        raise CheckpointError(f"no usable tokenizer in {folder} ({err}): pass the LLM's folder or a checkpoint "
-                              f"folder with tokenizer files") from err
+        raise CheckpointError(
+            f"no usable tokenizer in {folder} ({err}): pass the LLM's folder or a checkpoint "
+            f"folder with tokenizer files"
+        ) from err
     if add:
         add_frame_token(tokenizer, frame_token)
     elif frame_token not in tokenizer.get_vocab():
-        raise CheckpointError(f"the tokenizer in {folder} has no frame placeholder '{frame_token}': use the "
-                              f"tokenizer saved with the checkpoint, or load the base LLM's tokenizer with the "
-                              f"placeholder added (load_tokenizer(..., add=True))")
+        raise CheckpointError(
+            f"the tokenizer in {folder} has no frame placeholder '{frame_token}': use the "
+            f"tokenizer saved with the checkpoint, or load the base LLM's tokenizer with the "
+            f"placeholder added (load_tokenizer(..., add=True))"
+        )
     return tokenizer
 
 
-def build_base(llm_dir: Path, tokenizer, config: LiveConfig, *, device: str = "cpu", dtype=None,
-               connector_seed: int = 0) -> LiveLlamaForCausalLM:
+def build_base(
+    llm_dir: Path, tokenizer, config: LiveConfig, *, device: str = "cpu", dtype=None, connector_seed: int = 0
+) -> LiveLlamaForCausalLM:
     """A LiveLlamaForCausalLM of ``config`` over a local Llama-family folder, with a fresh
     connector (its model config: :meth:`LiveLlamaConfig.from_live`)."""
     from transformers import LlamaConfig
 
     llm_dir = Path(llm_dir)
-    _require(llm_dir / "config.json", "the LLM's config", "pass a local Hugging Face model folder (config.json + "
-             "*.safetensors); for the embedded preset run scripts/setup.sh to fill the cache")
+    _require(
+        llm_dir / "config.json",
+        "the LLM's config",
+        "pass a local Hugging Face model folder (config.json + "
+        "*.safetensors); for the embedded preset run scripts/setup.sh to fill the cache",
+    )
     with quiet_transformers():  # a base LLM has no connector and is of type llama, by design
         base = LlamaConfig.from_pretrained(str(llm_dir), local_files_only=True)
-        model_config = LiveLlamaConfig.from_live(config, base,
-                                                 tokenizer.convert_tokens_to_ids(config.format.frame_token))
-        model = LiveLlamaForCausalLM.from_pretrained(str(llm_dir), config=model_config, dtype=_dtype(dtype),
-                                                     local_files_only=True)
+        model_config = LiveLlamaConfig.from_live(
+            config, base, tokenizer.convert_tokens_to_ids(config.format.frame_token)
+        )
+        model = LiveLlamaForCausalLM.from_pretrained(
+            str(llm_dir), config=model_config, dtype=_dtype(dtype), local_files_only=True
+        )
     model.reset_connector(connector_seed)
     model.to(device)
     model.generation_config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
@@ -122,8 +147,10 @@ def add_lora(model: LiveLlamaForCausalLM, settings: LoraSettings, untie_embeddin
     input embeddings' twin: refuse unless ``untie_embeddings`` (which copies the matrix)."""
     if re.search(r"lm_head", settings.target_modules) and model.config.tie_word_embeddings:
         if not untie_embeddings:
-            raise CheckpointError("LoRA on lm_head with tied input/output embeddings: keep lm_head out of "
-                                  "target_modules, or pass untie_embeddings=True to untie them knowingly")
+            raise CheckpointError(
+                "LoRA on lm_head with tied input/output embeddings: keep lm_head out of "
+                "target_modules, or pass untie_embeddings=True to untie them knowingly"
+            )
         model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())
         model.config.tie_word_embeddings = False
     return get_peft_model(model, settings.peft_config())
@@ -142,14 +169,21 @@ class AdapterReport:
 def load_adapter(model: LiveLlamaForCausalLM, folder: Path, *, strict: bool = True) -> tuple[PeftModel, AdapterReport]:
     """Apply ``adapter_config.json`` + ``adapter_model.safetensors`` from ``folder``."""
     folder = Path(folder)
-    cfg_path = _require(folder / ADAPTER_CONFIG, "the adapter settings",
-                        "pass the checkpoint folder that holds adapter_config.json and adapter_model.safetensors")
-    weights = _require(folder / ADAPTER_WEIGHTS, "the adapter weights",
-                       f"copy adapter_model.safetensors into {folder} (it ships with the checkpoint)")
+    cfg_path = _require(
+        folder / ADAPTER_CONFIG,
+        "the adapter settings",
+        "pass the checkpoint folder that holds adapter_config.json and adapter_model.safetensors",
+    )
+    weights = _require(
+        folder / ADAPTER_WEIGHTS,
+        "the adapter weights",
+        f"copy adapter_model.safetensors into {folder} (it ships with the checkpoint)",
+    )
     raw = json.loads(cfg_path.read_text())
     known = set(LoraConfig.__dataclass_fields__)
-    lora = LoraConfig(**{k: v for k, v in raw.items() if k in known and k not in ("base_model_name_or_path",
-                                                                                   "revision", "peft_type")})
+    lora = LoraConfig(
+        **{k: v for k, v in raw.items() if k in known and k not in ("base_model_name_or_path", "revision", "peft_type")}
+    )
     if "lm_head" in str(lora.target_modules) and model.config.tie_word_embeddings:
         model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())
         model.config.tie_word_embeddings = False
@@ -160,14 +194,17 @@ def load_adapter(model: LiveLlamaForCausalLM, folder: Path, *, strict: bool = Tr
     unexpected = sorted(set(state) - expected)
     report = AdapterReport(weights, len(set(state) & expected), missing, unexpected)
     if strict and (missing or unexpected):
-        raise CheckpointError(f"{weights} does not fit this model: {len(missing)} missing keys "
-                              f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). "
-                              f"Check that the base LLM and the adapter belong together")
+        raise CheckpointError(
+            f"{weights} does not fit this model: {len(missing)} missing keys "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). "
+            f"Check that the base LLM and the adapter belong together"
+        )
     try:
         set_peft_model_state_dict(peft_model, state)
     except RuntimeError as err:  # shape mismatches
-        raise CheckpointError(f"{weights} does not fit this model ({err}): check that the base LLM "
-                              f"and the adapter belong together") from err
+        raise CheckpointError(
+            f"{weights} does not fit this model ({err}): check that the base LLM and the adapter belong together"
+        ) from err
     return peft_model, report
 
 
@@ -175,7 +212,9 @@ def save_checkpoint(model: PeftModel, tokenizer, folder: Path, live: LiveConfig 
     """Save adapter (LoRA + connector, stored in ``dtype``), tokenizer and live settings."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu", dtype) for k, v in get_peft_model_state_dict(model, save_embedding_layers=False).items()}
+    state = {
+        k: v.detach().to("cpu", dtype) for k, v in get_peft_model_state_dict(model, save_embedding_layers=False).items()
+    }
     from safetensors.torch import save_file
 
     save_file(state, str(folder / ADAPTER_WEIGHTS), metadata={"format": "pt"})
@@ -185,13 +224,18 @@ def save_checkpoint(model: PeftModel, tokenizer, folder: Path, live: LiveConfig 
     return folder
 
 
-def _load_llm(llm_dir: Path, adapter_dir: Path | None, config: LiveConfig, *, device: str = "cpu", dtype=None,
-              merge: bool = True) -> tuple[torch.nn.Module, StreamTokenizer, AdapterReport | None, list[str]]:
+def _load_llm(
+    llm_dir: Path, adapter_dir: Path | None, config: LiveConfig, *, device: str = "cpu", dtype=None, merge: bool = True
+) -> tuple[torch.nn.Module, StreamTokenizer, AdapterReport | None, list[str]]:
     """Base LLM + optional adapter, merged for inference (section 3.4: LoRA merged into the
     weights costs nothing per token). The tokenizer saved with the adapter when it has one."""
     notes = []
-    _require(Path(llm_dir) / "config.json", "the LLM's config", "pass a local Hugging Face model folder "
-             "(config.json + *.safetensors); for the embedded preset run scripts/setup.sh to fill the cache")
+    _require(
+        Path(llm_dir) / "config.json",
+        "the LLM's config",
+        "pass a local Hugging Face model folder "
+        "(config.json + *.safetensors); for the embedded preset run scripts/setup.sh to fill the cache",
+    )
     saved = adapter_dir if adapter_dir is not None and (Path(adapter_dir) / "tokenizer_config.json").exists() else None
     tokenizer = load_tokenizer(saved or llm_dir, config.format.frame_token, add=saved is None)
     model = build_base(llm_dir, tokenizer, config, device="cpu", dtype=dtype)
@@ -221,7 +265,7 @@ class LoadedCheckpoint:
     preset: presets.Preset | None = None
     folder: Path | None = None
     encoder_seconds: float = 0.0
-    load_seconds: float = 0.0       # all of it, the encoder's included
+    load_seconds: float = 0.0  # all of it, the encoder's included
 
     @property
     def model_config(self) -> LiveLlamaConfig:
@@ -245,9 +289,12 @@ def _resolve(source: str | Path, preset: str | None) -> tuple[presets.Preset | N
     if not (folder / LIVE_CONFIG).exists():
         if named is not None and named.release:
             return named, folder, named.config
-        _require(folder / LIVE_CONFIG, "the live settings of a live_ros checkpoint",
-                 "pass a folder written by live-ros train (a videollm-online-8b-v1plus folder loads through its "
-                 "preset: --adapter with that preset, or $LIVE_ROS_VIDEOLLM_ONLINE)")
+        _require(
+            folder / LIVE_CONFIG,
+            "the live settings of a live_ros checkpoint",
+            "pass a folder written by live-ros train (a videollm-online-8b-v1plus folder loads through its "
+            "preset: --adapter with that preset, or $LIVE_ROS_VIDEOLLM_ONLINE)",
+        )
     try:
         config = LiveConfig.from_pretrained(folder)
     except ValueError as err:
@@ -262,8 +309,10 @@ def _llm_dir(config: LiveConfig, preset: presets.Preset | None, llm: str | None)
         return Path(config.base_llm).expanduser()
     owner = preset if preset and preset.config.base_llm == config.base_llm else presets.preset_for(config, "llm")
     if owner is None:
-        raise CheckpointError(f"the checkpoint was trained on '{config.base_llm}', which no preset provides: pass "
-                              f"its local folder (--llm, llm_path)")
+        raise CheckpointError(
+            f"the checkpoint was trained on '{config.base_llm}', which no preset provides: pass "
+            f"its local folder (--llm, llm_path)"
+        )
     return _preset_path(owner, "llm")
 
 
@@ -275,14 +324,18 @@ def _preset_path(preset: presets.Preset, key: str) -> Path:
         if key == "vision":
             return Path(efficientnet_lite0_weights())
         if not smollm2_ready():
-            raise presets.PresetError(f"SmolLM2 is not converted yet ({smollm2_dir()}): run scripts/setup.sh "
-                                      f"(or python -m live_ros.assets prepare)")
+            raise presets.PresetError(
+                f"SmolLM2 is not converted yet ({smollm2_dir()}): run scripts/setup.sh "
+                f"(or python -m live_ros.assets prepare)"
+            )
         return Path(smollm2_dir())
     var = preset.env[key]
     if not os.environ.get(var):
         what = {"llm": "Meta-Llama-3-8B-Instruct", "vision": "google/siglip-large-patch16-384"}[key]
-        raise presets.PresetError(f"preset '{preset.name}' needs local folders: --{key} (or ${var}). {key} = {what} "
-                                  f"(download it once on a machine with network; live_ros never downloads)")
+        raise presets.PresetError(
+            f"preset '{preset.name}' needs local folders: --{key} (or ${var}). {key} = {what} "
+            f"(download it once on a machine with network; live_ros never downloads)"
+        )
     path = Path(os.environ[var]).expanduser()
     if not path.exists():
         raise presets.PresetError(f"preset '{preset.name}': {key} folder {path} does not exist")
@@ -290,20 +343,29 @@ def _preset_path(preset: presets.Preset, key: str) -> Path:
 
 
 def _vision_path(config: LiveConfig, preset: presets.Preset | None, vision: str | None) -> Path:
-    owner = preset if preset and (preset.config.encoder.backend, preset.config.encoder.model_name) == (
-        config.encoder.backend, config.encoder.model_name) else presets.preset_for(config, "vision")
+    owner = (
+        preset
+        if preset
+        and (preset.config.encoder.backend, preset.config.encoder.model_name)
+        == (config.encoder.backend, config.encoder.model_name)
+        else presets.preset_for(config, "vision")
+    )
     if vision or owner is None:
         if not vision:
-            raise CheckpointError(f"no preset has the encoder {config.encoder.backend}/{config.encoder.model_name}: "
-                                  f"pass its local weights (--vision, vision_path)")
+            raise CheckpointError(
+                f"no preset has the encoder {config.encoder.backend}/{config.encoder.model_name}: "
+                f"pass its local weights (--vision, vision_path)"
+            )
         return Path(vision).expanduser()
     return _preset_path(owner, "vision")
 
 
 def _check_device(preset: presets.Preset | None, device: str, force: bool) -> None:
     if preset is not None and preset.size == "8b" and not str(device).startswith("cuda") and not force:
-        raise presets.PresetError(f"preset '{preset.name}' is an 8B model: on a CPU it needs about 32 GB and "
-                                  f"several seconds per frame. Use --device cuda, or --force to run it anyway")
+        raise presets.PresetError(
+            f"preset '{preset.name}' is an 8B model: on a CPU it needs about 32 GB and "
+            f"several seconds per frame. Use --device cuda, or --force to run it anyway"
+        )
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise presets.PresetError("--device cuda asked for, but torch sees no GPU (or is a CPU build)")
 
@@ -318,12 +380,14 @@ def _encoder_config(config: LiveConfig, preset: presets.Preset | None, vision: s
     if config.encoder.weights_tag and config.encoder.weights_tag != tag:
         raise CheckpointError(
             f"the checkpoint expects frame tokens from '{config.encoder_id}' but the weights at "
-            f"{enc_config.weights} are '{tag}': use the encoder weights the checkpoint was trained with")
+            f"{enc_config.weights} are '{tag}': use the encoder weights the checkpoint was trained with"
+        )
     return enc_config, replace(config, encoder=config.encoder.with_weights_tag(tag))
 
 
-def load_encoder(source: str | Path, *, vision: str | None = None, device: str = "cpu", dtype=None,
-                 preset: str | None = None):
+def load_encoder(
+    source: str | Path, *, vision: str | None = None, device: str = "cpu", dtype=None, preset: str | None = None
+):
     """Only the vision encoder of a preset or checkpoint folder, built from its config
     (frame_encoder needs no LLM)."""
     from live_ros.model.encoders import build_encoder
@@ -336,9 +400,18 @@ def load_encoder(source: str | Path, *, vision: str | None = None, device: str =
     return encoder
 
 
-def load_checkpoint(source: str | Path, *, llm: str | None = None, vision: str | None = None, device: str = "cpu",
-                    dtype=None, merge: bool = True, force: bool = False, with_encoder: bool = True,
-                    preset: str | None = None) -> LoadedCheckpoint:
+def load_checkpoint(
+    source: str | Path,
+    *,
+    llm: str | None = None,
+    vision: str | None = None,
+    device: str = "cpu",
+    dtype=None,
+    merge: bool = True,
+    force: bool = False,
+    with_encoder: bool = True,
+    preset: str | None = None,
+) -> LoadedCheckpoint:
     """A preset name or checkpoint folder -> encoder (unless ``with_encoder=False``), model,
     StreamTokenizer, LiveConfig and notes. ``llm`` / ``vision`` replace the local folders the
     preset would use; ``preset`` names the preset a folder belongs to (needed only for a
@@ -364,32 +437,70 @@ def load_checkpoint(source: str | Path, *, llm: str | None = None, vision: str |
                 encoder.to(_dtype(dtype))
             encoder_seconds = time.perf_counter() - t1
             if not config.encoder.accepts(encoder.encoder_id):
-                raise CheckpointError(f"the checkpoint expects frame tokens from '{config.encoder_id}' but the "
-                                      f"encoder is '{encoder.encoder_id}': use the encoder it was trained with")
+                raise CheckpointError(
+                    f"the checkpoint expects frame tokens from '{config.encoder_id}' but the "
+                    f"encoder is '{encoder.encoder_id}': use the encoder it was trained with"
+                )
     model, tokens, report, notes = _load_llm(llm_dir, folder, config, device=device, dtype=dtype, merge=merge)
-    return LoadedCheckpoint(encoder, model, tokens, config, notes, report, found, folder, encoder_seconds,
-                            time.perf_counter() - t0)
+    return LoadedCheckpoint(
+        encoder, model, tokens, config, notes, report, found, folder, encoder_seconds, time.perf_counter() - t0
+    )
 
 
 # -- the loaders not yet on load_checkpoint (training, evaluation) call these -----------------------
 
-def legacy_config(vision_hidden_size: int, encoder_id: str, frame_num_tokens: int = 10, frame_fps: float = 2.0,
-                  frame_resolution: int = 224, spec: FormatSpec | None = None, base_llm: str = "",
-                  stream_weight: float = 1.0, **training) -> LiveConfig:
+
+def legacy_config(
+    vision_hidden_size: int,
+    encoder_id: str,
+    frame_num_tokens: int = 10,
+    frame_fps: float = 2.0,
+    frame_resolution: int = 224,
+    spec: FormatSpec | None = None,
+    base_llm: str = "",
+    stream_weight: float = 1.0,
+    **training,
+) -> LiveConfig:
     """A LiveConfig from the loose settings the older loaders pass."""
     encoder = parse_encoder_id(encoder_id) if encoder_id else None  # the id names the size it was made at
     if encoder is None or encoder.num_tokens != frame_num_tokens:  # an id of another form: no encoder check
         encoder = EncoderSettings(image_size=frame_resolution, num_tokens=frame_num_tokens)
-    return LiveConfig(base_llm=base_llm, encoder=encoder, vision_hidden_size=vision_hidden_size, frame_fps=frame_fps,
-                      format=spec or FormatSpec(), stream_weight=stream_weight, **training)
+    return LiveConfig(
+        base_llm=base_llm,
+        encoder=encoder,
+        vision_hidden_size=vision_hidden_size,
+        frame_fps=frame_fps,
+        format=spec or FormatSpec(),
+        stream_weight=stream_weight,
+        **training,
+    )
 
 
-def load_base(llm_dir: Path, tokenizer, vision_hidden_size: int, frame_num_tokens: int, *, encoder_id: str = "",
-              frame_fps: float = 2.0, frame_resolution: int = 224, spec: FormatSpec | None = None,
-              stream_loss_weight: float = 1.0, device: str = "cpu", dtype=None, connector_seed: int = 0):
+def load_base(
+    llm_dir: Path,
+    tokenizer,
+    vision_hidden_size: int,
+    frame_num_tokens: int,
+    *,
+    encoder_id: str = "",
+    frame_fps: float = 2.0,
+    frame_resolution: int = 224,
+    spec: FormatSpec | None = None,
+    stream_loss_weight: float = 1.0,
+    device: str = "cpu",
+    dtype=None,
+    connector_seed: int = 0,
+):
     """:func:`build_base` with loose settings (train.py's call until it builds a LiveConfig)."""
-    config = legacy_config(vision_hidden_size, encoder_id, frame_num_tokens, frame_fps, frame_resolution, spec,
-                           stream_weight=stream_loss_weight)
+    config = legacy_config(
+        vision_hidden_size,
+        encoder_id,
+        frame_num_tokens,
+        frame_fps,
+        frame_resolution,
+        spec,
+        stream_weight=stream_loss_weight,
+    )
     return build_base(llm_dir, tokenizer, config, device=device, dtype=dtype, connector_seed=connector_seed)
 
 
@@ -409,15 +520,29 @@ class Loaded:
         return base.config
 
 
-def load_live(llm_dir: Path, adapter_dir: Path | None, *, vision_hidden_size: int, encoder_id: str,
-              frame_num_tokens: int = 10, frame_fps: float = 2.0, frame_resolution: int = 224,
-              spec: FormatSpec | None = None, tokenizer_dir: Path | None = None, device: str = "cpu", dtype=None,
-              merge: bool = True, expect_encoder: str | None = None) -> Loaded:
+def load_live(
+    llm_dir: Path,
+    adapter_dir: Path | None,
+    *,
+    vision_hidden_size: int,
+    encoder_id: str,
+    frame_num_tokens: int = 10,
+    frame_fps: float = 2.0,
+    frame_resolution: int = 224,
+    spec: FormatSpec | None = None,
+    tokenizer_dir: Path | None = None,
+    device: str = "cpu",
+    dtype=None,
+    merge: bool = True,
+    expect_encoder: str | None = None,
+) -> Loaded:
     """Base LLM + optional adapter from loose settings (the older loaders' call)."""
     t0 = time.perf_counter()
     if expect_encoder and encoder_id and expect_encoder != encoder_id:
-        raise CheckpointError(f"the checkpoint expects frame tokens from '{encoder_id}' but the encoder is "
-                              f"'{expect_encoder}': use the encoder the checkpoint was trained with")
+        raise CheckpointError(
+            f"the checkpoint expects frame tokens from '{encoder_id}' but the encoder is "
+            f"'{expect_encoder}': use the encoder the checkpoint was trained with"
+        )
     config = legacy_config(vision_hidden_size, encoder_id, frame_num_tokens, frame_fps, frame_resolution, spec)
     model, tokens, report, notes = _load_llm(llm_dir, adapter_dir, config, device=device, dtype=dtype, merge=merge)
     return Loaded(model, tokens, time.perf_counter() - t0, report, notes)
@@ -429,10 +554,17 @@ def read_live_config(folder: Path) -> dict:
         config = LiveConfig.from_pretrained(folder)
     except FileNotFoundError as err:
         raise CheckpointError(str(err)) from err
-    return {"base_llm": config.base_llm, "vision_hidden_size": config.vision_hidden_size,
-            "encoder_id": config.encoder_id, "frame_num_tokens": config.frame_num_tokens,
-            "frame_fps": config.frame_fps, "frame_resolution": config.frame_resolution,
-            "live_format": config.format.to_dict(), "mode": config.mode, "stream_weight": config.stream_weight}
+    return {
+        "base_llm": config.base_llm,
+        "vision_hidden_size": config.vision_hidden_size,
+        "encoder_id": config.encoder_id,
+        "frame_num_tokens": config.frame_num_tokens,
+        "frame_fps": config.frame_fps,
+        "frame_resolution": config.frame_resolution,
+        "live_format": config.format.to_dict(),
+        "mode": config.mode,
+        "stream_weight": config.stream_weight,
+    }
 
 
 def live_settings(model_config: LiveLlamaConfig, encoder: dict, base_llm: str, **extra) -> LiveConfig:
@@ -440,14 +572,41 @@ def live_settings(model_config: LiveLlamaConfig, encoder: dict, base_llm: str, *
     keeps a LiveConfig): the model's settings, the encoder's (format_version 1's dict), the
     training settings in ``extra`` (mode, stream_weight, lora)."""
     live = model_config.live_config
-    data = {"format_version": 1, "base_llm": base_llm, "encoder": encoder, "encoder_id": encoder.get("id", live.encoder_id),
-            "vision_hidden_size": live.vision_hidden_size, "frame_num_tokens": live.frame_num_tokens,
-            "frame_fps": live.frame_fps, "frame_resolution": live.frame_resolution,
-            "live_format": live.format.to_dict(), "stream_weight": extra.get("stream_weight", live.stream_weight),
-            "mode": extra.get("mode", live.mode), "lora": extra.get("lora", live.lora.to_dict())}
+    data = {
+        "format_version": 1,
+        "base_llm": base_llm,
+        "encoder": encoder,
+        "encoder_id": encoder.get("id", live.encoder_id),
+        "vision_hidden_size": live.vision_hidden_size,
+        "frame_num_tokens": live.frame_num_tokens,
+        "frame_fps": live.frame_fps,
+        "frame_resolution": live.frame_resolution,
+        "live_format": live.format.to_dict(),
+        "stream_weight": extra.get("stream_weight", live.stream_weight),
+        "mode": extra.get("mode", live.mode),
+        "lora": extra.get("lora", live.lora.to_dict()),
+    }
     return LiveConfig.from_dict(data)
 
 
-__all__ = ["CheckpointError", "LoraSettings", "RELEASE_LORA", "LORA_TARGETS", "LoadedCheckpoint", "AdapterReport",
-           "load_checkpoint", "load_encoder", "load_tokenizer", "build_base", "add_lora", "load_adapter",
-           "save_checkpoint", "Loaded", "load_base", "load_live", "legacy_config", "read_live_config", "live_settings"]
+__all__ = [
+    "CheckpointError",
+    "LoraSettings",
+    "RELEASE_LORA",
+    "LORA_TARGETS",
+    "LoadedCheckpoint",
+    "AdapterReport",
+    "load_checkpoint",
+    "load_encoder",
+    "load_tokenizer",
+    "build_base",
+    "add_lora",
+    "load_adapter",
+    "save_checkpoint",
+    "Loaded",
+    "load_base",
+    "load_live",
+    "legacy_config",
+    "read_live_config",
+    "live_settings",
+]

@@ -34,8 +34,10 @@ CONFIG_NAME = "live_config.json"
 FORMAT_VERSION = 2
 LORA_TARGETS = r"model.*(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 # backend/model_name@weights_tag:SIZEpx:1[+SxS][+delta]
-_ID = re.compile(r"^(?P<backend>[^/@:]+)/(?P<model>[^@]+)@(?P<tag>[^:]*):(?P<size>\d+)px:"
-                 r"1(?:\+(?P<s1>\d+)x(?P<s2>\d+))?(?P<delta>\+delta)?$")
+_ID = re.compile(
+    r"^(?P<backend>[^/@:]+)/(?P<model>[^@]+)@(?P<tag>[^:]*):(?P<size>\d+)px:"
+    r"1(?:\+(?P<s1>\d+)x(?P<s2>\d+))?(?P<delta>\+delta)?$"
+)
 
 
 class ConfigError(ValueError):
@@ -54,9 +56,9 @@ class EncoderSettings:
     backend: str = ""
     model_name: str = ""
     weights_tag: str = ""
-    image_size: int = 224          # the letterbox size: the frame resolution
-    num_tokens: int = 10           # tokens per frame: 1 pooled + spatial x spatial
-    frame_delta: bool = False      # each token followed by its difference from the previous frame's
+    image_size: int = 224  # the letterbox size: the frame resolution
+    num_tokens: int = 10  # tokens per frame: 1 pooled + spatial x spatial
+    frame_delta: bool = False  # each token followed by its difference from the previous frame's
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
@@ -68,8 +70,10 @@ class EncoderSettings:
         if not (isinstance(self.image_size, int) and self.image_size > 0):
             raise ConfigError(f"encoder.image_size must be a positive int, got {self.image_size!r}")
         if self.backend and self.spatial is None:
-            raise ConfigError(f"encoder {self.backend}/{self.model_name}: {self.num_tokens} tokens per frame is "
-                              f"not 1 + s x s (1 pooled token and an s x s grid)")
+            raise ConfigError(
+                f"encoder {self.backend}/{self.model_name}: {self.num_tokens} tokens per frame is "
+                f"not 1 + s x s (1 pooled token and an s x s grid)"
+            )
 
     @property
     def spatial(self) -> int | None:
@@ -106,16 +110,27 @@ class EncoderSettings:
         from live_ros.model.encoders import EncoderConfig
 
         if not self.backend:
-            raise ConfigError("this checkpoint names no encoder backend (it was trained on feature files): "
-                              "it cannot encode frames itself")
+            raise ConfigError(
+                "this checkpoint names no encoder backend (it was trained on feature files): "
+                "it cannot encode frames itself"
+            )
         spatial = self.spatial
         if spatial is None:  # __post_init__ rejects this already when there is a backend
-            raise ConfigError(f"encoder {self.backend}/{self.model_name}: {self.num_tokens} tokens per frame is "
-                              f"not 1 + s x s (1 pooled token and an s x s grid)")
-        return EncoderConfig(backend=self.backend, model_name=self.model_name,
-                             weights=None if weights is None else str(weights), image_size=self.image_size,
-                             spatial=spatial, mean=self.mean, std=self.std, random_init=random_init,
-                             frame_delta=self.frame_delta)
+            raise ConfigError(
+                f"encoder {self.backend}/{self.model_name}: {self.num_tokens} tokens per frame is "
+                f"not 1 + s x s (1 pooled token and an s x s grid)"
+            )
+        return EncoderConfig(
+            backend=self.backend,
+            model_name=self.model_name,
+            weights=None if weights is None else str(weights),
+            image_size=self.image_size,
+            spatial=spatial,
+            mean=self.mean,
+            std=self.std,
+            random_init=random_init,
+            frame_delta=self.frame_delta,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -130,9 +145,15 @@ def parse_encoder_id(encoder_id: str, **settings) -> EncoderSettings | None:
     if not m or m["s1"] != m["s2"]:
         return None
     s = int(m["s1"] or 0)
-    return EncoderSettings(backend=m["backend"], model_name=m["model"], weights_tag=m["tag"],
-                           image_size=int(m["size"]), num_tokens=1 + s * s, frame_delta=bool(m["delta"]),
-                           **settings)
+    return EncoderSettings(
+        backend=m["backend"],
+        model_name=m["model"],
+        weights_tag=m["tag"],
+        image_size=int(m["size"]),
+        num_tokens=1 + s * s,
+        frame_delta=bool(m["delta"]),
+        **settings,
+    )
 
 
 @dataclass(frozen=True)
@@ -152,9 +173,14 @@ class LoraSettings:
     def peft_config(self):
         from peft import LoraConfig
 
-        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=self.target_modules, modules_to_save=list(self.modules_to_save),
-                          task_type="CAUSAL_LM")
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=self.target_modules,
+            modules_to_save=list(self.modules_to_save),
+            task_type="CAUSAL_LM",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -207,9 +233,17 @@ class LiveConfig:
     def to_dict(self) -> dict[str, Any]:
         fmt = self.format.to_dict()
         del fmt["frame_num_tokens"]  # the encoder's num_tokens
-        return {"format_version": FORMAT_VERSION, "base_llm": self.base_llm, "encoder": self.encoder.to_dict(),
-                "vision_hidden_size": self.vision_hidden_size, "frame_fps": self.frame_fps, "format": fmt,
-                "lora": self.lora.to_dict(), "stream_weight": self.stream_weight, "mode": self.mode}
+        return {
+            "format_version": FORMAT_VERSION,
+            "base_llm": self.base_llm,
+            "encoder": self.encoder.to_dict(),
+            "vision_hidden_size": self.vision_hidden_size,
+            "frame_fps": self.frame_fps,
+            "format": fmt,
+            "lora": self.lora.to_dict(),
+            "stream_weight": self.stream_weight,
+            "mode": self.mode,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "LiveConfig":
@@ -217,8 +251,9 @@ class LiveConfig:
         if version == 1:
             return _from_v1(data)
         if version != FORMAT_VERSION:
-            raise ConfigError(f"live_config format_version {version} is newer than this live_ros "
-                              f"({FORMAT_VERSION}): update live_ros")
+            raise ConfigError(
+                f"live_config format_version {version} is newer than this live_ros ({FORMAT_VERSION}): update live_ros"
+            )
         data = dict(data)
         data.pop("format_version")
         _check_keys("live_config", data, {f.name for f in fields(cls)})
@@ -239,9 +274,11 @@ class LiveConfig:
     def from_pretrained(cls, folder: str | Path) -> "LiveConfig":
         path = Path(folder) / CONFIG_NAME
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing (the live settings of a live_ros checkpoint): pass a folder "
-                                    f"written by live-ros train, or name a preset (a release folder is loaded "
-                                    f"through the videollm-online-8b-v1plus preset, which supplies its settings)")
+            raise FileNotFoundError(
+                f"{path} is missing (the live settings of a live_ros checkpoint): pass a folder "
+                f"written by live-ros train, or name a preset (a release folder is loaded "
+                f"through the videollm-online-8b-v1plus preset, which supplies its settings)"
+            )
         try:
             data = json.loads(path.read_text())
             return cls.from_dict(data)
@@ -268,17 +305,35 @@ def _from_v1(data: dict[str, Any]) -> LiveConfig:
     fmt = dict(data.get("live_format") or {})
     fmt.pop("frame_num_tokens", None)
     lora = dict(data.get("lora") or {})
-    return LiveConfig(base_llm=data.get("base_llm", ""), encoder=encoder,
-                      vision_hidden_size=int(data.get("vision_hidden_size") or enc.get("dim") or 1024),
-                      frame_fps=float(data.get("frame_fps", 2.0)), format=FormatSpec(**fmt), lora=LoraSettings(**lora),
-                      stream_weight=float(data.get("stream_weight", 1.0)), mode=data.get("mode", "streaming"))
+    return LiveConfig(
+        base_llm=data.get("base_llm", ""),
+        encoder=encoder,
+        vision_hidden_size=int(data.get("vision_hidden_size") or enc.get("dim") or 1024),
+        frame_fps=float(data.get("frame_fps", 2.0)),
+        format=FormatSpec(**fmt),
+        lora=LoraSettings(**lora),
+        stream_weight=float(data.get("stream_weight", 1.0)),
+        mode=data.get("mode", "streaming"),
+    )
 
 
 def override_note(what: str, value, checkpoint_value, unit: str = "") -> str:
     """The log line of a node parameter that overrides a checkpoint's setting."""
-    return (f"{what} {value}{unit} overrides the checkpoint's {checkpoint_value}{unit}: the model was trained "
-            f"at {checkpoint_value}{unit}")
+    return (
+        f"{what} {value}{unit} overrides the checkpoint's {checkpoint_value}{unit}: the model was trained "
+        f"at {checkpoint_value}{unit}"
+    )
 
 
-__all__ = ["CONFIG_NAME", "FORMAT_VERSION", "ConfigError", "EncoderSettings", "LiveConfig", "LoraSettings",
-           "RELEASE_LORA", "LORA_TARGETS", "parse_encoder_id", "override_note"]
+__all__ = [
+    "CONFIG_NAME",
+    "FORMAT_VERSION",
+    "ConfigError",
+    "EncoderSettings",
+    "LiveConfig",
+    "LoraSettings",
+    "RELEASE_LORA",
+    "LORA_TARGETS",
+    "parse_encoder_id",
+    "override_note",
+]

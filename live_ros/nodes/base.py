@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import rclpy
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType,
-                                SetParametersResult)
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.subscription import Subscription
@@ -34,8 +33,12 @@ from live_ros import runtime
 from live_ros.msg import Status
 from live_ros.ros import qos
 
-_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
-          float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+_TYPES = {
+    bool: ParameterType.PARAMETER_BOOL,
+    int: ParameterType.PARAMETER_INTEGER,
+    float: ParameterType.PARAMETER_DOUBLE,
+    str: ParameterType.PARAMETER_STRING,
+}
 
 
 @dataclass(frozen=True)
@@ -45,19 +48,21 @@ class Param:
     name: str
     default: Any
     description: str
-    range: tuple | None = None      # (low, high) for numbers
-    choices: tuple | None = None    # allowed strings
-    dynamic: bool = False           # may change while running
+    range: tuple | None = None  # (low, high) for numbers
+    choices: tuple | None = None  # allowed strings
+    dynamic: bool = False  # may change while running
 
     def descriptor(self) -> ParameterDescriptor:
         text = self.description
         if self.choices:
             text += f" One of: {', '.join(self.choices)}."
-        d = ParameterDescriptor(name=self.name, type=_TYPES[type(self.default)], description=text,
-                                read_only=not self.dynamic)
+        d = ParameterDescriptor(
+            name=self.name, type=_TYPES[type(self.default)], description=text, read_only=not self.dynamic
+        )
         if self.range and isinstance(self.default, float):
-            d.floating_point_range = [FloatingPointRange(from_value=float(self.range[0]),
-                                                         to_value=float(self.range[1]), step=0.0)]
+            d.floating_point_range = [
+                FloatingPointRange(from_value=float(self.range[0]), to_value=float(self.range[1]), step=0.0)
+            ]
         elif self.range and isinstance(self.default, int) and not isinstance(self.default, bool):
             d.integer_range = [IntegerRange(from_value=int(self.range[0]), to_value=int(self.range[1]), step=1)]
         return d
@@ -80,9 +85,14 @@ COMMON = (
 
 # Declared by every node that takes stamped frames (camera_subscriber, live_llm): one rule,
 # live_ros.model.frames.stamp_ahead_error.
-MAX_STAMP_AHEAD = Param("max_stamp_ahead", 1.0, "Refuse frames stamped more than this many seconds after this node's "
-                        "clock (sim time on replays), so one bad stamp cannot restart sampling or block the real "
-                        "frames after it; past stamps are fine (0: no check).", (0.0, 1_000_000.0))
+MAX_STAMP_AHEAD = Param(
+    "max_stamp_ahead",
+    1.0,
+    "Refuse frames stamped more than this many seconds after this node's "
+    "clock (sim time on replays), so one bad stamp cannot restart sampling or block the real "
+    "frames after it; past stamps are fine (0: no check).",
+    (0.0, 1_000_000.0),
+)
 
 
 class LiveNode(LifecycleNode):
@@ -105,7 +115,7 @@ class LiveNode(LifecycleNode):
         self._status_timer = self.create_timer(self.p("status_period"), self._publish_status)
         self.peers: dict[str, tuple[float, str]] = {}  # other nodes: (monotonic time of report, state)
         self._peers_sub: Subscription | None = None
-        self._loaded = False          # load() done (and not undone by cleanup)
+        self._loaded = False  # load() done (and not undone by cleanup)
         self._load_error = ""
         self._load_started = 0.0
         self._load_thread: threading.Thread | None = None
@@ -124,9 +134,11 @@ class LiveNode(LifecycleNode):
             spec = self.params.get(param.name)
             if spec is None:
                 continue
-            problem = spec.check(param.value) or (None if spec.dynamic else
-                                                  f"{param.name} cannot change while running (read-only); set it "
-                                                  f"in the parameter file")
+            problem = spec.check(param.value) or (
+                None
+                if spec.dynamic
+                else f"{param.name} cannot change while running (read-only); set it in the parameter file"
+            )
             if problem:
                 self.report_error(f"{self.get_name()}: parameter refused: {problem}", log=False)
         return params
@@ -189,8 +201,9 @@ class LiveNode(LifecycleNode):
         self._load_started = time.monotonic()
         self._load_error = ""
         self._publish_status()  # "loading" from the first second, not after the model is in
-        self._load_thread = threading.Thread(target=self._load_in_background, name=f"{self.get_name()}_load",
-                                             daemon=True)
+        self._load_thread = threading.Thread(
+            target=self._load_in_background, name=f"{self.get_name()}_load", daemon=True
+        )
         self._load_thread.start()
 
     def _load_in_background(self) -> None:
@@ -212,9 +225,11 @@ class LiveNode(LifecycleNode):
         self._load_thread = None
         if not self._loaded:
             self.state = "unconfigured"
-            self.report_error(f"{self.get_name()}: loading failed: {self._load_error}. The node stays up, "
-                              f"unconfigured: fix that, then configure it again (ros2 lifecycle set "
-                              f"{self.get_fully_qualified_name()} configure) or restart it")
+            self.report_error(
+                f"{self.get_name()}: loading failed: {self._load_error}. The node stays up, "
+                f"unconfigured: fix that, then configure it again (ros2 lifecycle set "
+                f"{self.get_fully_qualified_name()} configure) or restart it"
+            )
             return
         self.get_logger().info(f"loaded in {time.monotonic() - self._load_started:.1f} s")
         self._configure_and_activate()
@@ -248,8 +263,10 @@ class LiveNode(LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self._load_thread is not None:
-            self.report_error(f"{self.get_name()}: configure refused: the node is still loading in the background "
-                              f"(autostart) and configures itself when done; watch live/status")
+            self.report_error(
+                f"{self.get_name()}: configure refused: the node is still loading in the background "
+                f"(autostart) and configures itself when done; watch live/status"
+            )
             return TransitionCallbackReturn.FAILURE
         self._apply_threads()
         if not self._loaded:  # a manual configure, or one after cleanup or a failed load
@@ -317,8 +334,7 @@ class LiveNode(LifecycleNode):
 def node_help(node_class) -> str:
     """What ``<node> --help`` prints: the node's purpose and its parameters."""
     doc = (sys.modules[node_class.__module__].__doc__ or "").strip()
-    lines = [doc, "", "usage: <node> [--ros-args -p name:=value ... --params-file FILE -r from:=to]", "",
-             "parameters:"]
+    lines = [doc, "", "usage: <node> [--ros-args -p name:=value ... --params-file FILE -r from:=to]", "", "parameters:"]
     for p in node_class.PARAMS + COMMON:
         extra = f" [{'/'.join(p.choices)}]" if p.choices else (f" [{p.range[0]} .. {p.range[1]}]" if p.range else "")
         lines.append(f"  {p.name} (default {p.default!r}{extra}{', dynamic' if p.dynamic else ''}): {p.description}")
@@ -328,7 +344,7 @@ def node_help(node_class) -> str:
 def main(node_class, argv: list[str] | None = None) -> int:
     """Run one node until Ctrl-C or SIGTERM (both end it cleanly)."""
     args = sys.argv if argv is None else argv
-    own = args[1:args.index("--ros-args")] if "--ros-args" in args else args[1:]
+    own = args[1 : args.index("--ros-args")] if "--ros-args" in args else args[1:]
     if "-h" in own or "--help" in own:
         print(node_help(node_class))
         return 0
@@ -363,4 +379,3 @@ def main(node_class, argv: list[str] | None = None) -> int:
         if rclpy.ok():
             rclpy.shutdown()
     return 0
-

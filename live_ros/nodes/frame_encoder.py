@@ -29,10 +29,18 @@ from live_ros.ros.convert import ConversionError, image_to_rgb, stamp_to_seconds
 class FrameEncoder(LiveNode):
     PARAMS = (
         Param("preset", "embedded", "Model preset whose vision encoder runs here.", choices=tuple(presets.PRESETS)),
-        Param("checkpoint", "", "Checkpoint folder whose live_config.json names the encoder, its input resolution "
-                                "and tokens per frame (empty: the preset's)."),
-        Param("vision_path", "", "Local vision weights (8B preset: the siglip-large-patch16-384 folder; "
-                                 "empty: the preset's default or $LIVE_ROS_SIGLIP)."),
+        Param(
+            "checkpoint",
+            "",
+            "Checkpoint folder whose live_config.json names the encoder, its input resolution "
+            "and tokens per frame (empty: the preset's).",
+        ),
+        Param(
+            "vision_path",
+            "",
+            "Local vision weights (8B preset: the siglip-large-patch16-384 folder; "
+            "empty: the preset's default or $LIVE_ROS_SIGLIP).",
+        ),
         Param("device", "cpu", "cpu or cuda.", choices=("cpu", "cuda")),
         Param("dtype", "float32", "Encoder dtype on a GPU.", choices=("float32", "bfloat16", "float16")),
         Param("max_batch", 8, "Frames encoded in one batch when the encoder is behind.", (1, 256)),
@@ -57,11 +65,17 @@ class FrameEncoder(LiveNode):
 
     def load(self) -> None:
         t0 = time.perf_counter()
-        self.encoder = presets.load_encoder(self.p("preset"), checkpoint=self.p("checkpoint") or None,
-                                            vision=self.p("vision_path") or None, device=self.p("device"),
-                                            dtype=self.p("dtype"))
-        self.get_logger().info(f"encoder {self.encoder.encoder_id} ({self.encoder.num_tokens} tokens x "
-                               f"{self.encoder.dim}) loaded in {time.perf_counter() - t0:.1f} s")
+        self.encoder = presets.load_encoder(
+            self.p("preset"),
+            checkpoint=self.p("checkpoint") or None,
+            vision=self.p("vision_path") or None,
+            device=self.p("device"),
+            dtype=self.p("dtype"),
+        )
+        self.get_logger().info(
+            f"encoder {self.encoder.encoder_id} ({self.encoder.num_tokens} tokens x "
+            f"{self.encoder.dim}) loaded in {time.perf_counter() - t0:.1f} s"
+        )
 
     def configure(self) -> None:
         self.pub = self.create_lifecycle_publisher(FrameTokens, "frame_tokens", qos.frames())
@@ -96,9 +110,11 @@ class FrameEncoder(LiveNode):
             if len(self.queue) >= self.p("queue_size"):
                 self.queue.popleft()
                 self.dropped += 1
-                self.report_error(f"frame_encoder: queue full ({self.p('queue_size')} frames), oldest frame "
-                                  f"dropped; the encoder is too slow for the frame rate (lower fps, or use a GPU)",
-                                  log=self.dropped == 1)
+                self.report_error(
+                    f"frame_encoder: queue full ({self.p('queue_size')} frames), oldest frame "
+                    f"dropped; the encoder is too slow for the frame rate (lower fps, or use a GPU)",
+                    log=self.dropped == 1,
+                )
             self.queue.append(msg)
             self.cond.notify()
 
@@ -129,8 +145,9 @@ class FrameEncoder(LiveNode):
         t0 = time.perf_counter()
         tokens = self.encoder.encode(images).float().cpu().numpy()
         if not np.isfinite(tokens).all():
-            self.report_error("frame_encoder: the encoder produced NaN/inf tokens; check its weights and dtype "
-                              "(float32 on a CPU)")
+            self.report_error(
+                "frame_encoder: the encoder produced NaN/inf tokens; check its weights and dtype (float32 on a CPU)"
+            )
             self.encoder.reset()  # no frame difference against them
             return
         self.times.append((time.perf_counter() - t0) / len(images))
@@ -142,8 +159,12 @@ class FrameEncoder(LiveNode):
 
     def status_fields(self) -> dict:
         per_frame = sum(self.times) / len(self.times) if self.times else 0.0
-        return {"fps": 1.0 / per_frame if per_frame else 0.0, "lag": self.lag, "frames_in": self.frames_in,
-                "frames_dropped": self.dropped}
+        return {
+            "fps": 1.0 / per_frame if per_frame else 0.0,
+            "lag": self.lag,
+            "frames_in": self.frames_in,
+            "frames_dropped": self.dropped,
+        }
 
 
 def main(argv=None) -> int:

@@ -30,9 +30,15 @@ from live_ros.ros.convert import ConversionError, msg_to_tokens, seconds_to_stam
 from live_ros.srv import Query
 
 # ROS parameter -> EngineConfig field, for the settings that change while running.
-LIVE_SETTINGS = {"theta": "theta", "max_new_tokens": "max_new_tokens", "min_new_tokens": "min_new_tokens",
-                 "system_prompt": "system_prompt",
-                 "cache_budget": "cache_budget", "mute": "mute", "min_response_interval": "min_response_interval"}
+LIVE_SETTINGS = {
+    "theta": "theta",
+    "max_new_tokens": "max_new_tokens",
+    "min_new_tokens": "min_new_tokens",
+    "system_prompt": "system_prompt",
+    "cache_budget": "cache_budget",
+    "mute": "mute",
+    "min_response_interval": "min_response_interval",
+}
 
 
 class LiveLLM(LiveNode):
@@ -40,47 +46,85 @@ class LiveLLM(LiveNode):
         Param("preset", "embedded", "Model preset (live_ros.model.presets).", choices=tuple(presets.PRESETS)),
         Param("llm_path", "", "Local LLM folder (8B preset: Meta-Llama-3-8B-Instruct; empty: the preset's)."),
         Param("vision_path", "", "Local vision weights (only to name the expected encoder; empty: the preset's)."),
-        Param("checkpoint", "", "Checkpoint folder (empty: the preset's; 8B: videollm-online-8b-v1plus); its "
-                                "live_config.json sets the model's settings."),
-        Param("adapter_path", "", "Checkpoint folder, as checkpoint (kept for existing parameter files; "
-                                  "checkpoint wins when both are set)."),
+        Param(
+            "checkpoint",
+            "",
+            "Checkpoint folder (empty: the preset's; 8B: videollm-online-8b-v1plus); its "
+            "live_config.json sets the model's settings.",
+        ),
+        Param(
+            "adapter_path",
+            "",
+            "Checkpoint folder, as checkpoint (kept for existing parameter files; checkpoint wins when both are set).",
+        ),
         Param("device", "cpu", "cpu or cuda.", choices=("cpu", "cuda")),
         Param("dtype", "float32", "LLM dtype (bfloat16 on a GPU).", choices=("float32", "bfloat16", "float16")),
-        Param("theta", EngineConfig.theta,
-              "Stay silent while P(interval token) >= theta (paper 3.4; release 0.725). Higher speaks more often.",
-              (0.0, 1.0), dynamic=True),
-        Param("max_new_tokens", EngineConfig.max_new_tokens, "Response length limit in tokens.", (1, 1024),
-              dynamic=True),
-        Param("min_new_tokens", EngineConfig.min_new_tokens,
-              "End of response banned before this many tokens (benchmarks that need responses of a fixed length; "
-              "0 for normal use).", (0, 1024), dynamic=True),
-        Param("system_prompt", "", "System prompt (empty: the checkpoint's). Changing it resets the stream.",
-              dynamic=True),
-        Param("cache_budget", EngineConfig.cache_budget,
-              "KV cache budget in tokens (system prompt, sinks, recent frames and dialogue are kept; 0: unbounded).",
-              (0, 1_000_000), dynamic=True),
+        Param(
+            "theta",
+            EngineConfig.theta,
+            "Stay silent while P(interval token) >= theta (paper 3.4; release 0.725). Higher speaks more often.",
+            (0.0, 1.0),
+            dynamic=True,
+        ),
+        Param(
+            "max_new_tokens", EngineConfig.max_new_tokens, "Response length limit in tokens.", (1, 1024), dynamic=True
+        ),
+        Param(
+            "min_new_tokens",
+            EngineConfig.min_new_tokens,
+            "End of response banned before this many tokens (benchmarks that need responses of a fixed length; "
+            "0 for normal use).",
+            (0, 1024),
+            dynamic=True,
+        ),
+        Param(
+            "system_prompt", "", "System prompt (empty: the checkpoint's). Changing it resets the stream.", dynamic=True
+        ),
+        Param(
+            "cache_budget",
+            EngineConfig.cache_budget,
+            "KV cache budget in tokens (system prompt, sinks, recent frames and dialogue are kept; 0: unbounded).",
+            (0, 1_000_000),
+            dynamic=True,
+        ),
         Param("mute", False, "No proactive narration: speak only when asked.", dynamic=True),
-        Param("min_response_interval", 0.0, "Seconds of video between two proactive responses.", (0.0, 3600.0),
-              dynamic=True),
+        Param(
+            "min_response_interval",
+            0.0,
+            "Seconds of video between two proactive responses.",
+            (0.0, 3600.0),
+            dynamic=True,
+        ),
         Param("max_query_chars", 2000, "Longer questions are refused.", (1, 100_000)),
-        Param("max_backlog", 64, "Frames waiting while the model speaks; past it the oldest is dropped.",
-              (1, 10_000)),
+        Param("max_backlog", 64, "Frames waiting while the model speaks; past it the oldest is dropped.", (1, 10_000)),
         Param("partial_responses", True, "Publish partial text while a response decodes."),
         MAX_STAMP_AHEAD,
-        Param("max_pending_queries", 8, "Queries waiting for the model at most; more are refused (accepted false) "
-                                        "so the video keeps its share.", (1, 1000)),
-        Param("no_video_timeout", 10.0, "A question asked before the stream's first frame waits this long (s) "
-                                        "for it, then is refused (no video since the stream (re)started).",
-              (0.0, 3600.0)),
-        Param("state_dir", "", "Folder of the journal of pending queries, ids and counters, kept across restarts "
-                               "(empty: $ROS_HOME/live_ros, ROS_HOME defaulting to ~/.ros)."),
+        Param(
+            "max_pending_queries",
+            8,
+            "Queries waiting for the model at most; more are refused (accepted false) so the video keeps its share.",
+            (1, 1000),
+        ),
+        Param(
+            "no_video_timeout",
+            10.0,
+            "A question asked before the stream's first frame waits this long (s) "
+            "for it, then is refused (no video since the stream (re)started).",
+            (0.0, 3600.0),
+        ),
+        Param(
+            "state_dir",
+            "",
+            "Folder of the journal of pending queries, ids and counters, kept across restarts "
+            "(empty: $ROS_HOME/live_ros, ROS_HOME defaulting to ~/.ros).",
+        ),
     )
 
     def __init__(self, **kwargs):  # kwargs: rclpy Node's (context, parameter_overrides, ...)
         super().__init__("live_llm", namespace="live", **kwargs)
         self.engine: ThreadedEngine | None = None
         self.expected_encoder = ""
-        self.encoder_settings = None              # the checkpoint's encoder (load)
+        self.encoder_settings = None  # the checkpoint's encoder (load)
         self.frame_ids: dict[int, str] = {}
         self.taken: list[float] = []
         self.frames_refused = 0
@@ -88,8 +132,8 @@ class LiveLLM(LiveNode):
         self.pub = self.pub_json = self.pub_decision = None
         self.sub = None
         self.core = None
-        self.journal: QueryJournal | None = None   # set up by open_journal (activate)
-        self.frames_lost = 0                        # frame_index gaps: frames that never reached this node
+        self.journal: QueryJournal | None = None  # set up by open_journal (activate)
+        self.frames_lost = 0  # frame_index gaps: frames that never reached this node
         self._last_index: int | None = None
         self._leftover_timer = None
         # offered from the start, so a client never waits for them to appear: they refuse at
@@ -99,13 +143,20 @@ class LiveLLM(LiveNode):
 
     # -- lifecycle -----------------------------------------------------------------------
     def _engine_config(self) -> EngineConfig:
-        return EngineConfig(theta=self.p("theta"), max_new_tokens=self.p("max_new_tokens"),
-                            min_new_tokens=self.p("min_new_tokens"), system_prompt=self.p("system_prompt") or None,
-                            cache_budget=self.p("cache_budget") or None, mute=self.p("mute"),
-                            min_response_interval=self.p("min_response_interval"),
-                            max_query_chars=self.p("max_query_chars"), max_backlog=self.p("max_backlog"),
-                            partials=self.p("partial_responses"), max_pending_queries=self.p("max_pending_queries"),
-                            no_video_timeout=self.p("no_video_timeout"))
+        return EngineConfig(
+            theta=self.p("theta"),
+            max_new_tokens=self.p("max_new_tokens"),
+            min_new_tokens=self.p("min_new_tokens"),
+            system_prompt=self.p("system_prompt") or None,
+            cache_budget=self.p("cache_budget") or None,
+            mute=self.p("mute"),
+            min_response_interval=self.p("min_response_interval"),
+            max_query_chars=self.p("max_query_chars"),
+            max_backlog=self.p("max_backlog"),
+            partials=self.p("partial_responses"),
+            max_pending_queries=self.p("max_pending_queries"),
+            no_video_timeout=self.p("no_video_timeout"),
+        )
 
     def load(self) -> None:
         """The model and the engine (its system prompt prefilled): in the load thread with autostart."""
@@ -113,9 +164,15 @@ class LiveLLM(LiveNode):
 
         t0 = time.perf_counter()
         folder = self.p("checkpoint") or self.p("adapter_path") or None
-        loaded = load_checkpoint(folder or self.p("preset"), llm=self.p("llm_path") or None,
-                                 vision=self.p("vision_path") or None, device=self.p("device"),
-                                 dtype=self.p("dtype"), with_encoder=False, preset=self.p("preset"))
+        loaded = load_checkpoint(
+            folder or self.p("preset"),
+            llm=self.p("llm_path") or None,
+            vision=self.p("vision_path") or None,
+            device=self.p("device"),
+            dtype=self.p("dtype"),
+            with_encoder=False,
+            preset=self.p("preset"),
+        )
         self.encoder_settings = loaded.config.encoder
         self.expected_encoder = loaded.config.encoder_id
         for note in loaded.notes:
@@ -124,10 +181,12 @@ class LiveLLM(LiveNode):
 
         self.core = StreamEngine(loaded.model, loaded.tokens, self._engine_config())
         c = loaded.config
-        self.get_logger().info(f"{folder or self.p('preset')} loaded in {time.perf_counter() - t0:.1f} s; expects "
-                               f"frame tokens from {self.expected_encoder or 'any encoder'} ({c.frame_num_tokens} "
-                               f"tokens x {c.vision_hidden_size}, {c.frame_resolution} px, trained at "
-                               f"{c.frame_fps:g} fps)")
+        self.get_logger().info(
+            f"{folder or self.p('preset')} loaded in {time.perf_counter() - t0:.1f} s; expects "
+            f"frame tokens from {self.expected_encoder or 'any encoder'} ({c.frame_num_tokens} "
+            f"tokens x {c.vision_hidden_size}, {c.frame_resolution} px, trained at "
+            f"{c.frame_fps:g} fps)"
+        )
 
     def configure(self) -> None:
         self.pub = self.create_lifecycle_publisher(Response, "response", qos.responses())
@@ -137,8 +196,11 @@ class LiveLLM(LiveNode):
     def activate(self) -> None:
         # live settings changed while loading or inactive (on_parameter had no engine to tell)
         wanted = self._engine_config()
-        changes = {field: getattr(wanted, field) for field in LIVE_SETTINGS.values()
-                   if getattr(wanted, field) != getattr(self.core.cfg, field)}
+        changes = {
+            field: getattr(wanted, field)
+            for field in LIVE_SETTINGS.values()
+            if getattr(wanted, field) != getattr(self.core.cfg, field)
+        }
         if changes:
             self.core.configure(**changes)
         self.engine = ThreadedEngine(self.core, on_event=self.on_event)
@@ -169,22 +231,27 @@ class LiveLLM(LiveNode):
         if self.engine is not None:
             return ""
         if self.state == "loading":
-            return (f"live_llm is loading its model ({self.loading_seconds:.0f} s so far); ask again once "
-                    f"`live-ros status` shows it active")
+            return (
+                f"live_llm is loading its model ({self.loading_seconds:.0f} s so far); ask again once "
+                f"`live-ros status` shows it active"
+            )
         if self.state == "unconfigured" and self._load_error:
-            return (f"live_llm is unconfigured: its model did not load ({self._load_error}); fix that and "
-                    f"restart it")
-        return (f"live_llm is {self.state}, not active: wait for autostart, or activate it (ros2 lifecycle set "
-                f"{self.get_fully_qualified_name()} activate)")
+            return f"live_llm is unconfigured: its model did not load ({self._load_error}); fix that and restart it"
+        return (
+            f"live_llm is {self.state}, not active: wait for autostart, or activate it (ros2 lifecycle set "
+            f"{self.get_fully_qualified_name()} activate)"
+        )
 
     # -- callbacks: validate and enqueue ----------------------------------------------------
     def on_tokens(self, msg: FrameTokens) -> None:
         where = f"live_llm: frame {msg.frame_index} on {self.sub.topic_name}"
         if not self.encoder_settings.accepts(msg.encoder):
             self.frames_refused += 1
-            self.report_error(f"{where}: tokens from encoder '{msg.encoder}' but this checkpoint expects "
-                              f"'{self.expected_encoder}': run frame_encoder with the same preset and checkpoint "
-                              f"as live_llm")
+            self.report_error(
+                f"{where}: tokens from encoder '{msg.encoder}' but this checkpoint expects "
+                f"'{self.expected_encoder}': run frame_encoder with the same preset and checkpoint "
+                f"as live_llm"
+            )
             return
         self._count_gap(int(msg.frame_index))
         stamp = stamp_to_seconds(msg.header.stamp)
@@ -252,8 +319,14 @@ class LiveLLM(LiveNode):
         if isinstance(event, SilentEvent):
             now = time.monotonic()
             self.taken = [t for t in self.taken if now - t < 5.0] + [now]
-            self.publish_decision(event.frame_index, event.stamp, event.video_time, event.p_interval,
-                                  suppressed=event.suppressed, batch=event.batch)
+            self.publish_decision(
+                event.frame_index,
+                event.stamp,
+                event.video_time,
+                event.p_interval,
+                suppressed=event.suppressed,
+                batch=event.batch,
+            )
             return
         if not isinstance(event, ResponseEvent):
             return
@@ -261,8 +334,14 @@ class LiveLLM(LiveNode):
             now = time.monotonic()
             self.taken = [t for t in self.taken if now - t < 5.0] + [now]
         clock = self.get_clock().now().nanoseconds * 1e-9
-        msg = Response(response_id=event.response_id, query_id=event.query_id, kind=event.response_kind,
-                       text=event.text, final=event.final, video_time=float(event.video_time or 0.0))
+        msg = Response(
+            response_id=event.response_id,
+            query_id=event.query_id,
+            kind=event.response_kind,
+            text=event.text,
+            final=event.final,
+            video_time=float(event.video_time or 0.0),
+        )
         if event.stamp is not None:
             msg.header.stamp = seconds_to_stamp(event.stamp)
             msg.latency = float(clock - event.stamp)
@@ -271,25 +350,62 @@ class LiveLLM(LiveNode):
         msg.header.frame_id = self.frame_ids.get(event.frame_index, "")
         if self.pub is not None:
             self.pub.publish(msg)
-            self.pub_json.publish(String(data=json.dumps({
-                "response_id": msg.response_id, "query_id": msg.query_id, "kind": msg.kind, "text": msg.text,
-                "final": msg.final, "video_time": msg.video_time, "latency": round(msg.latency, 4),
-                "stamp": stamp_to_seconds(msg.header.stamp), "frame_id": msg.header.frame_id})))
+            self.pub_json.publish(
+                String(
+                    data=json.dumps(
+                        {
+                            "response_id": msg.response_id,
+                            "query_id": msg.query_id,
+                            "kind": msg.kind,
+                            "text": msg.text,
+                            "final": msg.final,
+                            "video_time": msg.video_time,
+                            "latency": round(msg.latency, 4),
+                            "stamp": stamp_to_seconds(msg.header.stamp),
+                            "frame_id": msg.header.frame_id,
+                        }
+                    )
+                )
+            )
         if event.final and self.journal is not None:  # after publishing: a query ends once its end is out
-            self.journal.ended(0 if event.proactive else event.query_id, event.response_id,
-                               answered=event.response_kind == "answer" and not event.proactive)
+            self.journal.ended(
+                0 if event.proactive else event.query_id,
+                event.response_id,
+                answered=event.response_kind == "answer" and not event.proactive,
+            )
         if event.final and event.proactive and event.stamp is not None:
-            self.publish_decision(event.frame_index, event.stamp, event.video_time, event.p_interval,
-                                  response_id=event.response_id, batch=int(event.timings.get("batch", 1)))
+            self.publish_decision(
+                event.frame_index,
+                event.stamp,
+                event.video_time,
+                event.p_interval,
+                response_id=event.response_id,
+                batch=int(event.timings.get("batch", 1)),
+            )
 
-    def publish_decision(self, index: int, stamp: float, video_time, p_interval, *, suppressed: str = "",
-                         batch: int = 1, response_id: int = 0) -> None:
+    def publish_decision(
+        self,
+        index: int,
+        stamp: float,
+        video_time,
+        p_interval,
+        *,
+        suppressed: str = "",
+        batch: int = 1,
+        response_id: int = 0,
+    ) -> None:
         if self.pub_decision is None:
             return
-        msg = Decision(frame_index=max(0, int(index)), video_time=float(video_time or 0.0),
-                       p_interval=float("nan") if p_interval is None else float(p_interval),
-                       theta=float(self.core.cfg.theta) if self.core is not None else float("nan"),
-                       spoke=bool(response_id), suppressed=suppressed, batch=int(batch), response_id=response_id)
+        msg = Decision(
+            frame_index=max(0, int(index)),
+            video_time=float(video_time or 0.0),
+            p_interval=float("nan") if p_interval is None else float(p_interval),
+            theta=float(self.core.cfg.theta) if self.core is not None else float("nan"),
+            spoke=bool(response_id),
+            suppressed=suppressed,
+            batch=int(batch),
+            response_id=response_id,
+        )
         msg.header.stamp = seconds_to_stamp(stamp)
         msg.header.frame_id = self.frame_ids.get(index, "")
         self.pub_decision.publish(msg)
@@ -305,10 +421,17 @@ class LiveLLM(LiveNode):
             if st.last_error and st.last_error != self._engine_error:
                 self._engine_error = st.last_error
                 self.report_error(f"live_llm: {st.last_error}")
-            fields.update({"fps": st.frames_taken and len([t for t in self.taken if time.monotonic() - t < 5.0]) / 5.0,
-                           "lag": st.lag_s, "cache_tokens": st.cache_tokens, "frames_in": st.frames_in,
-                           "frames_dropped": st.frames_dropped + self.frames_refused + self.frames_lost,
-                           "queries_accepted": st.queries_accepted, "queries_answered": st.queries_answered})
+            fields.update(
+                {
+                    "fps": st.frames_taken and len([t for t in self.taken if time.monotonic() - t < 5.0]) / 5.0,
+                    "lag": st.lag_s,
+                    "cache_tokens": st.cache_tokens,
+                    "frames_in": st.frames_in,
+                    "frames_dropped": st.frames_dropped + self.frames_refused + self.frames_lost,
+                    "queries_accepted": st.queries_accepted,
+                    "queries_answered": st.queries_answered,
+                }
+            )
         if journal is not None:
             for key in COUNTERS:
                 fields[key] = journal.base[key] + fields.get(key, 0)
@@ -339,7 +462,8 @@ class LiveLLM(LiveNode):
             if self.journal.restarts:
                 self.get_logger().warning(
                     f"live_llm restarted (restart {self.journal.restarts} recorded in {self.journal.path}); "
-                    f"{len(self.journal.leftovers)} query(ies) left unanswered by the previous process are refused")
+                    f"{len(self.journal.leftovers)} query(ies) left unanswered by the previous process are refused"
+                )
         self.journal.clean = False
         self.core.continue_ids(self.journal.next_query_id, self.journal.next_response_id)
         if self.journal.leftovers and self._leftover_timer is None:
@@ -359,9 +483,10 @@ class LiveLLM(LiveNode):
         self._leftover_timer = None
         for query_id, info in sorted(self.journal.leftovers.items()):
             text = info.get("text", "") if isinstance(info, dict) else ""
-            self.core.refuse(QueryInput(query_id, text, None, time.perf_counter()),
-                             "live_llm restarted before answering this query (its process ended: killed or "
-                             "crashed); ask again")
+            self.core.refuse(
+                QueryInput(query_id, text, None, time.perf_counter()),
+                "live_llm restarted before answering this query (its process ended: killed or crashed); ask again",
+            )
 
     def _count_gap(self, index: int) -> None:
         """frame_encoder numbers its frames consecutively: a gap is frames that never reached
@@ -371,10 +496,12 @@ class LiveLLM(LiveNode):
         if last is not None and index > last + 1:
             lost = index - last - 1
             self.frames_lost += lost
-            self.report_error(f"live_llm: {lost} frame(s) lost before reaching live_llm (frame_index {last + 1} to "
-                              f"{index - 1}): sent while live_llm was not running (a restart, or loading) or "
-                              f"dropped in transport (live/frame_tokens keeps the last 30); counted in "
-                              f"frames_dropped")
+            self.report_error(
+                f"live_llm: {lost} frame(s) lost before reaching live_llm (frame_index {last + 1} to "
+                f"{index - 1}): sent while live_llm was not running (a restart, or loading) or "
+                f"dropped in transport (live/frame_tokens keeps the last 30); counted in "
+                f"frames_dropped"
+            )
 
 
 def main(argv=None) -> int:

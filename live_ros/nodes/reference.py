@@ -18,8 +18,11 @@ def node_classes() -> dict[str, type]:
             module = importlib.import_module(f"live_ros.nodes.{name}")
         except ModuleNotFoundError:
             continue
-        out[name] = next(v for v in vars(module).values()
-                         if isinstance(v, type) and getattr(v, "PARAMS", None) and v.__module__ == module.__name__)
+        out[name] = next(
+            v
+            for v in vars(module).values()
+            if isinstance(v, type) and getattr(v, "PARAMS", None) and v.__module__ == module.__name__
+        )
     return out
 
 
@@ -30,17 +33,24 @@ def _fmt(value) -> str:
 def markdown() -> str:
     lines = []
     for node, cls in node_classes().items():
-        lines += [f"**{node}**", "", "| parameter | default | range | changes while running | description |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            f"**{node}**",
+            "",
+            "| parameter | default | range | changes while running | description |",
+            "|---|---|---|---|---|",
+        ]
         for p in cls.PARAMS:
             rng = "/".join(p.choices) if p.choices else (f"{p.range[0]} .. {p.range[1]}" if p.range else "")
-            lines.append(f"| `{p.name}` | {_fmt(p.default)} | {rng} | {'yes' if p.dynamic else 'no'} | "
-                         f"{p.description} |")
+            lines.append(
+                f"| `{p.name}` | {_fmt(p.default)} | {rng} | {'yes' if p.dynamic else 'no'} | {p.description} |"
+            )
         lines.append("")
     lines += ["**every node**", "", "| parameter | default | range | description |", "|---|---|---|---|"]
     for p in COMMON:
-        lines.append(f"| `{p.name}` | {_fmt(p.default)} | {f'{p.range[0]} .. {p.range[1]}' if p.range else ''} | "
-                     f"{p.description} |")
+        lines.append(
+            f"| `{p.name}` | {_fmt(p.default)} | {f'{p.range[0]} .. {p.range[1]}' if p.range else ''} | "
+            f"{p.description} |"
+        )
     return "\n".join(lines)
 
 

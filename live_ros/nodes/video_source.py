@@ -47,8 +47,10 @@ def _open_frames(source: str, folder_fps: float):
     elif path.is_file():
         container = av.open(str(path))
     else:
-        raise FileNotFoundError(f"video source '{source}' does not exist: give a video file, an image folder or "
-                                f"a V4L2 device such as /dev/video0")
+        raise FileNotFoundError(
+            f"video source '{source}' does not exist: give a video file, an image folder or "
+            f"a V4L2 device such as /dev/video0"
+        )
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -67,11 +69,20 @@ class VideoSource(LiveNode):
         Param("folder_fps", 10.0, "Frame rate of an image folder.", (0.1, 240.0)),
         Param("frame_id", "camera", "frame_id of the published images."),
         Param("max_seconds", 0.0, "Stop after this many seconds of video (0: play it all).", (0.0, 1e9)),
-        Param("wait_for_nodes", "", "Comma-separated names of nodes (in this namespace) whose live/status must "
-              "say active before playing (the launch file: camera_subscriber,frame_encoder,live_llm; empty: do "
-              "not wait)."),
-        Param("wait_for_subscribers", 1, "Start playing once this many subscriptions match the camera topic (0: at "
-              "once), so that the video's first frames are not lost while discovery completes.", (0, 100)),
+        Param(
+            "wait_for_nodes",
+            "",
+            "Comma-separated names of nodes (in this namespace) whose live/status must "
+            "say active before playing (the launch file: camera_subscriber,frame_encoder,live_llm; empty: do "
+            "not wait).",
+        ),
+        Param(
+            "wait_for_subscribers",
+            1,
+            "Start playing once this many subscriptions match the camera topic (0: at "
+            "once), so that the video's first frames are not lost while discovery completes.",
+            (0, 100),
+        ),
     )
 
     def __init__(self, **kwargs):  # kwargs: rclpy Node's (context, parameter_overrides, ...)
@@ -115,8 +126,10 @@ class VideoSource(LiveNode):
         if not want:
             return self.running
         t0, told = time.monotonic(), 0.0
-        self.get_logger().info(f"waiting for {', '.join(want)} to say active on live/status before playing "
-                               f"{self.p('source')} (set wait_for_nodes:='' to play at once)")
+        self.get_logger().info(
+            f"waiting for {', '.join(want)} to say active on live/status before playing "
+            f"{self.p('source')} (set wait_for_nodes:='' to play at once)"
+        )
         while self.running:
             missing = [n for n in want if self.peers.get(n, (0.0, ""))[1] != "active"]
             if not missing:
@@ -124,8 +137,10 @@ class VideoSource(LiveNode):
                 return True
             if time.monotonic() - t0 - told > 15.0:
                 told = time.monotonic() - t0
-                self.get_logger().info("still waiting before playing: " + ", ".join(
-                    f"{n} {self.peers.get(n, (0.0, 'not seen on live/status'))[1]}" for n in missing))
+                self.get_logger().info(
+                    "still waiting before playing: "
+                    + ", ".join(f"{n} {self.peers.get(n, (0.0, 'not seen on live/status'))[1]}" for n in missing)
+                )
             time.sleep(0.05)
         return False
 
@@ -135,9 +150,11 @@ class VideoSource(LiveNode):
         while self.running and self.pub.get_subscription_count() < want:
             if not told and time.monotonic() - t0 > 5.0:
                 told = True
-                self.get_logger().info(f"waiting for {want} subscriber(s) on {self.pub.topic_name} before playing "
-                                       f"(is camera_subscriber running with a matching QoS? set "
-                                       f"wait_for_subscribers:=0 to play at once)")
+                self.get_logger().info(
+                    f"waiting for {want} subscriber(s) on {self.pub.topic_name} before playing "
+                    f"(is camera_subscriber running with a matching QoS? set "
+                    f"wait_for_subscribers:=0 to play at once)"
+                )
             time.sleep(0.02)
         return self.running
 
@@ -158,7 +175,7 @@ class VideoSource(LiveNode):
                     self.pub.publish(rgb_to_image(rgb, self.get_clock().now().to_msg(), self.p("frame_id")))
                     self.published += 1
                     if self.published == 1:
-                        self._publish_status()   # playing: tools time their questions from here
+                        self._publish_status()  # playing: tools time their questions from here
             except Exception as err:  # a broken file must not kill the node silently
                 self.report_error(f"video_source: reading {self.p('source')} failed: {err}")
                 return

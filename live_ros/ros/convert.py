@@ -15,8 +15,18 @@ import numpy as np
 
 from live_ros.bags.images import ConversionError, compressed_to_rgb, image_to_rgb
 
-__all__ = ["ConversionError", "image_to_rgb", "compressed_to_rgb", "rgb_to_image", "tokens_to_msg",
-           "msg_to_tokens", "cdr_header_stamp", "cdr_image_size", "stamp_to_seconds", "seconds_to_stamp"]
+__all__ = [
+    "ConversionError",
+    "image_to_rgb",
+    "compressed_to_rgb",
+    "rgb_to_image",
+    "tokens_to_msg",
+    "msg_to_tokens",
+    "cdr_header_stamp",
+    "cdr_image_size",
+    "stamp_to_seconds",
+    "seconds_to_stamp",
+]
 
 
 def rgb_to_image(rgb: np.ndarray, stamp=None, frame_id: str = ""):
@@ -46,14 +56,20 @@ def tokens_to_msg(tokens, header, frame_index: int, encoder: str):
 def msg_to_tokens(msg, where: str = "frame_tokens") -> np.ndarray:
     """``live_ros/FrameTokens`` -> float32 [N, D], checked for shape and finite values."""
     n, d = int(msg.num_tokens), int(msg.dim)
-    data = np.frombuffer(msg.data, dtype=np.float32) if isinstance(msg.data, array.array) else \
-        np.asarray(msg.data, dtype=np.float32)
+    data = (
+        np.frombuffer(msg.data, dtype=np.float32)
+        if isinstance(msg.data, array.array)
+        else np.asarray(msg.data, dtype=np.float32)
+    )
     if n == 0 or d == 0 or data.size != n * d:
-        raise ConversionError(f"{where}: frame {msg.frame_index} has {data.size} values for num_tokens x dim = "
-                              f"{n} x {d}; the publisher must fill data with num_tokens x dim floats")
+        raise ConversionError(
+            f"{where}: frame {msg.frame_index} has {data.size} values for num_tokens x dim = "
+            f"{n} x {d}; the publisher must fill data with num_tokens x dim floats"
+        )
     if not np.isfinite(data).all():
-        raise ConversionError(f"{where}: frame {msg.frame_index} contains NaN or inf; check the encoder "
-                              f"(weights, input normalisation)")
+        raise ConversionError(
+            f"{where}: frame {msg.frame_index} contains NaN or inf; check the encoder (weights, input normalisation)"
+        )
     return data.reshape(n, d).copy()
 
 
@@ -80,8 +96,10 @@ def cdr_image_size(data: bytes, where: str = "image") -> tuple[int, int]:
     offset = 16 + id_len
     offset += -(offset - 4) % 4  # alignment counts from the end of the 4-byte encapsulation header
     if offset + 8 > len(data):
-        raise ConversionError(f"{where}: {len(data)} bytes are too short for an Image (frame_id length {id_len}); "
-                              f"is the publisher's type sensor_msgs/Image?")
+        raise ConversionError(
+            f"{where}: {len(data)} bytes are too short for an Image (frame_id length {id_len}); "
+            f"is the publisher's type sensor_msgs/Image?"
+        )
     height, width = struct.unpack_from(order + "II", data, offset)
     return int(width), int(height)
 

@@ -44,11 +44,27 @@ class OwnGraph:
     with ``use_sim_time`` and the camera settings a replay needs. ``sets``: (node, name,
     value) parameter overrides, as ``<param>`` of that node."""
 
-    def __init__(self, *, launch_file: str = "live_ros.launch.xml", namespace: str = "live", preset: str = "embedded",
-                 camera_topic: str = "/camera/image_raw", compressed: bool = False, fps: float | None = None,
-                 camera_qos: str = "reliable", params_file: str | None = None, sets=(), log: Path | None = None):
-        overrides = {"use_sim_time": "true", "use_video": "false", "camera_topic": camera_topic, "preset": preset,
-                     "namespace": namespace}
+    def __init__(
+        self,
+        *,
+        launch_file: str = "live_ros.launch.xml",
+        namespace: str = "live",
+        preset: str = "embedded",
+        camera_topic: str = "/camera/image_raw",
+        compressed: bool = False,
+        fps: float | None = None,
+        camera_qos: str = "reliable",
+        params_file: str | None = None,
+        sets=(),
+        log: Path | None = None,
+    ):
+        overrides = {
+            "use_sim_time": "true",
+            "use_video": "false",
+            "camera_topic": camera_topic,
+            "preset": preset,
+            "namespace": namespace,
+        }
         if params_file:
             overrides["params_file"] = str(params_file)
         try:
@@ -58,15 +74,21 @@ class OwnGraph:
         by_name = {n.name: n for n in nodes}
         missing = [n for n in MODEL_NODES if n not in by_name]
         if missing:
-            raise GraphError(f"{launch_file} does not start {', '.join(missing)}: replay-eval needs "
-                             f"{', '.join(MODEL_NODES)}")
-        by_name["camera_subscriber"].params += [("qos", camera_qos), ("qos_depth", "100"),
-                                                ("compressed", "true" if compressed else "false")]
+            raise GraphError(
+                f"{launch_file} does not start {', '.join(missing)}: replay-eval needs {', '.join(MODEL_NODES)}"
+            )
+        by_name["camera_subscriber"].params += [
+            ("qos", camera_qos),
+            ("qos_depth", "100"),
+            ("compressed", "true" if compressed else "false"),
+        ]
         if fps:  # else the checkpoint's
             by_name["camera_subscriber"].params.append(("fps", repr(float(fps))))
         for node, name, value in sets:
             if node not in by_name:
-                raise GraphError(f"--set {node}.{name}: no node '{node}' in {launch_file} (nodes: {', '.join(by_name)})")
+                raise GraphError(
+                    f"--set {node}.{name}: no node '{node}' in {launch_file} (nodes: {', '.join(by_name)})"
+                )
             by_name[node].params.append((name, value))
         self.nodes = [n for n in nodes if n.name in MODEL_NODES]
         self.log = _Log(log)
@@ -87,6 +109,7 @@ class OwnGraph:
             own = _ClockKicker()
             keep_clock = own.kick
         if keep_clock is not None:
+
             def tick():
                 while not done.is_set():
                     try:
@@ -94,6 +117,7 @@ class OwnGraph:
                     except Exception:  # noqa: BLE001 - the context may be shutting down
                         return
                     time.sleep(0.05)
+
             threading.Thread(target=tick, daemon=True).start()
         try:
             self.supervisor.stop()
@@ -143,8 +167,10 @@ def _call(node, executor, srv_type, name: str, request, timeout: float):
     client = node.create_client(srv_type, name)
     try:
         if not spin_for(executor, timeout, client.service_is_ready):
-            raise GraphError(f"no service {name} within {timeout:g} s: is the graph running (live-ros status), with "
-                             f"the same ROS_DOMAIN_ID and namespace?")
+            raise GraphError(
+                f"no service {name} within {timeout:g} s: is the graph running (live-ros status), with "
+                f"the same ROS_DOMAIN_ID and namespace?"
+            )
         future = client.call_async(request)
         if not spin_for(executor, timeout, future.done):
             raise GraphError(f"{name} did not reply within {timeout:g} s")
@@ -157,7 +183,9 @@ def get_params(node, executor, target: str, names: list[str], timeout: float = 1
     """{name: value} of node ``target`` (full name, e.g. /live/live_llm)."""
     from rcl_interfaces.srv import GetParameters
 
-    reply = _call(node, executor, GetParameters, f"{target}/get_parameters", GetParameters.Request(names=names), timeout)
+    reply = _call(
+        node, executor, GetParameters, f"{target}/get_parameters", GetParameters.Request(names=names), timeout
+    )
     return {n: _value(v) for n, v in zip(names, reply.values)}
 
 
@@ -174,7 +202,13 @@ def set_param(node, executor, target: str, name: str, text: str, timeout: float 
     if isinstance(current, float) and isinstance(raw, int) and not isinstance(raw, bool):
         raw = float(raw)  # "1" for a double parameter
     pv = parameter_value(raw if isinstance(raw, (bool, int, float)) else str(text))
-    reply = _call(node, executor, SetParameters, f"{target}/set_parameters",
-                  SetParameters.Request(parameters=[Parameter(name=name, value=pv)]), timeout)
+    reply = _call(
+        node,
+        executor,
+        SetParameters,
+        f"{target}/set_parameters",
+        SetParameters.Request(parameters=[Parameter(name=name, value=pv)]),
+        timeout,
+    )
     if not reply.results[0].successful:
         raise GraphError(f"{target} refused {name}={text}: {reply.results[0].reason}")

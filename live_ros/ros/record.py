@@ -62,14 +62,19 @@ class Recorder:
         self.writer.open()
         self.counts: dict[str, int] = {}
         self.subs = []
-        reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200, reliability=ReliabilityPolicy.RELIABLE,
-                              durability=DurabilityPolicy.VOLATILE)  # volatile: no old responses at start
+        reliable = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=200,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.VOLATILE,
+        )  # volatile: no old responses at start
         for name, msgtype in topics:
             conn = self.writer.add_connection(name, msgtype, typestore=store)
             self.counts[name] = 0
             profile = qos.camera(camera_qos, 100) if msgtype in (IMAGE, COMPRESSED) else reliable
-            self.subs.append(node.create_subscription(ros_class(msgtype), name, self._writer_for(name, conn), profile,
-                                                      raw=True))
+            self.subs.append(
+                node.create_subscription(ros_class(msgtype), name, self._writer_for(name, conn), profile, raw=True)
+            )
         self.closed = False
 
     def _writer_for(self, name: str, conn):
@@ -79,6 +84,7 @@ class Recorder:
             now = self.node.get_clock().now().nanoseconds if self.use_sim_time else time.time_ns()
             self.writer.write(conn, now, data)
             self.counts[name] += 1
+
         return write
 
     def publishers(self) -> dict[str, int]:
@@ -132,8 +138,10 @@ def main(args) -> int:
             topics = topics_for(args.namespace, camera, ctype or IMAGE, not args.no_tokens, args.status)
             rec = Recorder(node, out, topics, camera_qos=args.camera_qos, use_sim_time=args.use_sim_time)
             try:
-                print(f"recording {len(topics)} topics to {out}: " + ", ".join(f"{n} ({t})" for n, t in topics),
-                      flush=True)
+                print(
+                    f"recording {len(topics)} topics to {out}: " + ", ".join(f"{n} ({t})" for n, t in topics),
+                    flush=True,
+                )
                 spin_for(executor, 1.0, lambda: stop["now"])
                 print("publishers: " + ", ".join(f"{t} {n}" for t, n in rec.publishers().items()), flush=True)
                 t0 = time.monotonic()

@@ -39,9 +39,9 @@ class ReplayError(RuntimeError):
     """The replay could not go on; the text names the bag, the topic and what to check."""
 
 
-WARMUP_SLOTS = 240          # warm-up images before the bag (one every 0.5 s: 2 minutes of waiting)
-MIN_STAMP = 1.0             # seconds: the earliest warm-up stamp before a bag
-MIN_CLOCK_NS = 1_000_000    # the smallest /clock published (1 ms; 0 means "no time yet" to ROS)
+WARMUP_SLOTS = 240  # warm-up images before the bag (one every 0.5 s: 2 minutes of waiting)
+MIN_STAMP = 1.0  # seconds: the earliest warm-up stamp before a bag
+MIN_CLOCK_NS = 1_000_000  # the smallest /clock published (1 ms; 0 means "no time yet" to ROS)
 
 
 def warmup_stamps(first_ns: int, last_ns: int, fps: float, precede: bool):
@@ -61,7 +61,7 @@ def warmup_stamps(first_ns: int, last_ns: int, fps: float, precede: bool):
 
 
 def _key(stamp: float) -> int:
-    return int(round(stamp * 1e5))   # 10 us: a stamp survives the nodes' float round trip
+    return int(round(stamp * 1e5))  # 10 us: a stamp survives the nodes' float round trip
 
 
 class StampMap:
@@ -88,16 +88,24 @@ def stamp_of(header) -> float:
 @dataclass
 class PlayResult:
     plans: list[FramePlan] = field(default_factory=list)
-    decisions: list = field(default_factory=list)      # (Decision, wall received)
-    responses: list = field(default_factory=list)      # (Response, wall received)
+    decisions: list = field(default_factory=list)  # (Decision, wall received)
+    responses: list = field(default_factory=list)  # (Response, wall received)
     asked: list[Asked] = field(default_factory=list)
-    published: StampMap = field(default_factory=StampMap)   # stamp -> wall published
-    late: list[float] = field(default_factory=list)    # real time: publication behind schedule (s)
+    published: StampMap = field(default_factory=StampMap)  # stamp -> wall published
+    late: list[float] = field(default_factory=list)  # real time: publication behind schedule (s)
 
 
 class Player:
-    def __init__(self, node, executor, scan: bagio.CameraScan, *, namespace: str = "live", topic: str | None = None,
-                 camera_qos: str = "reliable"):
+    def __init__(
+        self,
+        node,
+        executor,
+        scan: bagio.CameraScan,
+        *,
+        namespace: str = "live",
+        topic: str | None = None,
+        camera_qos: str = "reliable",
+    ):
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import CompressedImage, Image
@@ -113,20 +121,23 @@ class Player:
         self.topic = topic or scan.topic
         self.camera_qos = camera_qos
         deep = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
-        self.clock_pub = node.create_publisher(Clock, "/clock", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        self.camera = node.create_publisher(CompressedImage if scan.compressed else Image, self.topic,
-                                            qos.camera(camera_qos, 100))
+        self.clock_pub = node.create_publisher(
+            Clock, "/clock", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        )
+        self.camera = node.create_publisher(
+            CompressedImage if scan.compressed else Image, self.topic, qos.camera(camera_qos, 100)
+        )
         self.phase = "idle"
         self.result = PlayResult()
-        self.warm: list = []                              # decisions during warm-up
+        self.warm: list = []  # decisions during warm-up
         self.acked = StampMap()
-        self.finals: dict[int, object] = {}               # query_id -> first final Response (replay)
+        self.finals: dict[int, object] = {}  # query_id -> first final Response (replay)
         node.create_subscription(Decision, f"{ns}/decision", self._on_decision, deep)
         node.create_subscription(Response, f"{ns}/response", self._on_response, deep)
         self.query = node.create_client(Query, f"{ns}/query")
         self.reset = node.create_client(Trigger, f"{ns}/reset")
         self.where = f"bag {scan.bag}, topic {scan.topic} -> {self.topic}"
-        self.check = None   # () -> str: what went wrong in the graph meanwhile ("" if nothing)
+        self.check = None  # () -> str: what went wrong in the graph meanwhile ("" if nothing)
 
     # -- callbacks --------------------------------------------------------------------------
     def _on_decision(self, msg) -> None:
@@ -199,10 +210,12 @@ class Player:
             self.check_graph()
             now = time.monotonic()
             if now - t0 > timeout:
-                raise ReplayError(f"{self.where}: the graph did not answer a warm-up image within {timeout:g} s (no "
-                                  f"live/decision): are camera_subscriber, frame_encoder and live_llm running and "
-                                  f"active (live-ros status), with use_sim_time, in this namespace, and does "
-                                  f"camera_subscriber's qos match the player's ({self.camera_qos})?")
+                raise ReplayError(
+                    f"{self.where}: the graph did not answer a warm-up image within {timeout:g} s (no "
+                    f"live/decision): are camera_subscriber, frame_encoder and live_llm running and "
+                    f"active (live-ros status), with use_sim_time, in this namespace, and does "
+                    f"camera_subscriber's qos match the player's ({self.camera_qos})?"
+                )
             if now >= next_pub:
                 ns = next(stamps)
                 self.publish(bagio.restamp(first_raw, self.scan.msgtype, ns, bagio.WARMUP_FRAME_ID), ns)
@@ -224,11 +237,25 @@ class Player:
 
     def _asked(self, q: Question, future) -> Asked:
         reply = future.result()
-        return Asked(q.time, q.text, q.expected, reply.query_id if reply.accepted else 0,
-                     refused="" if reply.accepted else f"refused: {reply.message}", expected_at=q.expected_at)
+        return Asked(
+            q.time,
+            q.text,
+            q.expected,
+            reply.query_id if reply.accepted else 0,
+            refused="" if reply.accepted else f"refused: {reply.message}",
+            expected_at=q.expected_at,
+        )
 
-    def play(self, fps: float, questions: list[Question], *, realtime: bool = False, speed: float = 1.0,
-             frame_timeout: float = 120.0, drain: float = 5.0) -> PlayResult:
+    def play(
+        self,
+        fps: float,
+        questions: list[Question],
+        *,
+        realtime: bool = False,
+        speed: float = 1.0,
+        frame_timeout: float = 120.0,
+        drain: float = 5.0,
+    ) -> PlayResult:
         images = self.scan.images
         t0 = images[0].stamp
         slots = question_slots([im.stamp - t0 for im in images], questions)
@@ -242,7 +269,7 @@ class Player:
             if realtime:
                 due = wall0 + (img.log_ns - log0) / 1e9 / speed
                 while (now := time.monotonic()) < due:
-                    if now - last_clock >= 0.05:   # not before the first image: log0 may be ~0
+                    if now - last_clock >= 0.05:  # not before the first image: log0 may be ~0
                         self.clock(log0 + max(0, int((now - wall0) * speed * 1e9)))
                         last_clock = now
                     self.executor.spin_once(timeout_sec=min(0.01, max(0.0, due - now)))
@@ -255,11 +282,14 @@ class Player:
             res.plans.append(plan)
             self.publish(raw, img.log_ns, img.stamp)
             if plan.acked and not realtime:
-                self.spin_until(lambda s=img.stamp: self.acked.get(s), frame_timeout,
-                                f"live/decision for image {img.order} (stamp {img.stamp:.6f})",
-                                "in lockstep every sampled image must reach live_llm: is camera_subscriber's qos "
-                                "reliable (a best-effort camera subscription loses images), its fps the one planned "
-                                f"({fps:g}), and its sampling grid restarted (stamps older than what it saw)?")
+                self.spin_until(
+                    lambda s=img.stamp: self.acked.get(s),
+                    frame_timeout,
+                    f"live/decision for image {img.order} (stamp {img.stamp:.6f})",
+                    "in lockstep every sampled image must reach live_llm: is camera_subscriber's qos "
+                    "reliable (a best-effort camera subscription loses images), its fps the one planned "
+                    f"({fps:g}), and its sampling grid restarted (stamps older than what it saw)?",
+                )
             else:
                 self.executor.spin_once(timeout_sec=0.0)
         while qi < len(questions):
@@ -294,8 +324,9 @@ class Player:
         asked = self._asked(q, future)
         self.result.asked.append(asked)
         if asked.query_id:
-            self.spin_until(lambda: asked.query_id in self.finals, timeout,
-                            f"final answer to query {asked.query_id} ({q.text!r})")
+            self.spin_until(
+                lambda: asked.query_id in self.finals, timeout, f"final answer to query {asked.query_id} ({q.text!r})"
+            )
 
     def _drain(self, res: PlayResult, quiet: float, limit: float) -> None:
         """Real time: wait until every image live_llm should take came back, or nothing
@@ -314,5 +345,5 @@ class Player:
                 break
             self.executor.spin_once(timeout_sec=0.05)
         end = time.monotonic()
-        while time.monotonic() - end < 0.5:   # the last partial/final responses
+        while time.monotonic() - end < 0.5:  # the last partial/final responses
             self.executor.spin_once(timeout_sec=0.05)

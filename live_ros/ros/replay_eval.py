@@ -37,8 +37,8 @@ class ReplayOptions:
     preset: str = "embedded"
     launch_file: str = "live_ros.launch.xml"
     params_file: str | None = None
-    sets: list = field(default_factory=list)          # (node, name, value)
-    fps: float | None = None      # None: the graph's (camera_subscriber's fps, else its checkpoint's)
+    sets: list = field(default_factory=list)  # (node, name, value)
+    fps: float | None = None  # None: the graph's (camera_subscriber's fps, else its checkpoint's)
     camera_qos: str | None = None
     publish_topic: str | None = None
     window: tuple = DEFAULT_WINDOW
@@ -65,7 +65,7 @@ class DeathWatch:
     def __init__(self, out):
         self.out = out
         self.recent: dict[str, collections.deque] = {}
-        self.deaths: list[tuple[str, str, list[str]]] = []   # (node, how, its last lines)
+        self.deaths: list[tuple[str, str, list[str]]] = []  # (node, how, its last lines)
 
     def write(self, text: str) -> None:
         for line in text.splitlines():
@@ -74,7 +74,7 @@ class DeathWatch:
                 node = m.group(1)
                 self.deaths.append((node, m.group(2).strip(), list(self.recent.get(node, ()))))
             elif line.startswith("[") and "] " in line:
-                node = line[1:line.index("] ")]
+                node = line[1 : line.index("] ")]
                 self.recent.setdefault(node, collections.deque(maxlen=self.LINES)).append(line)
         self.out.write(text)
 
@@ -82,7 +82,7 @@ class DeathWatch:
         self.out.flush()
 
     def problem(self) -> str:
-        """"" while no node died; else which died, how, and its last output lines."""
+        """ "" while no node died; else which died, how, and its last output lines."""
         if not self.deaths:
             return ""
         parts = []
@@ -90,7 +90,7 @@ class DeathWatch:
             shown = "\n".join(f"    {line}" for line in lines) or "    (no output)"
             parts.append(f"{node} {how} during the replay; its last output:\n{shown}")
         more = f"\n({len(self.deaths) - 3} more exits in the graph log)" if len(self.deaths) > 3 else ""
-        return ("a node of the graph died, so the replay cannot be scored:\n" + "\n".join(parts) + more)
+        return "a node of the graph died, so the replay cannot be scored:\n" + "\n".join(parts) + more
 
 
 def _say(opts: ReplayOptions, text: str) -> None:
@@ -111,7 +111,7 @@ def _make_folders(folders: list[Path]) -> list[Path]:
 def _remove_empty(folders: list[Path]) -> None:
     for folder in folders:
         try:
-            folder.rmdir()   # only when empty
+            folder.rmdir()  # only when empty
         except OSError:
             pass
 
@@ -130,15 +130,19 @@ def run(opts: ReplayOptions) -> dict:
     from live_ros.ros.replay import Player
     from live_ros.ros.tools import private_node
 
-    scan, events, source, questions = load_inputs(opts)   # wrong inputs fail here, before any file is made
+    scan, events, source, questions = load_inputs(opts)  # wrong inputs fail here, before any file is made
     mode = "realtime" if opts.realtime else "lockstep"
     camera_qos = opts.camera_qos or ("sensor_data" if opts.realtime else "reliable")
-    topic = opts.publish_topic or (scan.topic if not scan.compressed or scan.topic.endswith("/compressed")
-                                   else scan.topic + "/compressed")
+    topic = opts.publish_topic or (
+        scan.topic if not scan.compressed or scan.topic.endswith("/compressed") else scan.topic + "/compressed"
+    )
     base_topic = topic[: -len("/compressed")] if scan.compressed else topic
-    _say(opts, f"bag {scan.bag}: {len(scan.images)} images on {scan.topic} ({scan.msgtype}), "
-               f"{scan.images[-1].stamp - scan.images[0].stamp:.1f} s; {len(events)} annotated events "
-               f"({source or 'no annotation'}), {len(questions)} questions")
+    _say(
+        opts,
+        f"bag {scan.bag}: {len(scan.images)} images on {scan.topic} ({scan.msgtype}), "
+        f"{scan.images[-1].stamp - scan.images[0].stamp:.1f} s; {len(events)} annotated events "
+        f"({source or 'no annotation'}), {len(questions)} questions",
+    )
     for line in scan.report.lines():
         _say(opts, f"  {line}")
     graph = None
@@ -147,11 +151,20 @@ def run(opts: ReplayOptions) -> dict:
     if not opts.attach:
         made = _make_folders([Path(opts.log).parent] if opts.log else [])
         try:
-            graph = OwnGraph(launch_file=opts.launch_file, namespace=opts.namespace, preset=opts.preset,
-                             camera_topic=base_topic, compressed=scan.compressed, fps=opts.fps,
-                             camera_qos=camera_qos, params_file=opts.params_file, sets=opts.sets, log=opts.log)
+            graph = OwnGraph(
+                launch_file=opts.launch_file,
+                namespace=opts.namespace,
+                preset=opts.preset,
+                camera_topic=base_topic,
+                compressed=scan.compressed,
+                fps=opts.fps,
+                camera_qos=camera_qos,
+                params_file=opts.params_file,
+                sets=opts.sets,
+                log=opts.log,
+            )
         except Exception:
-            _remove_empty(made)   # a wrong --launch-file / --set: leave nothing behind
+            _remove_empty(made)  # a wrong --launch-file / --set: leave nothing behind
             raise
         deaths = graph.supervisor.out = DeathWatch(graph.supervisor.out)
         graph.start()
@@ -165,39 +178,75 @@ def run(opts: ReplayOptions) -> dict:
                 if elapsed - waited[0] >= 15:
                     waited[0] = elapsed
                     _say(opts, f"  waiting for the graph ({elapsed:.0f} s)")
+
             try:
                 if opts.attach:
                     for n, name, value in opts.sets:
                         set_param(node, executor, f"{ns}/{n}", name, value)
-                    cam = get_params(node, executor, f"{ns}/camera_subscriber",
-                                     ["fps", "qos", "compressed", "use_sim_time", "preset", "checkpoint"])
+                    cam = get_params(
+                        node,
+                        executor,
+                        f"{ns}/camera_subscriber",
+                        ["fps", "qos", "compressed", "use_sim_time", "preset", "checkpoint"],
+                    )
                     if cam["use_sim_time"] is False:
-                        notes.append("attached graph does not use sim time (use_sim_time:=true): its latencies and "
-                                     "timers follow the wall clock, not the bag's /clock")
+                        notes.append(
+                            "attached graph does not use sim time (use_sim_time:=true): its latencies and "
+                            "timers follow the wall clock, not the bag's /clock"
+                        )
                     fps = model_fps(cam)
                     if cam["compressed"] is not None and bool(cam["compressed"]) != scan.compressed:
-                        raise bagio.BagError(f"bag {scan.bag}: topic {scan.topic} is {scan.msgtype} but the running "
-                                             f"camera_subscriber has compressed={cam['compressed']}: restart it with "
-                                             f"compressed:={str(scan.compressed).lower()}")
+                        raise bagio.BagError(
+                            f"bag {scan.bag}: topic {scan.topic} is {scan.msgtype} but the running "
+                            f"camera_subscriber has compressed={cam['compressed']}: restart it with "
+                            f"compressed:={str(scan.compressed).lower()}"
+                        )
                     if cam["qos"] in ("reliable", "sensor_data") and not opts.camera_qos:
-                        camera_qos = cam["qos"]   # a best-effort publisher never reaches a reliable subscriber
+                        camera_qos = cam["qos"]  # a best-effort publisher never reaches a reliable subscriber
                     if mode == "lockstep" and cam["qos"] != "reliable":
-                        notes.append(f"attached camera_subscriber has qos {cam['qos']}: lockstep needs reliable "
-                                     f"(a lost image stops the replay)")
+                        notes.append(
+                            f"attached camera_subscriber has qos {cam['qos']}: lockstep needs reliable "
+                            f"(a lost image stops the replay)"
+                        )
                 else:
-                    fps = opts.fps or model_fps(get_params(node, executor, f"{ns}/camera_subscriber",
-                                                           ["fps", "preset", "checkpoint"], timeout=opts.timeout))
+                    fps = opts.fps or model_fps(
+                        get_params(
+                            node,
+                            executor,
+                            f"{ns}/camera_subscriber",
+                            ["fps", "preset", "checkpoint"],
+                            timeout=opts.timeout,
+                        )
+                    )
                 player = Player(node, executor, scan, namespace=opts.namespace, topic=topic, camera_qos=camera_qos)
                 if graph is not None:
                     player.check = deaths.problem
                 # a graph started here has seen no stamps: the warm-up can precede the bag's
                 player.warm_up(fps, opts.timeout, opts.frame_timeout, on_wait, precede=graph is not None)
-                llm = get_params(node, executor, f"{ns}/live_llm", ["preset", "theta", "llm_path", "vision_path",
-                                                                      "adapter_path", "checkpoint", "max_new_tokens",
-                                                                      "num_threads"])
+                llm = get_params(
+                    node,
+                    executor,
+                    f"{ns}/live_llm",
+                    [
+                        "preset",
+                        "theta",
+                        "llm_path",
+                        "vision_path",
+                        "adapter_path",
+                        "checkpoint",
+                        "max_new_tokens",
+                        "num_threads",
+                    ],
+                )
                 _say(opts, f"graph ready; playing {mode}" + (f" x{opts.speed:g}" if opts.realtime else ""))
-                play = player.play(fps, questions, realtime=opts.realtime, speed=opts.speed,
-                                   frame_timeout=opts.frame_timeout, drain=opts.drain)
+                play = player.play(
+                    fps,
+                    questions,
+                    realtime=opts.realtime,
+                    speed=opts.speed,
+                    frame_timeout=opts.frame_timeout,
+                    drain=opts.drain,
+                )
             except Exception as err:
                 if graph is not None and not isinstance(err, bagio.BagError) and not deaths.deaths:
                     tail = graph.tail()
@@ -211,17 +260,35 @@ def run(opts: ReplayOptions) -> dict:
                     def keep_clock():
                         stamp_ns[0] += 50_000_000
                         player.clock(stamp_ns[0])
+
                     graph.stop(keep_clock)
                     graph = None
     finally:
         if graph is not None:
             graph.stop()
-    settings = {"fps": fps, "theta": llm.get("theta"), "preset": llm.get("preset"), "speed": opts.speed,
-                "camera_qos": camera_qos, "window": list(opts.window), "prefer_object": opts.prefer_object,
-                "fuzzy_threshold": opts.fuzzy_threshold, "graph": "attached" if opts.attach else "started",
-                "namespace": ns, "max_new_tokens": llm.get("max_new_tokens")}
-    report = build_report(scan=scan, play=play, mode=mode, settings=settings, events=events, asked=play.asked,
-                          annotation_source=source, notes=notes)
+    settings = {
+        "fps": fps,
+        "theta": llm.get("theta"),
+        "preset": llm.get("preset"),
+        "speed": opts.speed,
+        "camera_qos": camera_qos,
+        "window": list(opts.window),
+        "prefer_object": opts.prefer_object,
+        "fuzzy_threshold": opts.fuzzy_threshold,
+        "graph": "attached" if opts.attach else "started",
+        "namespace": ns,
+        "max_new_tokens": llm.get("max_new_tokens"),
+    }
+    report = build_report(
+        scan=scan,
+        play=play,
+        mode=mode,
+        settings=settings,
+        events=events,
+        asked=play.asked,
+        annotation_source=source,
+        notes=notes,
+    )
     offline, offline_note = None, ""
     if not events:
         offline_note = "no annotated events (give --annotations, or a bag made with bag-from-video --annotations)"
@@ -267,9 +334,21 @@ def offline_eval(scan, play, report: dict, events, llm: dict, fps: float, out: P
     threads = torch.get_num_threads()
     torch.set_num_threads(int(llm.get("num_threads") or 1))
     try:
-        system = load_system(llm.get("preset") or "embedded", llm.get("llm_path") or None,
-                             llm.get("vision_path") or None, llm.get("checkpoint") or llm.get("adapter_path") or None)
-        return replay_offline(system, scan, [p for p in play.plans if p.acked], report["score"]["answers"], events,
-                              fps, out, theta=report["settings"].get("theta"))
+        system = load_system(
+            llm.get("preset") or "embedded",
+            llm.get("llm_path") or None,
+            llm.get("vision_path") or None,
+            llm.get("checkpoint") or llm.get("adapter_path") or None,
+        )
+        return replay_offline(
+            system,
+            scan,
+            [p for p in play.plans if p.acked],
+            report["score"]["answers"],
+            events,
+            fps,
+            out,
+            theta=report["settings"].get("theta"),
+        )
     finally:
         torch.set_num_threads(threads)

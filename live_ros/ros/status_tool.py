@@ -12,8 +12,17 @@ from rclpy.qos import QoSProfile
 
 from live_ros.ros import qos
 
-_COLUMNS = ("node", "state", "fps", "lag", "cache_tokens", "frames_in", "frames_dropped",
-            "queries_accepted", "queries_answered")
+_COLUMNS = (
+    "node",
+    "state",
+    "fps",
+    "lag",
+    "cache_tokens",
+    "frames_in",
+    "frames_dropped",
+    "queries_accepted",
+    "queries_answered",
+)
 
 
 def status_to_dict(msg) -> dict:
@@ -57,16 +66,19 @@ def survey(namespace: str = "live", timeout: float = 5.0, settle: float = 2.0) -
         node = rclpy.create_node(f"live_ros_status_{os.getpid()}", context=context)
         profile = qos.status()
         # Several nodes publish here: keep more than one message per take.
-        node.create_subscription(Status, topic, on_status,
-                                 QoSProfile(history=profile.history, depth=50, reliability=profile.reliability))
+        node.create_subscription(
+            Status, topic, on_status, QoSProfile(history=profile.history, depth=50, reliability=profile.reliability)
+        )
         executor = rclpy.executors.SingleThreadedExecutor(context=context)
         executor.add_node(node)
 
         def pending() -> list[str]:
             # a publisher counts as reported by its gid, or (an rmw without gids in message
             # infos) by its node name
-            return sorted(name for gid, name in known.items()
-                          if gid not in reported and name.rsplit("/", 1)[-1] not in seen)
+            return sorted(
+                name for gid, name in known.items() if gid not in reported and name.rsplit("/", 1)[-1] not in seen
+            )
+
         start = time.monotonic()
         first = changed = None
         while time.monotonic() - start < timeout:
@@ -97,14 +109,28 @@ def collect(namespace: str = "live", timeout: float = 5.0) -> dict[str, dict]:
 
 def format_table(reports: dict[str, dict]) -> str:
     headers = ("node", "state", "fps", "lag s", "cache", "frames", "dropped", "queries", "answered")
-    rows = [(r["node"], r["state"], f"{r['fps']:.2f}", f"{r['lag']:.2f}", str(r["cache_tokens"]),
-             str(r["frames_in"]), str(r["frames_dropped"]), str(r["queries_accepted"]),
-             str(r["queries_answered"])) for r in sorted(reports.values(), key=lambda r: r["node"])]
+    rows = [
+        (
+            r["node"],
+            r["state"],
+            f"{r['fps']:.2f}",
+            f"{r['lag']:.2f}",
+            str(r["cache_tokens"]),
+            str(r["frames_in"]),
+            str(r["frames_dropped"]),
+            str(r["queries_accepted"]),
+            str(r["queries_answered"]),
+        )
+        for r in sorted(reports.values(), key=lambda r: r["node"])
+    ]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in rows]
-    errors = [f"  {r['node']}: {r['last_error']}" for r in sorted(reports.values(), key=lambda r: r["node"])
-              if r["last_error"]]
+    errors = [
+        f"  {r['node']}: {r['last_error']}"
+        for r in sorted(reports.values(), key=lambda r: r["node"])
+        if r["last_error"]
+    ]
     if errors:
         lines += ["", "last errors:", *errors]
     return "\n".join(lines)
@@ -113,15 +139,19 @@ def format_table(reports: dict[str, dict]) -> str:
 def no_report_hint(namespace: str, timeout: float) -> str:
     domain = os.environ.get("ROS_DOMAIN_ID", "0")
     scope = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "SUBNET")
-    return (f"no live_ros node reported on /{namespace.strip('/')}/status within {timeout:g} s "
-            f"(ROS_DOMAIN_ID={domain}, discovery range {scope}). Start the live_ros nodes, "
-            f"or use the same ROS_DOMAIN_ID and "
-            f"--namespace as the running nodes.")
+    return (
+        f"no live_ros node reported on /{namespace.strip('/')}/status within {timeout:g} s "
+        f"(ROS_DOMAIN_ID={domain}, discovery range {scope}). Start the live_ros nodes, "
+        f"or use the same ROS_DOMAIN_ID and "
+        f"--namespace as the running nodes."
+    )
 
 
 def silent_hint(silent: list[str], timeout: float) -> str:
-    return (f"no report within {timeout:g} s from {', '.join(silent)} (they publish on the status topic but sent "
-            f"nothing: still starting, or stuck; try --timeout with more seconds, or look at their log)")
+    return (
+        f"no report within {timeout:g} s from {', '.join(silent)} (they publish on the status topic but sent "
+        f"nothing: still starting, or stuck; try --timeout with more seconds, or look at their log)"
+    )
 
 
 def main(args) -> int:

@@ -49,9 +49,16 @@ def format_response(msg, partial: bool = False) -> str:
 
 
 def response_dict(msg) -> dict:
-    return {"response_id": msg.response_id, "query_id": msg.query_id, "kind": msg.kind, "text": msg.text,
-            "final": msg.final, "video_time": msg.video_time, "latency": msg.latency,
-            "stamp": msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9}
+    return {
+        "response_id": msg.response_id,
+        "query_id": msg.query_id,
+        "kind": msg.kind,
+        "text": msg.text,
+        "final": msg.final,
+        "video_time": msg.video_time,
+        "latency": msg.latency,
+        "stamp": msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
+    }
 
 
 def spin_for(executor, seconds: float, until=lambda: False) -> bool:
@@ -63,7 +70,7 @@ def spin_for(executor, seconds: float, until=lambda: False) -> bool:
     return until()
 
 
-DISCOVERY_S = 5.0   # a running graph on this host is discovered well within this (typically < 1 s)
+DISCOVERY_S = 5.0  # a running graph on this host is discovered well within this (typically < 1 s)
 
 
 def wait_for_query_service(node, executor, client, namespace: str, timeout: float) -> str:
@@ -74,19 +81,26 @@ def wait_for_query_service(node, executor, client, namespace: str, timeout: floa
     ns = "/" + namespace.strip("/")
 
     def llm_in_graph() -> bool:
-        return any(name == "live_llm" and (space.rstrip("/") or "/") == (ns.rstrip("/") or "/")
-                   for name, space in node.get_node_names_and_namespaces())
+        return any(
+            name == "live_llm" and (space.rstrip("/") or "/") == (ns.rstrip("/") or "/")
+            for name, space in node.get_node_names_and_namespaces()
+        )
+
     if spin_for(executor, min(timeout, DISCOVERY_S), client.service_is_ready):
         return ""
     if llm_in_graph() and spin_for(executor, max(0.0, timeout - DISCOVERY_S), client.service_is_ready):
         return ""
     domain = os.environ.get("ROS_DOMAIN_ID", "0")
     if llm_in_graph():
-        return (f"live_llm runs in {ns} but offers no {service} within {timeout:g} s: it is still loading or "
-                f"stuck (live-ros status shows its state); try again, or with a longer --timeout")
-    return (f"no service {service}: no live_llm node runs in namespace {ns} (ROS_DOMAIN_ID={domain}). Start the "
-            f"graph (live-ros launch, or make demo for the bundled video) and ask again, or give the graph's "
-            f"--namespace and ROS_DOMAIN_ID")
+        return (
+            f"live_llm runs in {ns} but offers no {service} within {timeout:g} s: it is still loading or "
+            f"stuck (live-ros status shows its state); try again, or with a longer --timeout"
+        )
+    return (
+        f"no service {service}: no live_llm node runs in namespace {ns} (ROS_DOMAIN_ID={domain}). Start the "
+        f"graph (live-ros launch, or make demo for the bundled video) and ask again, or give the graph's "
+        f"--namespace and ROS_DOMAIN_ID"
+    )
 
 
 def ask(args) -> int:
@@ -132,7 +146,7 @@ def ask(args) -> int:
         return 0
 
 
-HISTORY_S = 0.5   # the topic's history (transient local) arrives within this of the first message
+HISTORY_S = 0.5  # the topic's history (transient local) arrives within this of the first message
 
 
 def recent_responses(history: list, partial: bool) -> list:
@@ -198,10 +212,12 @@ def watch(args) -> int:
 def _parameter_value(value) -> object:
     from rcl_interfaces.msg import ParameterType
 
-    return {ParameterType.PARAMETER_BOOL: lambda: value.bool_value,
-            ParameterType.PARAMETER_INTEGER: lambda: value.integer_value,
-            ParameterType.PARAMETER_DOUBLE: lambda: value.double_value,
-            ParameterType.PARAMETER_STRING: lambda: value.string_value}.get(value.type, lambda: None)()
+    return {
+        ParameterType.PARAMETER_BOOL: lambda: value.bool_value,
+        ParameterType.PARAMETER_INTEGER: lambda: value.integer_value,
+        ParameterType.PARAMETER_DOUBLE: lambda: value.double_value,
+        ParameterType.PARAMETER_STRING: lambda: value.string_value,
+    }.get(value.type, lambda: None)()
 
 
 def parameter_value(value):
@@ -220,8 +236,17 @@ def parameter_value(value):
     return pv
 
 
-TYPE_NAMES = {1: "bool", 2: "integer", 3: "double", 4: "string", 5: "byte array", 6: "bool array",
-              7: "integer array", 8: "double array", 9: "string array"}   # rcl_interfaces/msg/ParameterType
+TYPE_NAMES = {
+    1: "bool",
+    2: "integer",
+    3: "double",
+    4: "string",
+    5: "byte array",
+    6: "bool array",
+    7: "integer array",
+    8: "double array",
+    9: "string array",
+}  # rcl_interfaces/msg/ParameterType
 
 
 def unknown_parameter(base: str, name: str, names: list[str], node: str) -> str:
@@ -229,15 +254,17 @@ def unknown_parameter(base: str, name: str, names: list[str], node: str) -> str:
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
     rest = [n for n in names if n not in close]
     guess = f"did you mean {' or '.join(close)}? " if close else ""
-    return (f"{base} has no parameter '{name}'; {guess}its parameters: {', '.join(close + rest) or 'none'} "
-            f"(live-ros param list {node} shows their values and descriptions)")
+    return (
+        f"{base} has no parameter '{name}'; {guess}its parameters: {', '.join(close + rest) or 'none'} "
+        f"(live-ros param list {node} shows their values and descriptions)"
+    )
 
 
 def typed_value(name: str, declared: int, raw, text: str):
     """(value, problem): ``raw`` (parsed YAML) as the declared type of the parameter; an
     integer is taken for a double ("1" for 1.0), anything for a string (its text)."""
     kind = {bool: 1, int: 2, float: 3, str: 4}[type(raw)]
-    if declared in (0, kind):   # 0: PARAMETER_NOT_SET, a parameter of any type
+    if declared in (0, kind):  # 0: PARAMETER_NOT_SET, a parameter of any type
         return raw, ""
     if declared == 3 and kind == 2:
         return float(raw), ""
@@ -245,8 +272,10 @@ def typed_value(name: str, declared: int, raw, text: str):
         return str(text), ""
     want = TYPE_NAMES.get(declared, f"type {declared}")
     example = {1: "true", 2: "3", 3: "0.8"}.get(declared, "")
-    return raw, (f"{name} is a{'n' if want[0] in 'aeiou' else ''} {want}; {text!r} is a{'n' if kind == 2 else ''} "
-                 f"{TYPE_NAMES[kind]}" + (f": give a {want} value, e.g. {example}" if example else ""))
+    return raw, (
+        f"{name} is a{'n' if want[0] in 'aeiou' else ''} {want}; {text!r} is a{'n' if kind == 2 else ''} "
+        f"{TYPE_NAMES[kind]}" + (f": give a {want} value, e.g. {example}" if example else "")
+    )
 
 
 def param(args) -> int:
@@ -257,6 +286,7 @@ def param(args) -> int:
 
     base = _topic(args.namespace, args.node)
     with tool_node("param") as (node, executor):
+
         def call(srv_type, name, request):
             client = node.create_client(srv_type, f"{base}/{name}")
             if not spin_for(executor, args.timeout, client.service_is_ready):
@@ -269,8 +299,9 @@ def param(args) -> int:
         try:
             if args.action == "list":
                 names = sorted(call(ListParameters, "list_parameters", ListParameters.Request()).result.names)
-                descriptors = call(DescribeParameters, "describe_parameters",
-                                   DescribeParameters.Request(names=names)).descriptors
+                descriptors = call(
+                    DescribeParameters, "describe_parameters", DescribeParameters.Request(names=names)
+                ).descriptors
                 values = call(GetParameters, "get_parameters", GetParameters.Request(names=names)).values
                 for name, desc, value in zip(names, descriptors, values):
                     rw = "" if desc.read_only else " (dynamic)"
@@ -287,8 +318,11 @@ def param(args) -> int:
                     return 1
                 print(_parameter_value(value[0]))
                 return 0
-            declared = call(DescribeParameters, "describe_parameters",
-                            DescribeParameters.Request(names=[args.name])).descriptors[0].type
+            declared = (
+                call(DescribeParameters, "describe_parameters", DescribeParameters.Request(names=[args.name]))
+                .descriptors[0]
+                .type
+            )
             raw = yaml.safe_load(args.value) if args.value.strip() else ""
             raw = raw if isinstance(raw, (bool, int, float)) else str(args.value)
             raw, problem = typed_value(args.name, declared, raw, args.value)
@@ -296,8 +330,9 @@ def param(args) -> int:
                 print(f"live-ros param: {base} refused {args.name}={args.value}: {problem}", file=sys.stderr)
                 return 1
             pv = parameter_value(raw)
-            result = call(SetParameters, "set_parameters",
-                          SetParameters.Request(parameters=[Parameter(name=args.name, value=pv)])).results[0]
+            result = call(
+                SetParameters, "set_parameters", SetParameters.Request(parameters=[Parameter(name=args.name, value=pv)])
+            ).results[0]
             if not result.successful:
                 print(f"live-ros param: {base} refused {args.name}={args.value}: {result.reason}", file=sys.stderr)
                 return 1

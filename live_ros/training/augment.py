@@ -78,9 +78,9 @@ class AugmentConfig:
     p_empty: float = 0.0
     p_delay: float = 0.0
     p_drop: float = 0.0
-    max_delay: int = 2          # frames a delayed response moves: 1..max_delay
-    catch_up: bool = False      # delay: the skipped frames' decisions are context only (not the release's)
-    enabled: bool = True        # False: keep the probabilities in the config but apply nothing
+    max_delay: int = 2  # frames a delayed response moves: 1..max_delay
+    catch_up: bool = False  # delay: the skipped frames' decisions are context only (not the release's)
+    enabled: bool = True  # False: keep the probabilities in the config but apply nothing
 
     def __post_init__(self):
         for name in ("p_wrong", "p_empty", "p_delay", "p_drop"):
@@ -88,8 +88,9 @@ class AugmentConfig:
             if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
                 raise ValueError(f"augment.{name} must be a probability in [0, 1], got {value!r}")
         if self.p_wrong + self.p_empty + self.p_delay + self.p_drop > 1.0 + 1e-9:
-            raise ValueError("augment: p_wrong + p_empty + p_delay + p_drop must be <= 1 (one pattern per "
-                             "response at most)")
+            raise ValueError(
+                "augment: p_wrong + p_empty + p_delay + p_drop must be <= 1 (one pattern per response at most)"
+            )
         if not (isinstance(self.max_delay, int) and self.max_delay >= 1):
             raise ValueError(f"augment.max_delay must be an int >= 1, got {self.max_delay!r}")
         if not isinstance(self.catch_up, bool):
@@ -129,11 +130,11 @@ class Augmented:
 
 @dataclass
 class _Item:
-    after: int              # the text turn is said after this frame (-1: before any frame)
+    after: int  # the text turn is said after this frame (-1: before any frame)
     role: str
     text: str
     time: float | None
-    source: int             # index in the original turns (-1: inserted)
+    source: int  # index in the original turns (-1: inserted)
     learn: bool = True
     moved: bool = False
 
@@ -174,8 +175,13 @@ def _frame_decided(items: Sequence[_Item], j: int) -> bool:
     return items[j].after >= 0 and (j == 0 or items[j - 1].after < items[j].after)
 
 
-def augment_turns(turns: Sequence[Turn], config: AugmentConfig, rng: np.random.Generator | int | None = 0,
-                  wrong_texts: Sequence[str] = (), fps: float | None = None) -> Augmented:
+def augment_turns(
+    turns: Sequence[Turn],
+    config: AugmentConfig,
+    rng: np.random.Generator | int | None = 0,
+    wrong_texts: Sequence[str] = (),
+    fps: float | None = None,
+) -> Augmented:
     """Apply the patterns (module docstring) to a stream's turns.
 
     ``wrong_texts``: texts to draw wrong responses from besides the stream's own other
@@ -201,7 +207,7 @@ def augment_turns(turns: Sequence[Turn], config: AugmentConfig, rng: np.random.G
             continue
         j = next(k for k, it in enumerate(items) if it is response)
         f = response.after
-        next_after = items[j + 1].after if j + 1 < len(items) else frames   # frames < next_after are free
+        next_after = items[j + 1].after if j + 1 < len(items) else frames  # frames < next_after are free
         prev_after = items[j - 1].after if j > 0 else -1
         if pattern == "drop":
             del items[j]
@@ -255,8 +261,9 @@ def _wrong_text(right: str, own: Sequence[str], pool: Sequence[str], rng: np.ran
     return None
 
 
-def mask_context_only(enc: Encoded, turns: Sequence[Turn], context_only: Sequence[int],
-                      frames: Sequence[int] = ()) -> Encoded:
+def mask_context_only(
+    enc: Encoded, turns: Sequence[Turn], context_only: Sequence[int], frames: Sequence[int] = ()
+) -> Encoded:
     """Unlearn the context-only assistant turns of a streaming encoding, in place: their
     span's labels (prefix, text, eos) and the decision of the frame that opened them; and
     the decisions of ``frames`` (those past the encoding's frames are ignored)."""
@@ -268,8 +275,10 @@ def mask_context_only(enc: Encoded, turns: Sequence[Turn], context_only: Sequenc
     import numpy as np
 
     if len(enc.turn_spans) != len(turns):
-        raise ValueError(f"{len(enc.turn_spans)} turn spans for {len(turns)} turns: context-only turns can be "
-                         f"masked in the streaming format only (augmentation is streaming-only)")
+        raise ValueError(
+            f"{len(enc.turn_spans)} turn spans for {len(turns)} turns: context-only turns can be "
+            f"masked in the streaming format only (augmentation is streaming-only)"
+        )
     frames_before = np.cumsum([0] + [t.num_frames if t.role == "stream" else 0 for t in turns])
     for idx in context_only:
         role, start, end = enc.turn_spans[idx]

@@ -26,15 +26,15 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelSection:
-    preset: str | None = "embedded"      # defaults for the base LLM and the encoder
-    llm: str | None = None               # local base LLM folder (default: the preset's)
-    encoder_id: str | None = None        # the features' encoder (default: the preset's encoder)
+    preset: str | None = "embedded"  # defaults for the base LLM and the encoder
+    llm: str | None = None  # local base LLM folder (default: the preset's)
+    encoder_id: str | None = None  # the features' encoder (default: the preset's encoder)
     vision_hidden_size: int | None = None
     frame_num_tokens: int | None = None
     frame_resolution: int | None = None
     fps: float = 2.0
     connector_seed: int = 0
-    init_from: str | None = None         # start LoRA + connector from this checkpoint folder (a later stage)
+    init_from: str | None = None  # start LoRA + connector from this checkpoint folder (a later stage)
 
 
 @dataclass
@@ -43,15 +43,15 @@ class LoraSection:
     alpha: int = 32
     dropout: float = 0.05
     target_modules: str = r"model.*(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-    untie_embeddings: bool = False       # needed for lm_head in target_modules with tied embeddings
+    untie_embeddings: bool = False  # needed for lm_head in target_modules with tied embeddings
 
 
 @dataclass
 class ObjectiveSection:
-    mode: str = "streaming"              # streaming | per_frame | interleaved
-    stream_weight: float = 1.0           # w: weight of the frame-decision positions
-    max_length: int = 2048               # positions per stream (longer: cut to a prefix)
-    name_weight: float = 1.0             # weight of the targets that start an object's name (1: the paper's loss)
+    mode: str = "streaming"  # streaming | per_frame | interleaved
+    stream_weight: float = 1.0  # w: weight of the frame-decision positions
+    max_length: int = 2048  # positions per stream (longer: cut to a prefix)
+    name_weight: float = 1.0  # weight of the targets that start an object's name (1: the paper's loss)
 
 
 @dataclass
@@ -60,9 +60,9 @@ class DataSection:
     train_features: str | None = None
     eval_streams: str | None = None
     eval_features: str | None = None
-    redraw_questions: bool = True        # fresh question insertions each epoch (streams with a plan)
-    extra_streams: str | None = None     # more training streams with their own features paths (event windows)
-    limit: int | None = None             # use only the first N training streams
+    redraw_questions: bool = True  # fresh question insertions each epoch (streams with a plan)
+    extra_streams: str | None = None  # more training streams with their own features paths (event windows)
+    limit: int | None = None  # use only the first N training streams
     eval_limit: int | None = None
 
 
@@ -72,20 +72,20 @@ class OptimSection:
     weight_decay: float = 0.0
     warmup_ratio: float = 0.05
     epochs: float = 2
-    batch_size: int = 2                  # streams per micro-batch
-    grad_accum: int = 4                  # micro-batches per optimizer step
+    batch_size: int = 2  # streams per micro-batch
+    grad_accum: int = 4  # micro-batches per optimizer step
     max_grad_norm: float = 1.0
-    max_steps: int | None = None         # overrides epochs; 0: no training (the ablation's untrained arm)
+    max_steps: int | None = None  # overrides epochs; 0: no training (the ablation's untrained arm)
 
 
 @dataclass
 class RunSection:
     device: str = "cpu"
     threads: int = 2
-    precision: str = "auto"              # auto (bf16 autocast where native: GPU, AVX512-BF16 CPU) | fp32 | bf16
-    save_every: int = 50                 # optimizer steps between checkpoints (0: only at the end)
+    precision: str = "auto"  # auto (bf16 autocast where native: GPU, AVX512-BF16 CPU) | fp32 | bf16
+    save_every: int = 50  # optimizer steps between checkpoints (0: only at the end)
     keep_checkpoints: int = 2
-    save_dtype: str = "float16"          # dtype of the final adapter
+    save_dtype: str = "float16"  # dtype of the final adapter
     gradient_checkpointing: bool = False
     log_every: int = 1
 
@@ -143,8 +143,10 @@ class TrainConfig:
         if self.lora.r < 1:
             raise ConfigError(f"lora.r must be >= 1, got {self.lora.r}")
         if self.augment.active and o.mode != "streaming":
-            raise ConfigError(f"augmentation applies to the streaming format only (objective.mode is '{o.mode}'): "
-                              f"set augment.enabled=false")
+            raise ConfigError(
+                f"augmentation applies to the streaming format only (objective.mode is '{o.mode}'): "
+                f"set augment.enabled=false"
+            )
         if self.run.precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"run.precision is '{self.run.precision}': use auto, fp32 or bf16")
         if self.run.save_dtype not in ("float16", "bfloat16", "float32"):
@@ -152,12 +154,16 @@ class TrainConfig:
         if self.eval.future not in ("continue", "sequence"):
             raise ConfigError(f"eval.future is '{self.eval.future}': use continue or sequence")
         if not self.data.train_streams or not self.data.train_features:
-            raise ConfigError("data.train_streams and data.train_features are required (a streams.jsonl from "
-                              "`live-ros generate` and its features folder from `live-ros extract`)")
+            raise ConfigError(
+                "data.train_streams and data.train_features are required (a streams.jsonl from "
+                "`live-ros generate` and its features folder from `live-ros extract`)"
+            )
         m = self.model
         if not m.preset and not (m.llm and m.encoder_id is not None and m.vision_hidden_size and m.frame_num_tokens):
-            raise ConfigError("without model.preset, give model.llm, model.encoder_id, model.vision_hidden_size "
-                              "and model.frame_num_tokens")
+            raise ConfigError(
+                "without model.preset, give model.llm, model.encoder_id, model.vision_hidden_size "
+                "and model.frame_num_tokens"
+            )
         return self
 
 
@@ -167,8 +173,10 @@ def _build(cls, data: dict, where: str):
     names = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join((where + k) for k in unknown)}; known in "
-                          f"{where.rstrip('.') or 'the top level'}: {', '.join(names)}")
+        raise ConfigError(
+            f"unknown config key(s) {', '.join((where + k) for k in unknown)}; known in "
+            f"{where.rstrip('.') or 'the top level'}: {', '.join(names)}"
+        )
     kwargs = {}
     for name, value in data.items():
         default = getattr(cls(), name)
@@ -229,4 +237,3 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
             raise ConfigError(f"{path} is not valid YAML: {err}") from err
     data = apply_overrides(data, overrides)
     return TrainConfig.from_dict(data).validate()
-

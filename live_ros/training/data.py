@@ -36,7 +36,7 @@ class TrainItem:
 
     video_id: str
     encoded: Encoded
-    frame_tokens: torch.Tensor          # [F, N, dim], F = encoded.num_frames
+    frame_tokens: torch.Tensor  # [F, N, dim], F = encoded.num_frames
     truncated: bool = False
     augmented: list = field(default_factory=list)
 
@@ -45,10 +45,23 @@ class StreamDataset:
     """Training streams with their features; ``item(index, epoch)`` draws one (question
     insertions, augmentation) deterministically from (seed, epoch, index) and encodes it."""
 
-    def __init__(self, samples: Sequence[StreamSample], features_dir: str | Path, tokens: StreamTokenizer, *,
-                 mode: str = "streaming", stream_weight: float = 1.0, max_length: int = 2048, seed: int = 0,
-                 redraw: bool = True, augment: AugmentConfig | None = None, encoder_id: str | None = None,
-                 vision_hidden_size: int | None = None, fps: float | None = None, name_weight: float = 1.0):
+    def __init__(
+        self,
+        samples: Sequence[StreamSample],
+        features_dir: str | Path,
+        tokens: StreamTokenizer,
+        *,
+        mode: str = "streaming",
+        stream_weight: float = 1.0,
+        max_length: int = 2048,
+        seed: int = 0,
+        redraw: bool = True,
+        augment: AugmentConfig | None = None,
+        encoder_id: str | None = None,
+        vision_hidden_size: int | None = None,
+        fps: float | None = None,
+        name_weight: float = 1.0,
+    ):
         self.samples = list(samples)
         if not self.samples:
             raise ConfigError("no training streams")
@@ -70,8 +83,10 @@ class StreamDataset:
         if fps is not None:
             off = [s.video_id for s in self.samples if abs(s.fps - fps) > 1e-6]
             if off:
-                raise ConfigError(f"{len(off)} streams (e.g. '{off[0]}') are on another fps grid than the model's "
-                                  f"{fps:g} fps: generate them at {fps:g} fps or set model.fps")
+                raise ConfigError(
+                    f"{len(off)} streams (e.g. '{off[0]}') are on another fps grid than the model's "
+                    f"{fps:g} fps: generate them at {fps:g} fps or set model.fps"
+                )
         self._redraw = None
         if redraw:
             try:
@@ -103,11 +118,16 @@ class StreamDataset:
         sample = self.draw(index, epoch)
         feats, _, meta = load_stream_features(sample, self.features_dir, expect_encoder=self.encoder_id)
         where = f"features of '{sample.video_id}'"
-        if feats.ndim != 3 or feats.shape[1] != len(self.tokens.frame_ids) or (
-                self.vision_hidden_size and feats.shape[2] != self.vision_hidden_size):
-            raise ConfigError(f"{where} have shape {tuple(feats.shape)} but the model takes "
-                              f"[T, {len(self.tokens.frame_ids)}, {self.vision_hidden_size}]: extract them with the "
-                              f"model's encoder")
+        if (
+            feats.ndim != 3
+            or feats.shape[1] != len(self.tokens.frame_ids)
+            or (self.vision_hidden_size and feats.shape[2] != self.vision_hidden_size)
+        ):
+            raise ConfigError(
+                f"{where} have shape {tuple(feats.shape)} but the model takes "
+                f"[T, {len(self.tokens.frame_ids)}, {self.vision_hidden_size}]: extract them with the "
+                f"model's encoder"
+            )
         if meta.get("fps") and abs(float(meta["fps"]) - sample.fps) > 1e-6:
             raise ConfigError(f"{where} are at {meta['fps']} fps but the stream is on a {sample.fps} fps grid")
         n_frames = min(int(feats.shape[0]), sample.num_frames)
@@ -115,11 +135,15 @@ class StreamDataset:
             from live_ros.data.streams import StreamSample as _S
 
             kept = [t for t in sample.turns if sample.frame_of(t.time) < n_frames]
-            sample = _S(sample.video_id, sample.duration, sample.fps, kept, sample.video, sample.features,
-                        sample.meta)
+            sample = _S(sample.video_id, sample.duration, sample.fps, kept, sample.video, sample.features, sample.meta)
         turns = sample.to_turns(n_frames)
-        aug = augment_turns(turns, self.augment, np.random.default_rng([self.seed, epoch, index, 2]),
-                            wrong_texts=self.wrong_texts, fps=sample.fps)   # inactive: the turns unchanged
+        aug = augment_turns(
+            turns,
+            self.augment,
+            np.random.default_rng([self.seed, epoch, index, 2]),
+            wrong_texts=self.wrong_texts,
+            fps=sample.fps,
+        )  # inactive: the turns unchanged
         turns, context_only = aug.turns, aug.context_only
         enc = self.tokens.encode(turns, self.mode, self.stream_weight)
         truncated = False
@@ -127,10 +151,10 @@ class StreamDataset:
             turns, _, truncated = fit_context(self.tokens, turns, self.mode, self.max_length)
             enc = self.tokens.encode(turns, self.mode, self.stream_weight)
             context_only = [i for i in context_only if i < len(turns)]
-        mask_context_only(enc, turns, context_only, aug.unlearned_frames)   # frames past a cut are skipped
+        mask_context_only(enc, turns, context_only, aug.unlearned_frames)  # frames past a cut are skipped
         if self.name_ids:
             weight_targets(enc, self.name_ids, self.name_weight)
-        return TrainItem(sample.video_id, enc, feats[:enc.num_frames], truncated, aug.applied)
+        return TrainItem(sample.video_id, enc, feats[: enc.num_frames], truncated, aug.applied)
 
 
 @dataclass
@@ -162,6 +186,5 @@ class Layout:
         order = self.order(epoch)
         micro = []
         for m in range(k * self.grad_accum, min((k + 1) * self.grad_accum, self.micro_per_epoch)):
-            micro.append(order[m * self.batch_size:(m + 1) * self.batch_size])
+            micro.append(order[m * self.batch_size : (m + 1) * self.batch_size])
         return epoch, micro
-

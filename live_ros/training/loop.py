@@ -48,10 +48,16 @@ from typing import TYPE_CHECKING, Any
 
 from live_ros.training.config import ConfigError, TrainConfig
 from live_ros.training.data import Layout, StreamDataset
-from live_ros.training.model_setup import ModelSpec, build_model, live_config, load_trained, resolve_model
+from live_ros.training.model_setup import ModelSpec, build_model, features_encoder_id, resolve_model
 from live_ros.training.plots import plot_losses
-from live_ros.training.state import (latest_checkpoint, load_training_checkpoint, prune_checkpoints, rng_state,
-                                     save_final, save_training_checkpoint)
+from live_ros.training.state import (
+    latest_checkpoint,
+    load_training_checkpoint,
+    prune_checkpoints,
+    rng_state,
+    save_final,
+    save_training_checkpoint,
+)
 
 if TYPE_CHECKING:  # torch is imported inside the functions: --help stays instant
     import torch
@@ -62,19 +68,27 @@ class TrainResult:
     out_dir: Path
     final_dir: Path | None
     start_step: int
-    steps: int                      # optimizer steps done in all (total of the run)
-    history: list                   # [{step, epoch, loss, lr, tokens, streams, seconds}]
-    stats: dict                     # training tokens per stream, speed, ...
+    steps: int  # optimizer steps done in all (total of the run)
+    history: list  # [{step, epoch, loss, lr, tokens, streams, seconds}]
+    stats: dict  # training tokens per stream, speed, ...
     metrics: dict | None
-    model: Any = None               # the trained peft model (in memory)
-    tokens: Any = None              # its StreamTokenizer
+    model: Any = None  # the trained peft model (in memory)
+    tokens: Any = None  # its StreamTokenizer
     tokenizer: Any = None
     interrupted: bool = False
 
 
-def train(config: TrainConfig, *, out_dir: str | Path | None = None, resume: bool = False,
-          max_steps: int | None = None, device: str | None = None, progress: bool = True,
-          evaluate_at_end: bool | None = None, stop_after: int | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    max_steps: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    evaluate_at_end: bool | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
     """Train, checkpoint, save the final checkpoint and evaluate. ``stop_after``: stop
     (with a checkpoint) once this step is reached, as if interrupted (tests)."""
     import torch
@@ -95,8 +109,10 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, resume: boo
         config.optim.max_steps = int(max_steps)
     existing = latest_checkpoint(out)
     if existing is not None and not resume:
-        raise ConfigError(f"{out} already holds checkpoints ({existing.name}): pass --resume to continue that run, "
-                          f"or choose another --out")
+        raise ConfigError(
+            f"{out} already holds checkpoints ({existing.name}): pass --resume to continue that run, "
+            f"or choose another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     if resume and existing is not None and (out / "train_config.json").is_file():
         changed = _changed_keys(json.loads((out / "train_config.json").read_text()), config.to_dict())
@@ -105,16 +121,26 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, resume: boo
     (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1))
 
     # -- data and model
-    spec = resolve_model(config.model)
-    samples = load_samples(Path(config.data.train_streams))[:config.data.limit or None]
+    spec = resolve_model(config)
+    samples = load_samples(Path(config.data.train_streams))[: config.data.limit or None]
     if config.data.extra_streams:
         samples += load_samples(Path(config.data.extra_streams))
     model, tokenizer, tokens = build_model(config, spec, device)
-    dataset = StreamDataset(samples, config.data.train_features, tokens, mode=config.objective.mode,
-                            stream_weight=config.objective.stream_weight, max_length=config.objective.max_length,
-                            seed=config.seed, redraw=config.data.redraw_questions, augment=config.augment,
-                            encoder_id=spec.encoder_id, vision_hidden_size=int(spec.encoder["dim"]),
-                            fps=config.model.fps, name_weight=config.objective.name_weight)
+    dataset = StreamDataset(
+        samples,
+        config.data.train_features,
+        tokens,
+        mode=config.objective.mode,
+        stream_weight=config.objective.stream_weight,
+        max_length=config.objective.max_length,
+        seed=config.seed,
+        redraw=config.data.redraw_questions,
+        augment=config.augment,
+        encoder_id=features_encoder_id(config, spec),
+        vision_hidden_size=spec.live.vision_hidden_size,
+        fps=spec.live.frame_fps,
+        name_weight=config.objective.name_weight,
+    )
 
     # -- optimizer and schedule, laid out for the whole run
     opt = config.optim
@@ -123,12 +149,19 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, resume: boo
     trainable = [p for _, p in model.named_parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=opt.lr, weight_decay=opt.weight_decay)
     scheduler = cosine_schedule(optimizer, math.ceil(opt.warmup_ratio * total), total)
-    live = live_config(model, spec, config)
 
     # -- resume: weights, optimizer, scheduler, RNG, history and statistics of the latest checkpoint
     history: list[dict] = []
-    stats = {"streams": 0, "tokens": 0, "labelled": 0, "frames": 0, "truncated": 0, "augmented": 0,
-             "steps": 0, "seconds": 0.0}
+    stats = {
+        "streams": 0,
+        "tokens": 0,
+        "labelled": 0,
+        "frames": 0,
+        "truncated": 0,
+        "augmented": 0,
+        "steps": 0,
+        "seconds": 0.0,
+    }
     start = 0
     if resume and existing is not None:
         state = load_training_checkpoint(existing, model, optimizer, scheduler)
@@ -139,18 +172,22 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, resume: boo
 
     use_bf16 = bf16_autocast(config.run.precision, device)
     n_params = sum(p.numel() for p in trainable)
-    _log(f"training {spec.base_llm} + connector ({n_params / 1e6:.2f}M trainable: LoRA r={config.lora.r} and the "
-         f"connector) on {len(dataset)} streams, {config.objective.mode} format, w={config.objective.stream_weight}, "
-         f"{total} steps of {opt.batch_size}x{opt.grad_accum} streams ({layout.steps_per_epoch} steps/epoch), "
-         f"device {device}, {'bf16 autocast' if use_bf16 else 'fp32'}")
+    _log(
+        f"training {spec.live.base_llm} + connector ({n_params / 1e6:.2f}M trainable: LoRA r={config.lora.r} and the "
+        f"connector) on {len(dataset)} streams, {config.objective.mode} format, w={config.objective.stream_weight}, "
+        f"{total} steps of {opt.batch_size}x{opt.grad_accum} streams ({layout.steps_per_epoch} steps/epoch), "
+        f"device {device}, {'bf16 autocast' if use_bf16 else 'fp32'}"
+    )
     dev_type = "cuda" if str(device).startswith("cuda") else "cpu"
 
     def autocast():
         return torch.autocast(dev_type, dtype=torch.bfloat16, enabled=use_bf16)
 
     def checkpoint(step: int) -> Path:
-        path = save_training_checkpoint(out / f"checkpoint-{step}", model, tokenizer, live, optimizer, scheduler,
-                                        step, rng_next, history, stats)
+        path = save_training_checkpoint(
+            out / f"checkpoint-{step}", model, tokenizer, spec.live, optimizer, scheduler, step, rng_next, history,
+            stats,
+        )
         prune_checkpoints(out, config.run.keep_checkpoints)
         return path
 
@@ -160,7 +197,7 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, resume: boo
     bar = tqdm(total=total, initial=start, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
     model.train()
     step = start
-    rng_next = rng_state()   # the RNG state at the start of the next step (what a checkpoint holds)
+    rng_next = rng_state()  # the RNG state at the start of the next step (what a checkpoint holds)
     interrupted = updating = False
     t_run = time.perf_counter()
     try:
@@ -183,12 +220,23 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, resume: boo
                 if count:
                     (part / max(1, n_labels)).backward()
                     loss_sum += float(part.detach())
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, opt.max_grad_norm)) \
-                if opt.max_grad_norm else float("nan")
+            grad_norm = (
+                float(torch.nn.utils.clip_grad_norm_(trainable, opt.max_grad_norm))
+                if opt.max_grad_norm
+                else float("nan")
+            )
             lr = scheduler.get_last_lr()[0]
             loss = loss_sum / max(1, n_labels)
-            record = {"step": step + 1, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-                      "streams": len(flat), "tokens": n_tokens, "labelled": n_labels}
+            record = {
+                "step": step + 1,
+                "epoch": epoch,
+                "loss": loss,
+                "lr": lr,
+                "grad_norm": grad_norm,
+                "streams": len(flat),
+                "tokens": n_tokens,
+                "labelled": n_labels,
+            }
 
             # the update
             updating = True  # a Ctrl-C from here to the end of the update saves nothing
@@ -208,8 +256,9 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, resume: boo
                 log_file.flush()
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{n_tokens / max(seconds, 1e-9):.0f}")
             bar.update()
-            if (config.run.save_every and (step % config.run.save_every == 0 or step == total)) or \
-                    (stop_after is not None and step >= stop_after):
+            if (config.run.save_every and (step % config.run.save_every == 0 or step == total)) or (
+                stop_after is not None and step >= stop_after
+            ):
                 checkpoint(step)
                 plot_losses(history, out / "loss_curve.png", _title(config, spec))
             if stop_after is not None and step >= stop_after and step < total:
@@ -228,17 +277,25 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, resume: boo
 
     # -- the end: loss curve, final checkpoint, evaluation on the held-out streams
     plot_losses(history, out / "loss_curve.png", _title(config, spec))
-    summary = {**_stats_summary(stats), "mode": config.objective.mode, "stream_weight": config.objective.stream_weight,
-               "device": str(device), "precision": "bf16" if use_bf16 else "fp32", "steps_total": total}
+    summary = {
+        **_stats_summary(stats),
+        "mode": config.objective.mode,
+        "stream_weight": config.objective.stream_weight,
+        "device": str(device),
+        "precision": "bf16" if use_bf16 else "fp32",
+        "steps_total": total,
+    }
     result = TrainResult(out, None, start, step, history, summary, None, model, tokens, tokenizer, interrupted)
     if interrupted:
         return result
-    _log(f"trained {step - start} steps (to step {step}) in {time.perf_counter() - t_run:.1f} s "
-         f"({summary['steps_per_second']:.3f} steps/s, "
-         f"{summary['tokens_per_second']:.0f} tokens/s); {stats['streams']} streams drawn: "
-         f"{summary['tokens_per_stream']:.1f} tokens per stream ({summary['labelled_per_stream']:.1f} labelled, "
-         f"{summary['frames_per_stream']:.1f} frames), {stats['truncated']} truncated")
-    result.final_dir = save_final(model, tokenizer, out / "final", live, config.run.save_dtype)
+    _log(
+        f"trained {step - start} steps (to step {step}) in {time.perf_counter() - t_run:.1f} s "
+        f"({summary['steps_per_second']:.3f} steps/s, "
+        f"{summary['tokens_per_second']:.0f} tokens/s); {stats['streams']} streams drawn: "
+        f"{summary['tokens_per_stream']:.1f} tokens per stream ({summary['labelled_per_stream']:.1f} labelled, "
+        f"{summary['frames_per_stream']:.1f} frames), {stats['truncated']} truncated"
+    )
+    result.final_dir = save_final(model, tokenizer, out / "final", spec.live, config.run.save_dtype)
     _log(f"final checkpoint: {result.final_dir}")
     from live_ros.evaluation.offline import format_table, write_json
 
@@ -248,8 +305,10 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, resume: boo
         print(format_table(result.metrics))
     else:
         write_json({"train": summary}, out / "metrics.json")
-    print(f"training tokens per stream: {summary['tokens_per_stream']:.1f} ({config.objective.mode}; "
-          f"{summary['labelled_per_stream']:.1f} labelled)")
+    print(
+        f"training tokens per stream: {summary['tokens_per_stream']:.1f} ({config.objective.mode}; "
+        f"{summary['labelled_per_stream']:.1f} labelled)"
+    )
     return result
 
 
@@ -269,9 +328,13 @@ def micro_loss(model, batch: dict, device: str, autocast) -> tuple[torch.Tensor,
         return torch.zeros((), device=device), 0
     frames = batch["frame_tokens"]
     with autocast():
-        out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                    frame_tokens=None if frames is None else frames.to(device), logits_to_keep=keep.to(device),
-                    use_cache=False)
+        out = model(
+            input_ids=batch["input_ids"].to(device),
+            attention_mask=batch["attention_mask"].to(device),
+            frame_tokens=None if frames is None else frames.to(device),
+            logits_to_keep=keep.to(device),
+            use_cache=False,
+        )
     loss = streaming_loss(out.logits, labels[:, keep].to(device), batch["loss_weights"][:, keep].to(device))
     return loss * count, count
 
@@ -306,36 +369,55 @@ def bf16_autocast(precision: str, device: str) -> bool:
 
 
 def evaluate_final(config: TrainConfig, spec: ModelSpec, folder: Path, device: str) -> dict:
-    """``evaluate`` on the held-out streams with the saved final checkpoint."""
+    """``evaluate`` on the held-out streams with the saved final checkpoint (LoRA merged)."""
     from live_ros.data.streams import load_samples
     from live_ros.evaluation.offline import evaluate
+    from live_ros.model.checkpoint import load_checkpoint
 
-    samples = load_samples(Path(config.data.eval_streams))[:config.data.eval_limit or None]
+    samples = load_samples(Path(config.data.eval_streams))[: config.data.eval_limit or None]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        loaded = load_trained(folder, spec, device=device)
+        loaded = load_checkpoint(folder, llm=str(spec.llm), device=device, with_encoder=False)
     _log(f"evaluating {folder} on {len(samples)} held-out streams")
-    return evaluate(loaded.model, loaded.tokens, samples, config.data.eval_features or config.data.train_features,
-                    theta=config.eval.theta or None, mode=config.objective.mode, future=config.eval.future,
-                    max_positions=config.eval.max_positions, progress=_log)
+    return evaluate(
+        loaded.model,
+        loaded.tokens,
+        samples,
+        config.data.eval_features or config.data.train_features,
+        theta=config.eval.theta or None,
+        mode=config.objective.mode,
+        future=config.eval.future,
+        max_positions=config.eval.max_positions,
+        progress=_log,
+    )
 
 
 def _count(stats: dict, items: list, n_tokens: int, n_labels: int, seconds: float) -> None:
     """Add one optimizer step's streams to the run's statistics."""
-    for key, value in (("streams", len(items)), ("tokens", n_tokens), ("labelled", n_labels),
-                       ("frames", sum(it.encoded.num_frames for it in items)),
-                       ("truncated", sum(it.truncated for it in items)),
-                       ("augmented", sum(bool(it.augmented) for it in items)), ("steps", 1),
-                       ("seconds", seconds)):
+    for key, value in (
+        ("streams", len(items)),
+        ("tokens", n_tokens),
+        ("labelled", n_labels),
+        ("frames", sum(it.encoded.num_frames for it in items)),
+        ("truncated", sum(it.truncated for it in items)),
+        ("augmented", sum(bool(it.augmented) for it in items)),
+        ("steps", 1),
+        ("seconds", seconds),
+    ):
         stats[key] += value
 
 
 def _stats_summary(stats: dict) -> dict:
     n = max(1, stats["streams"])
     secs = max(1e-9, stats["seconds"])
-    return {**stats, "tokens_per_stream": stats["tokens"] / n, "labelled_per_stream": stats["labelled"] / n,
-            "frames_per_stream": stats["frames"] / n, "steps_per_second": stats["steps"] / secs,
-            "tokens_per_second": stats["tokens"] / secs}
+    return {
+        **stats,
+        "tokens_per_stream": stats["tokens"] / n,
+        "labelled_per_stream": stats["labelled"] / n,
+        "frames_per_stream": stats["frames"] / n,
+        "steps_per_second": stats["steps"] / secs,
+        "tokens_per_second": stats["tokens"] / secs,
+    }
 
 
 def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -353,8 +435,10 @@ def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 def _title(config: TrainConfig, spec: ModelSpec) -> str:
-    return (f"{Path(spec.base_llm).name} LoRA r={config.lora.r}, {config.objective.mode}, "
-            f"w={config.objective.stream_weight:g}, lr={config.optim.lr:g}")
+    return (
+        f"{Path(spec.live.base_llm).name} LoRA r={config.lora.r}, {config.objective.mode}, "
+        f"w={config.objective.stream_weight:g}, lr={config.optim.lr:g}"
+    )
 
 
 def _log(msg: str) -> None:

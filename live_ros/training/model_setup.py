@@ -1,92 +1,126 @@
-"""The model a run trains: the base LLM and encoder resolved from the config (a preset
-fills what is not given), LoRA on the LLM's linear layers plus the trainable vision
-connector (paper section 3.2), optionally started from a saved checkpoint (a later stage),
-the ``live_config.json`` settings saved with every checkpoint, and the loader of a saved
-checkpoint (:func:`load_trained`).
+"""The model a run trains: the :class:`~live_ros.model.config.LiveConfig` its checkpoints
+are saved with (the config's ``model``, ``lora`` and ``objective`` sections over the
+preset's named config, :func:`live_ros.model.presets.live_config`), the base LLM built
+from it with LoRA on the LLM's linear layers plus the trainable vision connector (paper
+section 3.2), optionally started from a saved checkpoint (a later stage).
+
+A saved checkpoint loads through :func:`live_ros.model.checkpoint.load_checkpoint`.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from live_ros.training.config import ConfigError, ModelSection, TrainConfig
+from live_ros.training.config import ConfigError, TrainConfig
 
-SMOLLM2_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
+if TYPE_CHECKING:
+    from live_ros.model.config import EncoderSettings, LiveConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelSpec:
-    """The resolved base LLM and encoder of a run."""
+    """A run's model: the local base LLM folder and the live settings of its checkpoints."""
 
     llm: Path
-    base_llm: str                 # what live_config.json names as the base LLM
-    encoder: dict                 # id, dim, num_tokens, image_size (+ the encoder config when known)
-    preset: str | None = None
-
-    @property
-    def encoder_id(self) -> str:
-        return self.encoder["id"]
+    live: LiveConfig
 
 
-def resolve_model(section: ModelSection) -> ModelSpec:
-    """Base LLM folder and encoder from the config (the preset fills what is not given)."""
+def resolve_model(config: TrainConfig) -> ModelSpec:
+    """The base LLM folder and the LiveConfig of a run: the preset's named config (or the
+    defaults without a preset) with what the training config gives replacing its values."""
     from live_ros.model import presets
+    from live_ros.model.config import ConfigError as LiveConfigError
+    from live_ros.model.config import LiveConfig, LoraSettings
 
-    llm = Path(section.llm).expanduser() if section.llm else None
-    base_name = str(llm.resolve()) if llm else ""
-    if llm is None:
+    section = config.model
+    if section.preset:
+        presets.get(section.preset)  # an unknown name: PresetError with the known ones
+        base = presets.live_config(section.preset)
+    else:
+        if section.encoder_id is None or not section.vision_hidden_size or not section.frame_num_tokens:
+            raise ConfigError(
+                "without model.preset, give model.encoder_id, model.vision_hidden_size and model.frame_num_tokens"
+            )
+        base = LiveConfig()
+    if section.llm:
+        llm = Path(section.llm).expanduser()
+        base_llm = str(llm.resolve())
+    else:
         llm = presets.resolve_paths(section.preset).llm
-        base_name = SMOLLM2_NAME if section.preset == "embedded" else str(llm)
-    encoder = {"id": section.encoder_id, "dim": section.vision_hidden_size, "num_tokens": section.frame_num_tokens,
-               "image_size": section.frame_resolution}
-    if not section.preset and encoder["image_size"] is None:
-        encoder["image_size"] = 224
-    if any(v is None for v in encoder.values()):
-        if not section.preset:
-            raise ConfigError("without model.preset, give model.encoder_id, model.vision_hidden_size and "
-                              "model.frame_num_tokens")
-        enc = presets.load_encoder(section.preset)
-        c = enc.config
-        known = {"id": enc.encoder_id, "dim": enc.dim, "num_tokens": enc.num_tokens, "image_size": enc.image_size}
-        encoder = {k: (known[k] if v is None else v) for k, v in encoder.items()}
-        spatial = c.spatial if section.frame_num_tokens is None else round((int(section.frame_num_tokens) - 1) ** 0.5)
-        encoder.update(backend=c.backend, model_name=c.model_name, spatial=spatial, mean=list(c.mean),
-                       std=list(c.std), frame_delta=str(encoder["id"]).endswith("+delta"))
-        del enc
-    encoder["preset"] = section.preset
-    return ModelSpec(llm, base_name, encoder, section.preset)
+        base_llm = base.base_llm or str(llm)
+    lora = config.lora
+    try:
+        live = replace(
+            base,
+            base_llm=base_llm,
+            encoder=_encoder(section, base.encoder),
+            vision_hidden_size=section.vision_hidden_size or base.vision_hidden_size,
+            frame_fps=section.fps,
+            stream_weight=config.objective.stream_weight,
+            mode=config.objective.mode,
+            lora=LoraSettings(r=lora.r, alpha=lora.alpha, dropout=lora.dropout, target_modules=lora.target_modules),
+        )
+    except LiveConfigError as err:
+        raise ConfigError(f"model: {err}") from None
+    return ModelSpec(llm, live)
+
+
+def _encoder(section, preset: EncoderSettings) -> EncoderSettings:
+    """The encoder settings: ``model.encoder_id`` when it names them (an id of the form
+    ``backend/model@weights:SIZEpx:1[+SxS][+delta]``), else the preset's, with the tokens
+    per frame and the frame resolution the config gives."""
+    from live_ros.model.config import EncoderSettings, parse_encoder_id
+
+    num_tokens, image_size = section.frame_num_tokens, section.frame_resolution
+    if section.encoder_id is None:
+        return replace(preset, num_tokens=num_tokens or preset.num_tokens, image_size=image_size or preset.image_size)
+    named = parse_encoder_id(section.encoder_id)
+    if named is None or named.encoder_id != section.encoder_id:
+        # an id of another form (features of an encoder not described here): no encoder check at load
+        return EncoderSettings(image_size=image_size or preset.image_size, num_tokens=num_tokens or preset.num_tokens)
+    if (named.backend, named.model_name) == (preset.backend, preset.model_name):  # the preset's normalisation
+        named = replace(named, mean=preset.mean, std=preset.std)
+    for key, value in (("frame_num_tokens", num_tokens), ("frame_resolution", image_size)):
+        have = named.num_tokens if key == "frame_num_tokens" else named.image_size
+        if value is not None and value != have:
+            raise ConfigError(
+                f"model.{key} is {value} but model.encoder_id '{section.encoder_id}' names {have}: "
+                f"leave model.{key} null, or give the id the features were extracted with"
+            )
+    return named
+
+
+def features_encoder_id(config: TrainConfig, spec: ModelSpec) -> str:
+    """The encoder id the run's feature files must carry: ``model.encoder_id`` as written
+    (also an id the LiveConfig cannot name), else the resolved encoder's."""
+    given = config.model.encoder_id
+    return spec.live.encoder_id if given is None else given
 
 
 def build_model(config: TrainConfig, spec: ModelSpec, device: str):
     """(peft model with LoRA + trainable connector, HF tokenizer, StreamTokenizer)."""
     import torch
 
-    from live_ros.model.checkpoint import LoraSettings, add_lora, load_base, load_tokenizer, quiet_transformers
-    from live_ros.model.format import FormatSpec, StreamTokenizer
+    from live_ros.model.checkpoint import add_lora, build_base, load_tokenizer, quiet_transformers
+    from live_ros.model.format import StreamTokenizer
 
-    fmt = FormatSpec(frame_num_tokens=int(spec.encoder["num_tokens"]))
-    tokenizer = load_tokenizer(spec.llm, fmt.frame_token, add=True)
-    model = load_base(spec.llm, tokenizer, int(spec.encoder["dim"]), int(spec.encoder["num_tokens"]),
-                      encoder_id=spec.encoder_id, frame_fps=config.model.fps,
-                      frame_resolution=int(spec.encoder["image_size"] or 224), spec=fmt,
-                      stream_loss_weight=config.objective.stream_weight, device="cpu",
-                      connector_seed=config.model.connector_seed)
+    live = spec.live
+    tokenizer = load_tokenizer(spec.llm, live.format.frame_token, add=True)
+    model = build_base(spec.llm, tokenizer, live, device="cpu", connector_seed=config.model.connector_seed)
     model.config.use_cache = False
-    lora = config.lora
     torch.manual_seed(config.seed)  # LoRA's A matrices
     with quiet_transformers(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # peft asks transformers a deprecated question
-        peft_model = add_lora(model, LoraSettings(r=lora.r, alpha=lora.alpha, dropout=lora.dropout,
-                                                  target_modules=lora.target_modules),
-                              untie_embeddings=lora.untie_embeddings)
+        peft_model = add_lora(model, live.lora, untie_embeddings=config.lora.untie_embeddings)
     if config.model.init_from:
         init_adapter(peft_model, Path(config.model.init_from))
     if config.run.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     peft_model.to(device)
-    return peft_model, tokenizer, StreamTokenizer(tokenizer, fmt)
+    return peft_model, tokenizer, StreamTokenizer(tokenizer, live.format)
 
 
 def init_adapter(peft_model, folder: Path) -> None:
@@ -99,8 +133,10 @@ def init_adapter(peft_model, folder: Path) -> None:
 
     path = folder / ADAPTER_WEIGHTS
     if not path.is_file():
-        raise ConfigError(f"model.init_from: {path} does not exist: give a checkpoint folder written by live-ros "
-                          f"train (its final/ folder)")
+        raise ConfigError(
+            f"model.init_from: {path} does not exist: give a checkpoint folder written by live-ros "
+            f"train (its final/ folder)"
+        )
     weights = {k: v.float() for k, v in load_file(str(path)).items()}
     try:
         result = set_peft_model_state_dict(peft_model, weights)
@@ -108,31 +144,7 @@ def init_adapter(peft_model, folder: Path) -> None:
         raise ConfigError(f"model.init_from: {folder} does not fit this run's model ({err})") from None
     unexpected = list(getattr(result, "unexpected_keys", []) or [])
     if unexpected:
-        raise ConfigError(f"model.init_from: {folder} holds weights this run's model lacks, e.g. {unexpected[0]}: "
-                          f"use the same LoRA settings and encoder")
-
-
-def live_config(model, spec: ModelSpec, config: TrainConfig) -> dict:
-    from live_ros.model.checkpoint import live_settings
-
-    base = model.get_base_model()
-    return live_settings(base.config, spec.encoder, spec.base_llm, preset=spec.preset, mode=config.objective.mode,
-                         stream_weight=config.objective.stream_weight,
-                         lora={"r": config.lora.r, "alpha": config.lora.alpha,
-                               "target_modules": config.lora.target_modules})
-
-
-def load_trained(folder: Path, spec: ModelSpec | None = None, llm: str | Path | None = None, device: str = "cpu",
-                 merge: bool = True):
-    """A saved training checkpoint through ``checkpoint.load_live`` (the loader users get)."""
-    from live_ros.model.checkpoint import load_live, read_live_config
-    from live_ros.model.format import FormatSpec
-
-    live = read_live_config(folder)
-    llm = llm or (spec.llm if spec else live["base_llm"])
-    return load_live(llm, folder, vision_hidden_size=live["vision_hidden_size"], encoder_id=live["encoder_id"],
-                     frame_num_tokens=live["frame_num_tokens"], frame_fps=live["frame_fps"],
-                     frame_resolution=live["frame_resolution"], spec=FormatSpec(**live["live_format"]),
-                     tokenizer_dir=folder, device=device, merge=merge)
-
-
+        raise ConfigError(
+            f"model.init_from: {folder} holds weights this run's model lacks, e.g. {unexpected[0]}: "
+            f"use the same LoRA settings and encoder"
+        )

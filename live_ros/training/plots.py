@@ -44,4 +44,3 @@ def plot_losses(history: Sequence[dict], path: Path, title: str = "") -> Path | 
     plt.close(fig)
     os.replace(tmp, path)
     return path
-

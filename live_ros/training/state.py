@@ -15,8 +15,12 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from live_ros.training.config import ConfigError
+
+if TYPE_CHECKING:
+    from live_ros.model.config import LiveConfig
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "training_state.pt"
@@ -67,10 +71,11 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def save_training_checkpoint(folder: Path, model, tokenizer, live: dict, optimizer, scheduler, step: int,
-                             rng: dict, history: list, stats: dict) -> Path:
+def save_training_checkpoint(
+    folder: Path, model, tokenizer, live: LiveConfig, optimizer, scheduler, step: int, rng: dict, history: list, stats: dict
+) -> Path:
     """A resumable checkpoint, written aside and renamed into place: the adapter in fp32
-    (also loadable with ``load_live``), tokenizer, live_config.json, training_state.pt."""
+    (also loadable with ``checkpoint.load_checkpoint``), tokenizer, live_config.json, training_state.pt."""
     import torch
 
     from live_ros.model.checkpoint import save_checkpoint
@@ -79,8 +84,17 @@ def save_training_checkpoint(folder: Path, model, tokenizer, live: dict, optimiz
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save_checkpoint(model, tokenizer, tmp, live, dtype=torch.float32)
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": rng, "history": history, "stats": stats}, tmp / STATE_FILE)
+    torch.save(
+        {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng,
+            "history": history,
+            "stats": stats,
+        },
+        tmp / STATE_FILE,
+    )
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
@@ -102,8 +116,10 @@ def load_training_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
         set_peft_model_state_dict(model, {k: v.to(device) for k, v in weights.items()})
         optimizer.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as err:
-        raise ConfigError(f"{folder} does not fit this run's model ({err}): resume with the config the run was "
-                          f"started with (its train_config.json), or train into another --out") from err
+        raise ConfigError(
+            f"{folder} does not fit this run's model ({err}): resume with the config the run was "
+            f"started with (its train_config.json), or train into another --out"
+        ) from err
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     return state
@@ -111,11 +127,11 @@ def load_training_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
 
 def prune_checkpoints(out_dir: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` (at least 1) checkpoints of a run."""
-    for _, old in checkpoints(out_dir)[:-max(1, keep)]:
+    for _, old in checkpoints(out_dir)[: -max(1, keep)]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def save_final(model, tokenizer, folder: Path, live: dict, dtype: str = "float16") -> Path:
+def save_final(model, tokenizer, folder: Path, live: LiveConfig, dtype: str = "float16") -> Path:
     """The final checkpoint (``checkpoint.save_checkpoint``: adapter + connector in
     ``dtype``, tokenizer with <v>, live_config.json)."""
     from live_ros.model.checkpoint import _dtype, save_checkpoint
@@ -128,4 +144,3 @@ def save_final(model, tokenizer, folder: Path, live: dict, dtype: str = "float16
         shutil.rmtree(folder)
     os.replace(tmp, folder)
     return folder
-

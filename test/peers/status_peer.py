@@ -36,9 +36,18 @@ def main() -> int:
             if time.monotonic() - matched_at[0] < first_delay:
                 return
         count[0] += 1
-        msg = Status(node=sys.argv[1], state="active", fps=2.0, lag=0.125, cache_tokens=1234,
-                     frames_in=count[0], frames_dropped=0, queries_accepted=3, queries_answered=2,
-                     last_error="frame 7 refused: encoding 'bgr16' is not supported; publish rgb8")
+        msg = Status(
+            node=sys.argv[1],
+            state="active",
+            fps=2.0,
+            lag=0.125,
+            cache_tokens=1234,
+            frames_in=count[0],
+            frames_dropped=0,
+            queries_accepted=3,
+            queries_answered=2,
+            last_error="frame 7 refused: encoding 'bgr16' is not supported; publish rgb8",
+        )
         msg.header.stamp = node.get_clock().now().to_msg()
         publisher.publish(msg)
 
