@@ -85,18 +85,17 @@ def load(args, tokens_per_frame: int, lora: bool = True):
     torch.manual_seed(0)
     if args.llama3_8b:
         return load_llama3_8b(args, tokens_per_frame)
-    from live_ros.assets import smollm2_dir
-    from live_ros.model.checkpoint import LoraSettings, add_lora, load_live
+    from dataclasses import replace
 
-    # the embedded preset's frame tokens: EfficientNet-Lite0, frame and difference (2 x 1280)
-    loaded = load_live(
-        smollm2_dir(),
-        None,
-        vision_hidden_size=2560,
-        encoder_id="timm/tf_efficientnet_lite0",
-        frame_num_tokens=tokens_per_frame,
-    )
-    model = loaded.model
+    from live_ros.assets import smollm2_dir
+    from live_ros.model.checkpoint import LoraSettings, add_lora, load_llm
+    from live_ros.model.config import EncoderSettings
+    from live_ros.model.presets import EMBEDDED_CONFIG
+
+    # the embedded preset's frame tokens (EfficientNet-Lite0, frame and difference: 2 x 1280),
+    # tokens_per_frame of them, over the base SmolLM2 with a fresh connector
+    live = replace(EMBEDDED_CONFIG, encoder=EncoderSettings(num_tokens=tokens_per_frame), vision_hidden_size=2560)
+    model, tokens, _, _ = load_llm(smollm2_dir(), None, live)
     if lora:  # a LoRA with non-zero weights, merged for inference (section 3.4)
         peft_model = add_lora(model, LoraSettings(r=16, alpha=32, dropout=0.0))
         with torch.no_grad():
@@ -104,7 +103,7 @@ def load(args, tokens_per_frame: int, lora: bool = True):
                 if "lora_B" in name:
                     p.normal_(0, 1e-3)
         model = peft_model.merge_and_unload().eval()
-    return model, loaded.tokens, 2560
+    return model, tokens, 2560
 
 
 def load_llama3_8b(args, tokens_per_frame: int):

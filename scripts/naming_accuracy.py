@@ -19,14 +19,6 @@ import argparse
 import collections
 from pathlib import Path
 
-import torch
-
-from live_ros.assets import smollm2_dir
-from live_ros.data.streams import load_samples
-from live_ros.data.world_objects import object_catalog
-from live_ros.evaluation.offline import _model_config, fit_context, load_stream_features
-from live_ros.training.model_setup import load_trained
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -36,10 +28,21 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N streams")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    from live_ros import runtime
+
+    runtime.prepare()  # the torchvision fix before transformers
+    import torch
+
+    from live_ros.assets import smollm2_dir
+    from live_ros.data.streams import load_samples
+    from live_ros.data.world_objects import object_catalog
+    from live_ros.evaluation.offline import fit_context, load_stream_features
+    from live_ros.model.checkpoint import load_checkpoint
+
     torch.set_num_threads(args.threads)
-    loaded = load_trained(args.checkpoint, llm=smollm2_dir())
+    loaded = load_checkpoint(args.checkpoint, llm=str(smollm2_dir()), with_encoder=False)
     model, tokens = loaded.model, loaded.tokens
-    encoder_id = _model_config(model).encoder_id
+    encoder_id = loaded.config.encoder_id
     model.eval()
     nouns = sorted(object_catalog())
     first = {token: noun for noun in nouns for token in tokens.first_token_ids([noun])}

@@ -21,7 +21,7 @@ from live_ros.model.checkpoint import (
     add_lora,
     load_checkpoint,
     load_encoder,
-    load_live,
+    load_llm,
     load_tokenizer,
     save_checkpoint,
 )
@@ -83,12 +83,6 @@ def test_save_load_and_merge_keep_logits(tmp_path):
         # fp32 on one CPU, the same weights: only the LoRA merge's rounding differs
         torch.testing.assert_close(logits, reference, rtol=1e-4, atol=1e-4)
         assert loaded.adapter.missing == [] and loaded.adapter.unexpected == []
-    # the older loaders' call gives the same model
-    old = load_live(llm_dir, ckpt, vision_hidden_size=16, encoder_id="", frame_num_tokens=2, spec=tokens.spec)
-    with torch.no_grad():
-        torch.testing.assert_close(
-            old.model(input_ids=ids, frame_tokens=frames).logits, reference, rtol=1e-4, atol=1e-4
-        )
 
 
 def test_embedded_preset_and_its_folder_give_the_same_model():
@@ -209,15 +203,16 @@ def test_load_failures_name_file_and_fix(tmp_path):
     tok.save_pretrained(llm_dir)
     empty = tmp_path / "empty"
     empty.mkdir()
+    live = LiveConfig(encoder=EncoderSettings(num_tokens=2), vision_hidden_size=16)
     with pytest.raises(CheckpointError, match=r"adapter_config.json is missing .*checkpoint folder"):
-        load_live(llm_dir, empty, vision_hidden_size=16, encoder_id="", frame_num_tokens=2)
+        load_llm(llm_dir, empty, live)
     (empty / "adapter_config.json").write_text(
         json.dumps({"r": 4, "lora_alpha": 8, "peft_type": "LORA", "target_modules": ["q_proj"]})
     )
     with pytest.raises(CheckpointError, match=r"adapter_model.safetensors is missing .*copy"):
-        load_live(llm_dir, empty, vision_hidden_size=16, encoder_id="", frame_num_tokens=2)
+        load_llm(llm_dir, empty, live)
     with pytest.raises(CheckpointError, match=r"config.json is missing"):
-        load_live(tmp_path / "nowhere", None, vision_hidden_size=16, encoder_id="", frame_num_tokens=2)
+        load_llm(tmp_path / "nowhere", None, live)
     plain = tmp_path / "plain_tokenizer"
     _tinycoder_tokenizer().save_pretrained(plain)  # a base LLM's tokenizer: no <v>
     with pytest.raises(CheckpointError, match=r"has no frame placeholder '<v>'.*tokenizer saved with the checkpoint"):
@@ -235,7 +230,7 @@ def test_wrong_encoder_for_a_checkpoint_is_refused(tmp_path):
         match=r"expects frame tokens from 'timm/tf_efficientnet_lite0@0badc0de.*"
         r"weights .* are '57934424'",
     ):
-        presets.load("embedded", adapter=str(ckpt))
+        load_checkpoint(ckpt, preset="embedded")
     with pytest.raises(CheckpointError, match="neither a preset"):
         load_checkpoint(tmp_path / "nowhere")
     with pytest.raises(CheckpointError, match="live_config.json is missing.*videollm-online-8b-v1plus"):
@@ -256,7 +251,7 @@ def test_presets_refuse_8b_on_cpu_and_name_missing_paths(monkeypatch):
     for var in ("LIVE_ROS_LLAMA3_8B", "LIVE_ROS_SIGLIP", "LIVE_ROS_VIDEOLLM_ONLINE"):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(presets.PresetError, match="8B model.*--force"):
-        presets.load("videollm-online-8b-v1plus")
+        load_checkpoint("videollm-online-8b-v1plus")
     with pytest.raises(presets.PresetError, match=r"--llm \(or \$LIVE_ROS_LLAMA3_8B\).*never downloads"):
         presets.resolve_paths("videollm-online-8b-v1plus")
     with pytest.raises(presets.PresetError, match="unknown preset 'nope'"):

@@ -71,3 +71,21 @@ def test_tiny_model_overfits_a_two_stream_batch():
         for pos, decision in zip(enc.frame_ends, enc.decision_labels):
             if decision >= 0:
                 assert logits[b, pos].argmax().item() == (tokens.close_id if decision else tokens.interval_id)
+
+
+def test_config_over_a_base_saved_by_an_earlier_live_model():
+    """A base LLM folder written by an earlier LiveLlamaConfig carries its loose live keys
+    (encoder_id, live_format, ...); the model config over it takes the live settings from the
+    LiveConfig alone."""
+    from transformers import LlamaConfig
+
+    from live_ros.model.config import LiveConfig
+    from live_ros.model.live_model import LEGACY_KEYS, LiveLlamaConfig
+
+    base = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=64)
+    old = dict.fromkeys(LEGACY_KEYS, 7) | {"encoder_id": "x/y@z:32px:1+1", "live_format": {"frame_token": "<v>"}}
+    base.update(old)
+    live = LiveConfig(vision_hidden_size=12)
+    config = LiveLlamaConfig.from_live(live, base, v_placeholder_id=5)
+    assert config.live_config == live and config.vision_hidden_size == 12 and config.v_placeholder_id == 5
+    assert config.hidden_size == 16

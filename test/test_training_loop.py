@@ -1,5 +1,5 @@
 """live-ros train's loop (live_ros/training/loop.py) on tiny real models: a short run
-writes a checkpoint that loads through checkpoint.load_live with the trained model's
+writes a checkpoint that loads through checkpoint.load_checkpoint with the trained model's
 logits; the loss skips unlabelled logits without changing; the baseline formats train; a
 later stage starts from a saved checkpoint."""
 
@@ -14,9 +14,9 @@ from model_helpers import smollm2_tokenizer, tiny_model
 from safetensors.torch import load_file
 from training_helpers import DIM, ENC, NTOK, make_run, streams
 
-from live_ros.model.checkpoint import load_live
+from live_ros.model.checkpoint import build_base, load_checkpoint, load_tokenizer
 from live_ros.model.config import LiveConfig
-from live_ros.model.format import IGNORE, FormatSpec, collate
+from live_ros.model.format import IGNORE, collate
 from live_ros.training.config import ConfigError, load_config
 from live_ros.training.data import StreamDataset
 from live_ros.training.loop import micro_loss, train
@@ -69,36 +69,19 @@ def test_two_steps_write_a_checkpoint_that_loads_with_the_same_logits(setup, tmp
         NTOK,
         "streaming",
     )
-    live = {"live_format": config.format.to_dict()}
 
-    # The saved checkpoint through the users' loader gives the trained model's logits.
-    loaded = load_live(
-        root / "llm",
-        final,
-        vision_hidden_size=DIM,
-        encoder_id=ENC,
-        frame_num_tokens=NTOK,
-        spec=FormatSpec(**live["live_format"]),
-        tokenizer_dir=final,
-    )
-    assert "<v>" in loaded.tokens.tokenizer.get_vocab()
+    # The saved checkpoint through the one loader (its live_config.json names the base LLM
+    # folder) gives the trained model's logits; the base model with a fresh connector does not.
+    loaded = load_checkpoint(final, with_encoder=False)
+    assert loaded.config == config and loaded.folder == final and loaded.encoder is None
+    assert "<v>" in loaded.tokens.tokenizer.get_vocab() and loaded.tokens.spec == config.format
     ids, frames = _ids_and_frames(loaded.tokens)
     trained = result.model.eval()
+    untrained = build_base(root / "llm", load_tokenizer(root / "llm", config.format.frame_token), config)
     with torch.no_grad():
         expect = trained(input_ids=ids, frame_tokens=frames).logits
         got = loaded.model(input_ids=ids, frame_tokens=frames).logits
-        base = (
-            load_live(
-                root / "llm",
-                None,
-                vision_hidden_size=DIM,
-                encoder_id=ENC,
-                frame_num_tokens=NTOK,
-                spec=FormatSpec(**live["live_format"]),
-            )
-            .model(input_ids=ids, frame_tokens=frames)
-            .logits
-        )
+        base = untrained(input_ids=ids, frame_tokens=frames).logits
     # fp16 storage: a rounding-level difference, far below what training changed
     diff = (got - expect).abs().max().item()
     assert diff < 5e-3, diff

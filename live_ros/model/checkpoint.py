@@ -33,12 +33,10 @@ from live_ros.model.config import (
     CONFIG_NAME,
     LORA_TARGETS,
     RELEASE_LORA,
-    EncoderSettings,
     LiveConfig,
     LoraSettings,
-    parse_encoder_id,
 )
-from live_ros.model.format import FormatSpec, StreamTokenizer, add_frame_token
+from live_ros.model.format import StreamTokenizer, add_frame_token
 from live_ros.model.live_model import LiveLlamaConfig, LiveLlamaForCausalLM
 
 if TYPE_CHECKING:
@@ -224,7 +222,7 @@ def save_checkpoint(model: PeftModel, tokenizer, folder: Path, live: LiveConfig 
     return folder
 
 
-def _load_llm(
+def load_llm(
     llm_dir: Path, adapter_dir: Path | None, config: LiveConfig, *, device: str = "cpu", dtype=None, merge: bool = True
 ) -> tuple[torch.nn.Module, StreamTokenizer, AdapterReport | None, list[str]]:
     """Base LLM + optional adapter, merged for inference (section 3.4: LoRA merged into the
@@ -441,152 +439,10 @@ def load_checkpoint(
                     f"the checkpoint expects frame tokens from '{config.encoder_id}' but the "
                     f"encoder is '{encoder.encoder_id}': use the encoder it was trained with"
                 )
-    model, tokens, report, notes = _load_llm(llm_dir, folder, config, device=device, dtype=dtype, merge=merge)
+    model, tokens, report, notes = load_llm(llm_dir, folder, config, device=device, dtype=dtype, merge=merge)
     return LoadedCheckpoint(
         encoder, model, tokens, config, notes, report, found, folder, encoder_seconds, time.perf_counter() - t0
     )
-
-
-# -- the loaders not yet on load_checkpoint (training, evaluation) call these -----------------------
-
-
-def legacy_config(
-    vision_hidden_size: int,
-    encoder_id: str,
-    frame_num_tokens: int = 10,
-    frame_fps: float = 2.0,
-    frame_resolution: int = 224,
-    spec: FormatSpec | None = None,
-    base_llm: str = "",
-    stream_weight: float = 1.0,
-    **training,
-) -> LiveConfig:
-    """A LiveConfig from the loose settings the older loaders pass."""
-    encoder = parse_encoder_id(encoder_id) if encoder_id else None  # the id names the size it was made at
-    if encoder is None or encoder.num_tokens != frame_num_tokens:  # an id of another form: no encoder check
-        encoder = EncoderSettings(image_size=frame_resolution, num_tokens=frame_num_tokens)
-    return LiveConfig(
-        base_llm=base_llm,
-        encoder=encoder,
-        vision_hidden_size=vision_hidden_size,
-        frame_fps=frame_fps,
-        format=spec or FormatSpec(),
-        stream_weight=stream_weight,
-        **training,
-    )
-
-
-def load_base(
-    llm_dir: Path,
-    tokenizer,
-    vision_hidden_size: int,
-    frame_num_tokens: int,
-    *,
-    encoder_id: str = "",
-    frame_fps: float = 2.0,
-    frame_resolution: int = 224,
-    spec: FormatSpec | None = None,
-    stream_loss_weight: float = 1.0,
-    device: str = "cpu",
-    dtype=None,
-    connector_seed: int = 0,
-):
-    """:func:`build_base` with loose settings (train.py's call until it builds a LiveConfig)."""
-    config = legacy_config(
-        vision_hidden_size,
-        encoder_id,
-        frame_num_tokens,
-        frame_fps,
-        frame_resolution,
-        spec,
-        stream_weight=stream_loss_weight,
-    )
-    return build_base(llm_dir, tokenizer, config, device=device, dtype=dtype, connector_seed=connector_seed)
-
-
-@dataclass
-class Loaded:
-    """A model for streaming with loose settings (:func:`load_live`)."""
-
-    model: torch.nn.Module
-    tokens: StreamTokenizer
-    load_seconds: float
-    adapter: AdapterReport | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def config(self) -> LiveLlamaConfig:
-        base = self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
-        return base.config
-
-
-def load_live(
-    llm_dir: Path,
-    adapter_dir: Path | None,
-    *,
-    vision_hidden_size: int,
-    encoder_id: str,
-    frame_num_tokens: int = 10,
-    frame_fps: float = 2.0,
-    frame_resolution: int = 224,
-    spec: FormatSpec | None = None,
-    tokenizer_dir: Path | None = None,
-    device: str = "cpu",
-    dtype=None,
-    merge: bool = True,
-    expect_encoder: str | None = None,
-) -> Loaded:
-    """Base LLM + optional adapter from loose settings (the older loaders' call)."""
-    t0 = time.perf_counter()
-    if expect_encoder and encoder_id and expect_encoder != encoder_id:
-        raise CheckpointError(
-            f"the checkpoint expects frame tokens from '{encoder_id}' but the encoder is "
-            f"'{expect_encoder}': use the encoder the checkpoint was trained with"
-        )
-    config = legacy_config(vision_hidden_size, encoder_id, frame_num_tokens, frame_fps, frame_resolution, spec)
-    model, tokens, report, notes = _load_llm(llm_dir, adapter_dir, config, device=device, dtype=dtype, merge=merge)
-    return Loaded(model, tokens, time.perf_counter() - t0, report, notes)
-
-
-def read_live_config(folder: Path) -> dict:
-    """A checkpoint's settings as the older loaders read them (format_version 1's keys)."""
-    try:
-        config = LiveConfig.from_pretrained(folder)
-    except FileNotFoundError as err:
-        raise CheckpointError(str(err)) from err
-    return {
-        "base_llm": config.base_llm,
-        "vision_hidden_size": config.vision_hidden_size,
-        "encoder_id": config.encoder_id,
-        "frame_num_tokens": config.frame_num_tokens,
-        "frame_fps": config.frame_fps,
-        "frame_resolution": config.frame_resolution,
-        "live_format": config.format.to_dict(),
-        "mode": config.mode,
-        "stream_weight": config.stream_weight,
-    }
-
-
-def live_settings(model_config: LiveLlamaConfig, encoder: dict, base_llm: str, **extra) -> LiveConfig:
-    """The LiveConfig of a checkpoint trained on ``model_config`` (train.py's call until it
-    keeps a LiveConfig): the model's settings, the encoder's (format_version 1's dict), the
-    training settings in ``extra`` (mode, stream_weight, lora)."""
-    live = model_config.live_config
-    data = {
-        "format_version": 1,
-        "base_llm": base_llm,
-        "encoder": encoder,
-        "encoder_id": encoder.get("id", live.encoder_id),
-        "vision_hidden_size": live.vision_hidden_size,
-        "frame_num_tokens": live.frame_num_tokens,
-        "frame_fps": live.frame_fps,
-        "frame_resolution": live.frame_resolution,
-        "live_format": live.format.to_dict(),
-        "stream_weight": extra.get("stream_weight", live.stream_weight),
-        "mode": extra.get("mode", live.mode),
-        "lora": extra.get("lora", live.lora.to_dict()),
-    }
-    return LiveConfig.from_dict(data)
 
 
 __all__ = [
@@ -600,13 +456,8 @@ __all__ = [
     "load_encoder",
     "load_tokenizer",
     "build_base",
+    "load_llm",
     "add_lora",
     "load_adapter",
     "save_checkpoint",
-    "Loaded",
-    "load_base",
-    "load_live",
-    "legacy_config",
-    "read_live_config",
-    "live_settings",
 ]

@@ -23,6 +23,18 @@ from live_ros.model.config import EncoderSettings, LiveConfig, parse_encoder_id
 from live_ros.model.format import IGNORE, FormatSpec
 
 
+LEGACY_KEYS = (
+    "vision_hidden_size",
+    "frame_num_tokens",
+    "frame_token",
+    "stream_loss_weight",
+    "frame_fps",
+    "frame_resolution",
+    "encoder_id",
+    "live_format",
+)
+
+
 class LiveLlamaConfig(LlamaConfig):
     """The base LLM's Llama config plus the checkpoint's :class:`LiveConfig` (``live``, kept
     as its dict so that transformers can serialise it) and the id of the frame placeholder.
@@ -39,7 +51,9 @@ class LiveLlamaConfig(LlamaConfig):
     def from_live(cls, live: LiveConfig, base: LlamaConfig, v_placeholder_id: int) -> "LiveLlamaConfig":
         """The model config of ``live`` over the base LLM's config ``base``."""
         settings = base.to_dict()
-        for key in ("model_type", "architectures", "transformers_version", "live", "v_placeholder_id"):
+        # the base's own identity, and the live settings of a base folder saved by an earlier
+        # LiveLlamaConfig (its loose keys, now all in ``live``)
+        for key in ("model_type", "architectures", "transformers_version", "live", "v_placeholder_id", *LEGACY_KEYS):
             settings.pop(key, None)
         return cls(live=live, v_placeholder_id=v_placeholder_id, **settings)
 

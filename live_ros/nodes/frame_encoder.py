@@ -64,10 +64,12 @@ class FrameEncoder(LiveNode):
         self.times: collections.deque = collections.deque(maxlen=10)
 
     def load(self) -> None:
+        from live_ros.model.checkpoint import load_encoder  # torch: in the loading thread
+
         t0 = time.perf_counter()
-        self.encoder = presets.load_encoder(
-            self.p("preset"),
-            checkpoint=self.p("checkpoint") or None,
+        self.encoder = load_encoder(
+            self.p("checkpoint") or self.p("preset"),
+            preset=self.p("preset"),
             vision=self.p("vision_path") or None,
             device=self.p("device"),
             dtype=self.p("dtype"),

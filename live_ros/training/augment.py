@@ -62,7 +62,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
-from live_ros.model.format import IGNORE, Encoded, StreamTokenizer, Turn
+from live_ros.model.format import IGNORE, Encoded, Role, StreamTokenizer, Turn
 
 if TYPE_CHECKING:  # numpy is imported inside the functions: `live-ros --help` stays instant
     import numpy as np
@@ -131,7 +131,7 @@ class Augmented:
 @dataclass
 class _Item:
     after: int  # the text turn is said after this frame (-1: before any frame)
-    role: str
+    role: Role
     text: str
     time: float | None
     source: int  # index in the original turns (-1: inserted)
@@ -232,9 +232,11 @@ def augment_turns(
             where = placements[int(rng.integers(len(placements)))]
             text = ""
             if pattern == "wrong":
-                text = _wrong_text(response.text, own_texts, wrong_texts, rng)
-                if text is None:
-                    pattern, text = "empty", ""
+                wrong = _wrong_text(response.text, own_texts, wrong_texts, rng)
+                if wrong is None:
+                    pattern = "empty"
+                else:
+                    text = wrong
             if where == "late":
                 at = f
                 response.after, response.moved = f + 1, True

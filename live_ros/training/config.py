@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Sequence
 
+from live_ros.model.format import MODES, Mode
 from live_ros.training.augment import AugmentConfig
-
-MODES = ("streaming", "per_frame", "interleaved")
 
 
 class ConfigError(ValueError):
@@ -48,7 +47,7 @@ class LoraSection:
 
 @dataclass
 class ObjectiveSection:
-    mode: str = "streaming"  # streaming | per_frame | interleaved
+    mode: Mode = "streaming"  # streaming | per_frame | interleaved (model/format.py MODES)
     stream_weight: float = 1.0  # w: weight of the frame-decision positions
     max_length: int = 2048  # positions per stream (longer: cut to a prefix)
     name_weight: float = 1.0  # weight of the targets that start an object's name (1: the paper's loss)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from live_ros.training.augment import AugmentConfig, augment_turns, mask_context_only
 from live_ros.training.config import ConfigError
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # torch and the model are imported inside the functions: --he
     import torch
 
     from live_ros.data.streams import StreamSample
-    from live_ros.model.format import Encoded, StreamTokenizer
+    from live_ros.model.format import Encoded, Mode, StreamTokenizer
 
 
 @dataclass
@@ -51,7 +51,7 @@ class StreamDataset:
         features_dir: str | Path,
         tokens: StreamTokenizer,
         *,
-        mode: str = "streaming",
+        mode: Mode = "streaming",
         stream_weight: float = 1.0,
         max_length: int = 2048,
         seed: int = 0,
@@ -87,12 +87,10 @@ class StreamDataset:
                     f"{len(off)} streams (e.g. '{off[0]}') are on another fps grid than the model's "
                     f"{fps:g} fps: generate them at {fps:g} fps or set model.fps"
                 )
-        self._redraw = None
+        self._redraw: Callable[..., StreamSample] | None = None
         if redraw:
-            try:
-                from live_ros.data.dialogue import redraw as redraw_fn
-            except ImportError:  # the data module offers no redraw: turns stay as generated
-                redraw_fn = None
+            from live_ros.data.dialogue import redraw as redraw_fn
+
             self._redraw = redraw_fn
         texts = {t.text for s in self.samples for t in s.turns if t.role == "assistant" and t.text}
         self.wrong_texts = sorted(texts)

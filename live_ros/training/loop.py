@@ -122,6 +122,7 @@ def train(
 
     # -- data and model
     spec = resolve_model(config)
+    assert config.data.train_streams and config.data.train_features  # TrainConfig.validate requires both
     samples = load_samples(Path(config.data.train_streams))[: config.data.limit or None]
     if config.data.extra_streams:
         samples += load_samples(Path(config.data.extra_streams))
@@ -149,6 +150,7 @@ def train(
     trainable = [p for _, p in model.named_parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=opt.lr, weight_decay=opt.weight_decay)
     scheduler = cosine_schedule(optimizer, math.ceil(opt.warmup_ratio * total), total)
+    live = spec.live  # the settings saved with every checkpoint (live_config.json)
 
     # -- resume: weights, optimizer, scheduler, RNG, history and statistics of the latest checkpoint
     history: list[dict] = []
@@ -185,8 +187,7 @@ def train(
 
     def checkpoint(step: int) -> Path:
         path = save_training_checkpoint(
-            out / f"checkpoint-{step}", model, tokenizer, spec.live, optimizer, scheduler, step, rng_next, history,
-            stats,
+            out / f"checkpoint-{step}", model, tokenizer, live, optimizer, scheduler, step, rng_next, history, stats
         )
         prune_checkpoints(out, config.run.keep_checkpoints)
         return path
@@ -295,7 +296,7 @@ def train(
         f"{summary['tokens_per_stream']:.1f} tokens per stream ({summary['labelled_per_stream']:.1f} labelled, "
         f"{summary['frames_per_stream']:.1f} frames), {stats['truncated']} truncated"
     )
-    result.final_dir = save_final(model, tokenizer, out / "final", spec.live, config.run.save_dtype)
+    result.final_dir = save_final(model, tokenizer, out / "final", live, config.run.save_dtype)
     _log(f"final checkpoint: {result.final_dir}")
     from live_ros.evaluation.offline import format_table, write_json
 
@@ -374,6 +375,7 @@ def evaluate_final(config: TrainConfig, spec: ModelSpec, folder: Path, device: s
     from live_ros.evaluation.offline import evaluate
     from live_ros.model.checkpoint import load_checkpoint
 
+    assert config.data.eval_streams  # train() evaluates only when they are given
     samples = load_samples(Path(config.data.eval_streams))[: config.data.eval_limit or None]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)

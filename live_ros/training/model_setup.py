@@ -45,12 +45,11 @@ def resolve_model(config: TrainConfig) -> ModelSpec:
                 "without model.preset, give model.encoder_id, model.vision_hidden_size and model.frame_num_tokens"
             )
         base = LiveConfig()
-    if section.llm:
-        llm = Path(section.llm).expanduser()
-        base_llm = str(llm.resolve())
-    else:
-        llm = presets.resolve_paths(section.preset).llm
-        base_llm = base.base_llm or str(llm)
+    given = Path(section.llm).expanduser() if section.llm else None
+    llm = given or (presets.resolve_paths(section.preset).llm if section.preset else None)
+    if llm is None:
+        raise ConfigError("give model.llm (a local base LLM folder) or model.preset")
+    base_llm = str(llm.resolve()) if given else base.base_llm or str(llm)
     lora = config.lora
     try:
         live = replace(

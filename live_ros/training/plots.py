@@ -33,8 +33,9 @@ def plot_losses(history: Sequence[dict], path: Path, title: str = "") -> Path | 
     ax2 = ax.twinx()
     ax2.plot(steps, [h["lr"] for h in history], color="tab:orange", lw=1, label="learning rate")
     ax2.set_ylabel("learning rate", color="tab:orange")
-    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(lines, [ln.get_label() for ln in lines], loc="upper right", fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    handles2, labels2 = ax2.get_legend_handles_labels()
+    ax.legend(handles + handles2, labels + labels2, loc="upper right", fontsize=8)
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()

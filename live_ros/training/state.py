@@ -72,7 +72,16 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 
 
 def save_training_checkpoint(
-    folder: Path, model, tokenizer, live: LiveConfig, optimizer, scheduler, step: int, rng: dict, history: list, stats: dict
+    folder: Path,
+    model,
+    tokenizer,
+    live: LiveConfig,
+    optimizer,
+    scheduler,
+    step: int,
+    rng: dict,
+    history: list,
+    stats: dict,
 ) -> Path:
     """A resumable checkpoint, written aside and renamed into place: the adapter in fp32
     (also loadable with ``checkpoint.load_checkpoint``), tokenizer, live_config.json, training_state.pt."""
