@@ -17,6 +17,7 @@ import pytest
 from ros_helpers import ros_node, spin_until
 
 import live_ros
+from live_ros.model.config import LiveConfig
 from live_ros.msg import Decision, FrameTokens, Response, Status
 from live_ros.ros import qos
 from live_ros.ros.convert import seconds_to_stamp, stamp_to_seconds
@@ -24,7 +25,7 @@ from live_ros.srv import Query
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 EXE = Path(sys.executable).parent.parent / "lib" / "live_ros" / "live_llm"
-LIVE = json.loads((Path(live_ros.__file__).parent / "checkpoints" / "embedded" / "live_config.json").read_text())
+LIVE = LiveConfig.from_pretrained(Path(live_ros.__file__).parent / "checkpoints" / "embedded")
 
 
 def start_llm(processes, ns: str, state_dir: Path, *params: str):
@@ -70,10 +71,10 @@ class Peer:
         spin_until(self.executor, self.query.service_is_ready, 30, "the query service")
 
     def frame(self, index: int, stamp: float) -> None:
-        n, d = LIVE["frame_num_tokens"], LIVE["vision_hidden_size"]
+        n, d = LIVE.frame_num_tokens, LIVE.vision_hidden_size
         data = self.rng.standard_normal(n * d).astype(np.float32)
         msg = FrameTokens(
-            frame_index=index, encoder=LIVE["encoder_id"], num_tokens=n, dim=d, data=array.array("f", data.tobytes())
+            frame_index=index, encoder=LIVE.encoder_id, num_tokens=n, dim=d, data=array.array("f", data.tobytes())
         )
         msg.header.stamp = seconds_to_stamp(stamp)
         self.pub.publish(msg)

@@ -138,8 +138,8 @@ def test_colcon_route_builds_and_runs_an_installed_executable(tmp_path_factory):
         [
             "bash",
             "-c",
-            f"source {install}/setup.bash && python -c 'import live_ros.msg, live_ros.srv, "
-            "transformers, timm; print(live_ros.msg.FrameTokens.__module__)'",
+            f"source {install}/setup.bash && python -c 'from live_ros import runtime; runtime.prepare(); "
+            "import live_ros.msg, live_ros.srv, transformers, timm; print(live_ros.msg.FrameTokens.__module__)'",
         ],
         cwd=tmp_path_factory.mktemp("elsewhere2"),
         env=env,

@@ -317,7 +317,7 @@ def _run_extract(args) -> int:
     try:
         import torch
 
-        from live_ros.model.checkpoint import load_encoder
+        from live_ros.model.sources import load_encoder
 
         if args.threads:
             torch.set_num_threads(args.threads)

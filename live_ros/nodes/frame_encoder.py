@@ -64,7 +64,7 @@ class FrameEncoder(LiveNode):
         self.times: collections.deque = collections.deque(maxlen=10)
 
     def load(self) -> None:
-        from live_ros.model.checkpoint import load_encoder  # torch: in the loading thread
+        from live_ros.model.sources import load_encoder  # no LLM library: only the encoder
 
         t0 = time.perf_counter()
         self.encoder = load_encoder(

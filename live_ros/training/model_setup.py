@@ -103,7 +103,8 @@ def build_model(config: TrainConfig, spec: ModelSpec, device: str):
     """(peft model with LoRA + trainable connector, HF tokenizer, StreamTokenizer)."""
     import torch
 
-    from live_ros.model.checkpoint import add_lora, build_base, load_tokenizer, quiet_transformers
+    from live_ros.model.checkpoint import add_lora, build_base, load_tokenizer
+    from live_ros.runtime import quiet_transformers
     from live_ros.model.format import StreamTokenizer
 
     live = spec.live
