@@ -67,10 +67,8 @@ def status() -> QoSProfile:
 
 
 def status_watch() -> QoSProfile:
-    """``live/status`` for a subscriber that follows several nodes (their reports can arrive together)."""
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=20,
-        reliability=ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.VOLATILE,
-    )
+    """``live/status`` for a subscriber that follows several nodes (their reports can arrive together):
+    :func:`status` with a deeper queue."""
+    profile = status()
+    profile.depth = 20
+    return profile
