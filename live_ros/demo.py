@@ -1,9 +1,11 @@
 """``live-ros demo``: the main job. The full graph (video_source -> camera_subscriber ->
 frame_encoder -> live_llm) from the package's launch file, on the committed demo video with
-the embedded default model; an instruction at the start ("Narrate what you see.": the
-model was trained to narrate after such a request, paper section 3.2), a question asked partway; narration and answers printed as
-they arrive with their video time; a summary at the end (frames, fps, responses, latency
-percentiles).
+the embedded default model. live_llm's standing instruction (its ``instruction`` parameter,
+a narration request by default: the model was trained to narrate after one, paper section
+3.2) opens the stream, so the model narrates from the first seconds unasked; a question is
+asked partway and answered on top of the narration. Narration and answers are printed as
+they arrive with their video time; a summary at the end (frames, fps, responses by kind,
+latency percentiles).
 
 All nodes start together; video_source plays once the three model nodes say active (the
 launch file's wait_for_nodes), so the video's first frame is the LLM's first. Times are
@@ -67,6 +69,8 @@ def run(args) -> int:
     source = next(n for n in nodes if n.name == "video_source")
     if args.seconds:
         source.params.append(("max_seconds", str(args.seconds)))
+    if args.instruction is not None:
+        next(n for n in nodes if n.name == "live_llm").params.append(("instruction", args.instruction))
     log = open(args.log or "/dev/null", "w")  # noqa: SIM115 - closed below
     supervisor = Supervisor(nodes, out=log)  # video_source waits for the model nodes (wait_for_nodes)
     status: dict[str, Status] = {}
@@ -74,10 +78,17 @@ def run(args) -> int:
     first_partial: dict[int, float] = {}
     asked_log: list[dict] = []  # the questions: video time, text, query id or refusal
     seen = {"video_time": None}  # video time of the newest frame the LLM has taken (live/decision)
+    proactive: set[int] = set()  # responses a frame triggered (live/decision names them)
     ns = f"/{args.namespace.strip('/')}"
     print(
         f"live-ros demo: {video.name} ({play:.0f} of {length:.0f} s), preset {args.preset}; "
-        + (f'instruction at {args.instruct_at:g} s: "{args.instruction}"; ' if args.instruction else "")
+        + (
+            "live_llm's default instruction (it narrates unasked); "
+            if args.instruction is None
+            else (
+                f'instruction "{args.instruction}"; ' if args.instruction else "no instruction (silent until asked); "
+            )
+        )
         + f'question at {ask_at:.0f} s: "{args.question}"',
         flush=True,
     )
@@ -97,6 +108,8 @@ def run(args) -> int:
 
             def on_decision(msg: Decision) -> None:
                 seen["video_time"] = max(seen["video_time"] or 0.0, msg.video_time)
+                if msg.spoke:
+                    proactive.add(int(msg.response_id))
 
             node.create_subscription(Decision, f"{ns}/decision", on_decision, qos.decisions())
             client = node.create_client(Query, f"{ns}/query")
@@ -119,10 +132,7 @@ def run(args) -> int:
                 )
                 return 1
             t_play = time.monotonic()
-            pending = [
-                (at, text) for at, text in ((args.instruct_at, args.instruction), (ask_at, args.question)) if text
-            ]
-            pending.sort(key=lambda item: item[0])
+            pending = [(ask_at, args.question)] if args.question else []
             calls: list = []
             while True:
                 executor.spin_once(timeout_sec=0.05)
@@ -167,9 +177,20 @@ def run(args) -> int:
     finally:
         supervisor.stop()
         log.close()
-    narrations = [m for m in finals if m.kind == "narration"]
-    answers = [m for m in finals if m.kind == "answer"]
+    by_kind = {k: sum(m.kind == k for m in finals) for k in ("narration", "answer", "refusal")}
     firsts = [first_partial[m.response_id] for m in finals if m.response_id in first_partial]
+    records = [
+        {
+            "response_id": m.response_id,
+            "video_time": m.video_time,
+            "kind": m.kind,
+            "query_id": m.query_id,
+            "text": m.text,
+            "latency": m.latency,
+            "proactive": m.response_id in proactive,
+        }
+        for m in finals
+    ]
     summary = {
         "video": str(video),
         "seconds": round(play, 1),
@@ -178,8 +199,9 @@ def run(args) -> int:
         "frames_dropped": int(llm.frames_dropped) if llm else 0,
         "model_fps": round(llm.frames_in / wall, 2) if llm and wall else 0.0,
         "responses": len(finals),
-        "narrations": len(narrations),
-        "answers": len(answers),
+        "narrations": by_kind["narration"],
+        "answers": by_kind["answer"],
+        "refusals": by_kind["refusal"],
         "first_partial_latency_p50": round(percentile(firsts, 50), 3),
         "first_partial_latency_p95": round(percentile(firsts, 95), 3),
         "final_latency_p50": round(percentile([m.latency for m in finals], 50), 3),
@@ -190,30 +212,61 @@ def run(args) -> int:
         f"  frames        {summary['frames']} taken by the LLM in {summary['wall_seconds']} s "
         f"({summary['model_fps']} fps), {summary['frames_dropped']} dropped"
     )
-    print(f"  responses     {summary['responses']} ({summary['narrations']} narrations, {summary['answers']} answers)")
+    print(
+        f"  responses     {summary['responses']}: {summary['narrations']} narrations, {summary['answers']} answers"
+        f" to {len(asked_log)} question(s), {summary['refusals']} refusals"
+    )
     print(
         f"  latency       first partial p50 {summary['first_partial_latency_p50']} s, p95 "
         f"{summary['first_partial_latency_p95']} s; final p50 {summary['final_latency_p50']} s, p95 "
         f"{summary['final_latency_p95']} s"
     )
+    words = score_beside(video, records, play)
+    if words is not None:
+        summary["words"] = words.summary
+        print(f"  the words     scored against {video.with_suffix('.json').name} (live-ros score; per event:)")
+        print("\n".join("    " + line for line in _event_lines(words)))
     if args.json:
         Path(args.json).write_text(
             json.dumps(
                 {
                     "summary": summary,
                     "questions": asked_log,
-                    "responses": [
-                        {
-                            "video_time": m.video_time,
-                            "kind": m.kind,
-                            "query_id": m.query_id,
-                            "text": m.text,
-                            "latency": m.latency,
-                        }
-                        for m in finals
-                    ],
+                    "responses": records,
+                    "words": words.to_dict() if words is not None else None,
                 },
                 indent=1,
             )
         )
     return 0 if finals or not args.require_responses else 1
+
+
+def score_beside(video: Path, records: list[dict], seconds: float):
+    """The words of the responses scored against the annotation beside the video
+    (``<video>.json``, as media/demo.json beside media/demo.mp4), over the part played; None
+    when there is none."""
+    from live_ros.data.annotations import load_annotation
+    from live_ros.evaluation.truth import said_from_records, score_words, truth_from_annotation, world_vocabulary
+
+    path = video.with_suffix(".json")
+    if not path.is_file():
+        return None
+    try:
+        annotation = load_annotation(path).to_dict()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # not an annotation: nothing to score against
+    annotation["events"] = [
+        {k: v for k, v in e.items() if k not in ("end", "end_text") or (e.get("end") or 0) <= seconds}
+        for e in annotation["events"]
+        if e["time"] <= seconds
+    ]
+    annotation["duration"] = min(float(annotation.get("duration") or seconds), seconds)
+    return score_words(truth_from_annotation(annotation, None, world_vocabulary()), said_from_records(records))
+
+
+def _event_lines(words) -> list[str]:
+    """The summary and the per-event table of :func:`live_ros.evaluation.truth.format_words`."""
+    from live_ros.evaluation.truth import format_words
+
+    lines = format_words(words).splitlines()
+    return lines[: lines.index("", lines.index("") + 1)] if lines.count("") >= 2 else lines

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Reproduces the embedded default checkpoint (live_ros/checkpoints/embedded) from scratch:
 # synthetic training and held-out streams, feature extraction, event windows and grounding
-# clips, three training stages (config/train_embedded.yaml: stage 0 aligns the connector on
+# clips, four training stages (config/train_embedded.yaml: stage 0 aligns the connector on
 # the grounding clips, stage 1 trains on the streams and windows from it, stage 2 continues
-# with a fresh order and half the learning rate), evaluation. 59 min 50 s measured end to
-# end on a 2-core CPU (see live_ros/checkpoints/embedded/README.md).
+# with a fresh order and half the learning rate, stage 3 teaches narration under a standing
+# instruction), evaluation. Every stage resumes where it stopped (--resume) and is skipped
+# once done. Times per stage on a 2-core CPU: live_ros/checkpoints/embedded/README.md.
 #
 #   scripts/train_embedded.sh [DATA_DIR] [RUN_DIR]      (defaults: data/world, runs/embedded)
 set -euo pipefail
@@ -45,8 +46,17 @@ echo "[train_embedded] stage 0 trained at $((SECONDS - t0)) s"
       model.init_from="$RUN/stage0/final" eval.enabled=false $(resume "$RUN/stage1")
 echo "[train_embedded] stage 1 trained at $((SECONDS - t0)) s"
 # stage 2: 40 more steps of 12 from stage 1, another order (seed 1), lr 5e-4
+[ -f "$RUN/stage2/final/adapter_model.safetensors" ] || \
+  $LR train --config config/train_embedded.yaml --out "$RUN/stage2" --threads "$THREADS" "${DATA_ARGS[@]}" \
+      model.init_from="$RUN/stage1/final" seed=1 optim.lr=5e-4 optim.max_steps=40 eval.enabled=false \
+      $(resume "$RUN/stage2")
+echo "[train_embedded] stage 2 trained at $((SECONDS - t0)) s"
+# stage 3 (narration): every stream and window draws its standing instruction afresh (live_llm's
+# default "Narrate what you see.", another narration request, or none for 20 %: silent until
+# asked), 60 steps of 12 from stage 2 (STAGE3_INIT: another start, e.g. an earlier committed
+# checkpoint), seed 2, lr 5e-4, then the held-out evaluation
 $LR train --config config/train_embedded.yaml --out "$RUN" --threads "$THREADS" "${DATA_ARGS[@]}" \
-    model.init_from="$RUN/stage1/final" seed=1 optim.lr=5e-4 optim.max_steps=40 $(resume "$RUN")
+    model.init_from="${STAGE3_INIT:-$RUN/stage2/final}" seed=2 optim.lr=5e-4 optim.max_steps=60 $(resume "$RUN")
 echo "[train_embedded] trained and evaluated at $((SECONDS - t0)) s; checkpoint: $RUN/final"
 echo "[train_embedded] to ship it: cp $RUN/final/* $RUN/metrics.json $RUN/loss_curve.png live_ros/checkpoints/embedded/" \
-     "&& for s in 0 1; do cp $RUN/stage\$s/loss_curve.png live_ros/checkpoints/embedded/loss_curve_stage\$s.png; done"
+     "&& for s in 0 1 2; do cp $RUN/stage\$s/loss_curve.png live_ros/checkpoints/embedded/loss_curve_stage\$s.png; done"

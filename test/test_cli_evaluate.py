@@ -68,3 +68,46 @@ def test_evaluate_verb_reports_bad_input(tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         _cli(["evaluate", str(streams), "--features", "x", "--preset", "embedded", "--checkpoint", "y"])
+
+
+def test_score_verb_checks_saved_responses_against_the_demo_annotation(tmp_path, capsys):
+    """`live-ros score`: hand-made responses with known right and wrong words, against the
+    bundled video's annotation (media/demo.json: the cat appears at 4.4 s, the coffee cup at
+    15.0 s, the rocket at 27.4 s, the horse at 52.3 s, the astronaut at 71.5 s)."""
+    from conftest import ROOT
+
+    from live_ros.cli import main
+
+    responses = [
+        {"video_time": 4.5, "text": "The cat appears.", "kind": "narration"},
+        {"video_time": 15.5, "text": "The astronaut appears.", "kind": "narration"},  # wrong object, not there
+        {"video_time": 28.0, "text": "The rocket leaves.", "kind": "narration"},  # right object, wrong event
+        {"video_time": 30.0, "text": "I see a cat, a coffee cup and a rocket.", "kind": "answer", "query_id": 1},
+        {"video_time": 40.0, "text": "The horse appears.", "kind": "narration"},  # no event; not there
+    ]
+    path = tmp_path / "responses.json"
+    path.write_text(json.dumps({"responses": responses}))
+    out = tmp_path / "words.json"
+    assert main(["score", str(path), "--annotations", str(ROOT / "media" / "demo.json"), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    words = json.loads(out.read_text())
+    verdicts = {(e["time"], e["noun"] if "noun" in e else e["object"]): e["verdict"] for e in words["events"]}
+    assert verdicts[(4.4, "cat")] == "OK"
+    assert verdicts[(15.0, "coffee cup")] == "WRONG OBJECT"
+    assert verdicts[(27.4, "rocket")] == "WRONG EVENT"
+    assert verdicts[(52.3, "horse")] == "MISSED"
+    s = words["summary"]
+    assert (s["events"], s["responded"], s["correct"], s["responses"], s["spurious"], s["hallucinated"]) == (
+        13,
+        3,
+        1,
+        4,
+        1,
+        2,
+    )
+    assert printed.index("events 13") < printed.index("WRONG OBJECT")
+    assert "HALLUCINATED" in printed and "astronaut" in printed
+    # without an annotation: every response listed with its time, nothing called spurious
+    assert main(["score", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "cannot score" in printed and "40.00 s" in printed and "spurious" not in printed

@@ -134,3 +134,52 @@ def test_coin_procedure_dialogue(tmp_path):
     assert _answer_at(summary, 22.0) == (
         "So far you have done: jack up the car and remove the old tire. Now you are on: put on the new tire."
     )
+
+
+def test_standing_instruction_narrates_every_event_and_goes_on_after_an_answer():
+    ann = scene_annotation()
+    plan = build_plan(ann, FPS, rng=0, per_category=50, max_reminders=20)
+    # the plan's narration: every event's own sentence at its grid time, from the first frame on
+    expected: dict[float, list[str]] = {}
+    for e in sorted(ann.events, key=lambda e: e.time):
+        expected.setdefault(snap(e.time, FPS), []).append(e.text)
+        if e.end is not None and e.end_text:
+            expected.setdefault(snap(e.end, FPS), []).append(e.end_text)
+    said = {t: text for t, text, _ in plan["narration"]}
+    assert said == {t: " ".join(texts) for t, texts in expected.items() if t > 0}
+    assert said[3.5] == "The cat appears." and said[10.5] == "The rocket appears." and said[15.0] == "The cat leaves."
+    present = next(q for q in plan["questions"] if q["mode"] == "current")
+    turns = assemble_turns([(8.0, present)], plan["narration"])
+    # the answer on top; the question's own updates ("Now I see ...") give way to the narration
+    assert [(t.time, t.role, t.kind, t.text) for t in turns if t.time <= 10.5] == [
+        (3.5, "assistant", "narration", "The cat appears."),
+        (6.0, "assistant", "narration", said[6.0]),
+        (7.5, "assistant", "narration", said[7.5]),
+        (8.0, "user", "present", present["text"]),
+        (8.0, "assistant", "answer", "I see a cat."),
+        (10.5, "assistant", "narration", "The rocket appears."),
+    ]
+    assert [t.time for t in turns if t.kind == "narration"] == sorted(said)
+    # a reminder is said at its event in the narration's place (once, first)
+    remind = next(q for q in plan["questions"] if q["mode"] == "remind-appears" and q["target"]["object"] == "rocket")
+    turns = assemble_turns([(5.0, remind)], plan["narration"])
+    at = [t for t in turns if t.time == 10.5]
+    assert [(t.kind, t.text) for t in at] == [("reminder", "The rocket appears.")]
+    # without the instruction: silent until the first question (the plan of before)
+    assert draw_turns(plan, 1, narrate=False) == draw_turns(plan, 1)
+    assert not any(t.kind == "narration" for t in draw_turns(plan, 1))
+    assert [t.time for t in draw_turns(plan, 1, narrate=True) if t.kind in ("narration", "reminder")][:1] == [3.5]
+
+
+def test_draw_instruction_shares():
+    from live_ros.data.dialogue_plans import P_SILENT, draw_instruction
+    from live_ros.data.dialogue_responders import templates
+    from live_ros.model.format import DEFAULT_INSTRUCTION
+
+    drawn = [draw_instruction(seed) for seed in range(1000)]
+    assert set(drawn) <= set(templates()["narration"]) | {""}
+    assert DEFAULT_INSTRUCTION in templates()["narration"]
+    # 1,000 draws: the silent share's standard deviation is sqrt(0.2 * 0.8 / 1000) = 1.3 points
+    # and the default's 1.6: 5 points either way is over 3 of them, whatever the CPU
+    assert abs(drawn.count("") / 1000 - P_SILENT) < 0.05
+    assert abs(drawn.count(DEFAULT_INSTRUCTION) / 1000 - (1 - P_SILENT) / 2) < 0.05

@@ -46,7 +46,7 @@ def world_visible(ann, t):
     return visible_objects(e for e in sorted(ann.events, key=lambda e: e.time) if e.time <= t + 1e-6)
 
 
-def test_windows_cut_a_question_and_its_update_from_the_plan(tmp_path):
+def test_windows_cut_a_question_or_a_narration_moment_from_the_plan(tmp_path):
     from live_ros.data.dialogue import offline_stream
     from live_ros.data.dialogue_plans import _answer_at
     from live_ros.data.grounding import build_windows
@@ -68,15 +68,31 @@ def test_windows_cut_a_question_and_its_update_from_the_plan(tmp_path):
     windows = load_samples(build_windows(tmp_path / "w", tmp_path / "win", per_video=20, seed=2))
     assert len(windows) >= 15
     questions = {q["text"]: q for q in stream.meta["plan"]["questions"]}
+    narration = stream.meta["plan"]["narration"]
+    seen = set()
     for win in windows:
         a, b = win.meta["frames"]
         feats, _, _ = load_features(win.features)
         assert feats.shape == (b - a + 1, 10, 4) and feats[0, 0, 0].item() == a and feats[-1, 0, 0].item() == b
         assert win.num_frames == b - a + 1 and win.meta["fixed"] and win.meta["category"] != "past"
+        said = {round(t - a / 2.0, 6): text for t, text, _ in narration if a / 2.0 < t <= b / 2.0 + 1e-6}
+        if not win.meta["question"]:  # narration only, cut around a narration moment
+            seen.add("narration")
+            assert win.instruction and win.meta["category"] == "narration" and said
+            assert {u.time: u.text for u in win.turns} == said
+            assert all(u.role == "assistant" and u.kind == "narration" for u in win.turns)
+            continue
         q = questions[win.meta["question"]]
         user, ans, *updates = win.turns
         assert (user.role, user.time, user.text) == ("user", 0.0, q["text"])
         assert (ans.role, ans.time, ans.text) == ("assistant", 0.0, _answer_at(q, a / 2.0))
-        plan_updates = {round(t - a / 2.0, 6): text for t, text in q["updates"] if a / 2.0 < t <= b / 2.0 + 1e-6}
-        assert updates and {u.time: u.text for u in updates} == plan_updates
         assert all(u.role == "assistant" and u.time > 0 for u in updates)
+        if win.instruction:  # the question on top of the narration, which goes on after the answer
+            seen.add("question and narration")
+            assert {u.time for u in updates} == set(said)
+            assert all(u.kind in ("narration", "reminder") for u in updates)
+        else:  # silent until asked: the question's own updates
+            seen.add("question")
+            plan_updates = {round(t - a / 2.0, 6): text for t, text in q["updates"] if a / 2.0 < t <= b / 2.0 + 1e-6}
+            assert updates and {u.time: u.text for u in updates} == plan_updates
+    assert seen == {"narration", "question and narration", "question"}

@@ -64,8 +64,6 @@ def test_demo_short_names_the_events_of_a_second_clip(tmp_path):
             "--short",
             "--video",
             str(tmp_path / "check.mp4"),
-            "--instruct-at",
-            "0.5",
             "--json",
             str(out),
             "--log",
@@ -104,8 +102,6 @@ def test_demo_asks_once_the_llm_takes_the_video_and_prints_a_question_before_its
             "8",
             "--video",
             str(tmp_path / "check.mp4"),
-            "--instruct-at",
-            "0.5",
             "--ask-at",
             "4",
             "--json",
@@ -122,14 +118,18 @@ def test_demo_asks_once_the_llm_takes_the_video_and_prints_a_question_before_its
     assert "waiting for camera_subscriber, frame_encoder, live_llm to say active" in log, log[-3000:]
     result = json.loads(out.read_text())
     questions = result["questions"]
-    assert [q["text"] for q in questions] == ["Narrate what you see.", "What do you see?"], questions
+    assert [q["text"] for q in questions] == ["What do you see?"], questions
     assert all(q["accepted"] for q in questions), questions
     # asked once the LLM has taken the frame of that second (later when it takes a batch of frames
     # while behind, so no upper bound but the clip's end)
-    assert 0.5 <= questions[0]["video_time"] < 8 and 4.0 <= questions[1]["video_time"] < 8, questions
+    assert 4.0 <= questions[0]["video_time"] < 8, questions
+    # narration (live_llm's standing instruction) is never filed as the answer to the question
+    assert all(r["query_id"] == 0 for r in result["responses"] if r["kind"] == "narration"), result["responses"]
+    assert all(r["query_id"] == questions[0]["query_id"] for r in result["responses"] if r["kind"] == "answer")
     lines = proc.stdout.splitlines()
     for q in questions:
         replies = [r for r in result["responses"] if r["query_id"] == q["query_id"]]
+        assert len(replies) == 1 and replies[0]["kind"] == "answer", (q, result["responses"])
         assert replies, f"no response to {q}: {result['responses']}"
         assert all(r["video_time"] >= q["video_time"] for r in replies), (q, replies)
         asked_line = next(i for i, line in enumerate(lines) if line.endswith(f"user: {q['text']}"))

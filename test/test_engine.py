@@ -19,6 +19,7 @@ from functools import lru_cache
 import pytest
 import torch
 
+from live_ros.data.streams import StreamSample, TimedTurn
 from live_ros.engine import EngineConfig, EngineInputError, ResponseEvent, SilentEvent, StreamEngine
 from live_ros.model.config import EncoderSettings, LiveConfig
 from live_ros.model.format import FormatSpec, StreamTokenizer, Turn, add_frame_token, speaks
@@ -204,6 +205,46 @@ def test_query_before_any_frame_and_narration_without_query():
     assert finals(ev)[0].frame_index == -1
     turns = [Turn("user", "hello?"), Turn("assistant", ""), Turn("stream", num_frames=1)]
     assert eng.fed_ids == tokens.encode(turns).input_ids
+
+
+def test_standing_instruction_opens_every_stream_and_narration_goes_on_after_an_answer():
+    model, tokens = tiny()
+    steer(model, tokens)
+    eng = engine(model, tokens, instruction="Narrate what you see.")
+    events = eng.take_frame(SILENT) + eng.take_frame(SPEAK)
+    events += eng.ask("what is on the table?")
+    for f in (SILENT, SPEAK, SILENT):
+        events += eng.take_frame(f)
+    # the instruction is a user turn before the first frame list: the sequence training learns
+    sample = StreamSample(
+        "s",
+        2.0,
+        2.0,
+        [
+            TimedTurn("assistant", 0.5, ""),
+            TimedTurn("user", 0.5, "what is on the table?"),
+            TimedTurn("assistant", 0.5, ""),
+            TimedTurn("assistant", 1.5, ""),
+        ],
+        instruction="Narrate what you see.",
+    )
+    assert eng.fed_ids == tokens.encode(sample.to_turns()).input_ids
+    prefix = tokens.prefix_ids + tokens.user_ids("Narrate what you see.")
+    assert eng.cache_ids()[: len(prefix)] == prefix
+    # proactive responses are narration (query 0), before and after the answer to query 1
+    assert [(e.response_kind, e.query_id, e.proactive) for e in finals(events)] == [
+        ("narration", 0, True),
+        ("answer", 1, False),
+        ("narration", 0, True),
+    ]
+    eng.reset()  # after a reset the stream opens with the instruction again
+    assert eng.cache_ids() == prefix
+    eng.configure(instruction="")  # silent until asked: a later proactive response continues the query
+    assert eng.cache_ids() == tokens.prefix_ids
+    ev = eng.take_frame(SILENT) + eng.ask("tell me when it changes") + eng.take_frame(SPEAK)
+    assert [(e.response_kind, e.query_id) for e in finals(ev)] == [("answer", 2), ("answer", 2)]
+    with pytest.raises(EngineInputError, match="instruction"):
+        eng.configure(instruction="x" * (eng.cfg.max_query_chars + 1))
 
 
 def test_partial_events_stream_then_final():

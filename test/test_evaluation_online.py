@@ -80,3 +80,47 @@ def test_a_stream_through_the_engine(tmp_path):
     assert [s["time"] for s in proactive] == [2.0, 4.0]
     assert row["frames"] == 10 and row["matched"] == 2 and row["spurious"] == 0
     assert result["streams"] == 1 and result["metrics"]["time_diff"] == 0.0
+
+
+def test_the_standing_instruction_opens_the_stream_and_the_words_are_scored(tmp_path):
+    """The stream's instruction is the engine's for that stream; a stream with an annotation
+    gets word scores (the tiny model says nothing: its responses come in time, naming nothing)."""
+    import copy
+    import json
+
+    from live_ros.evaluation.online import format_online, without_questions
+
+    model, tokens = tiny()
+    steer(model, tokens)
+    frames = torch.stack([SPEAK if k in (4, 8) else SILENT for k in range(10)])
+    save_features(
+        tmp_path / "s.safetensors",
+        frames.half(),
+        torch.arange(10, dtype=torch.float64) / FPS,
+        {"format": FORMAT, "encoder_id": "", "fps": FPS, "num_frames": 10, "num_tokens": 10, "dim": VDIM},
+    )
+    annotation = {
+        "format": "live_ros.annotation/1",
+        "video_id": "s",
+        "duration": 4.5,
+        "events": [
+            {"time": 2.0, "kind": "appears", "object": "ball", "text": "The ball appears."},
+            {"time": 3.9, "kind": "appears", "object": "cup", "text": "The cup appears."},
+        ],
+    }
+    (tmp_path / "s.json").write_text(json.dumps(annotation))
+    sample = copy.copy(stream())
+    sample.instruction = "Narrate what you see."
+    sample.meta = {"annotation": str(tmp_path / "s.json")}
+    quiet = without_questions(sample)
+    assert [t.text for t in quiet.turns] == ["A ball rolls in.", "The cup is here."] and quiet.instruction
+    eng = engine(model, tokens, theta=0.5, max_new_tokens=4)
+    result = evaluate_online(eng, [quiet], tmp_path)
+    prefix = tokens.prefix_ids + tokens.user_ids("Narrate what you see.")
+    assert eng.fed_ids[: len(prefix)] == prefix
+    words = result["per_stream"][0]["words"]
+    assert words["scored"] and [e["verdict"] for e in words["events"]] == ["WRONG OBJECT", "WRONG OBJECT"]
+    assert result["words"]["events"] == 2 and result["words"]["responded"] == 2 and result["words"]["correct"] == 0
+    assert all(s["kind"] == "narration" for s in result["per_stream"][0]["said"])
+    text = format_online(result)
+    assert text.index("words, all streams") < text.index("timing against the streams' turns")

@@ -27,6 +27,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from live_ros.model import presets
+from live_ros.model.format import DEFAULT_INSTRUCTION
 from live_ros.msg import FrameTokens, Response, Status
 from live_ros.nodes.camera_subscriber import CameraSubscriber
 from live_ros.nodes.frame_encoder import FrameEncoder
@@ -317,6 +318,16 @@ def test_live_llm_refuses_while_loading_then_answers_and_stops_cleanly(ros, tmp_
     ros.spin_until(
         lambda: ros.publishers("/live/response") == 1 and ros.subscribers("/live/frame_tokens") == 1,
         "live_llm's publishers and subscription",
+    )
+
+    # the standing instruction (a narration request by default) opens the stream; a change of
+    # the parameter reaches the engine, whose cache prefix is recomputed with it
+    assert node.engine.engine.cfg.instruction == DEFAULT_INSTRUCTION
+    node.set_parameters([Parameter("instruction", value="")])
+    ros.spin_until(lambda: node.engine.engine.cfg.instruction == "", "the instruction cleared in the engine")
+    node.set_parameters([Parameter("instruction", value=DEFAULT_INSTRUCTION)])
+    ros.spin_until(
+        lambda: node.engine.engine.cfg.instruction == DEFAULT_INSTRUCTION, "the instruction back in the engine"
     )
 
     answer = ask("what is on the table?")

@@ -12,7 +12,7 @@ run function, so ``--help`` stays instant.
 | ``cli/model.py`` | check-model |
 | ``cli/data.py`` | generate, extract |
 | ``cli/train.py`` | train |
-| ``cli/evaluate.py`` | evaluate, evaluate-online, replay-eval |
+| ``cli/evaluate.py`` | evaluate, evaluate-online, replay-eval, score |
 | ``cli/bags.py`` | record, bag-from-video |
 """
 

@@ -57,6 +57,7 @@ def _run_world(args) -> int:
             budget_tokens=args.budget_tokens,
             tokens_per_frame=args.tokens_per_frame,
             progress=not args.quiet,
+            reuse_videos=args.reuse_videos,
         )
     except ValueError as err:
         return _err(str(err))
@@ -211,6 +212,11 @@ def _add_generate(sub) -> None:
         help="long split: tokens per frame of the model (default: 10)",
     )
     w.add_argument("--jobs", type=_positive_int, default=1, help="parallel rendering processes (default: 1)")
+    w.add_argument(
+        "--reuse-videos",
+        action="store_true",
+        help="keep videos already rendered in OUT (with their annotation) and write the dialogues afresh",
+    )
     w.add_argument("--quiet", action="store_true", help="no progress bar")
     w.set_defaults(run=_run_world)
 

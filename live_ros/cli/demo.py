@@ -14,22 +14,19 @@ def _add_demo(sub) -> None:
         "demo",
         help="the main job: the full graph on the bundled video, narrated live",
         description="Start the whole graph from the package's launch file on the committed demo "
-        "video with the embedded model, ask a question partway, print narration and "
-        "answers as they arrive, and a summary (frames, fps, responses, latency).",
+        "video with the embedded model, which narrates unasked (live_llm's standing instruction), "
+        "ask a question partway, print narration and answers as they arrive, and a summary "
+        "(frames, fps, responses by kind, latency, and for the bundled video the words scored "
+        "against its annotation).",
     )
     p.add_argument("--video", help="another video file (default: the bundled media/demo.mp4)")
     p.add_argument("--short", action="store_const", const=30.0, dest="seconds", help="play only the first 30 s")
     p.add_argument("--seconds", type=float, default=0.0, help="play only this many seconds")
     p.add_argument(
         "--instruction",
-        default="Narrate what you see.",
-        help="asked at the start (--instruct-at) so that the model narrates; '' for none",
-    )
-    p.add_argument(
-        "--instruct-at",
-        type=float,
-        default=1.0,
-        help="video second of the instruction, as the LLM takes the video (default: 1)",
+        default=None,
+        help="live_llm's standing instruction (default: the node's, a narration request; '' for none: "
+        "silent until asked)",
     )
     p.add_argument("--question", default="What do you see?", help="the question asked partway")
     p.add_argument(

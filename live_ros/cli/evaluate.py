@@ -23,18 +23,23 @@ checked: the offline metrics of `live-ros evaluate` need the whole stream in con
     .venv/bin/live-ros evaluate-online data/world/long/streams.jsonl --features DIR \\
         [--checkpoint DIR] [--theta 0.725] [--cache-budget 1280] [--json OUT]
 
-Per stream: online TimeDiff (mean |response - turn time| over matched proactive turns),
-missed and spurious rates, text similarity of the matched responses, and for each
-reminder ("tell me when ...") whether a response within reminder_window of its event
-names the object.
+Per stream, first the words (live_ros/evaluation/truth.py, against the stream's
+annotation): per event whether a response came within [-0.5, +1.5] s with the right object
+and the right event, per response whether it matched, was spurious, named something not in
+view (hallucinated) or repeated the one before with nothing changed; the totals over all
+streams lead the summary. Then the timing against the stream's turns: online TimeDiff
+(mean |response - turn time| over matched proactive turns), missed and spurious rates,
+text similarity of the matched responses, and for each reminder ("tell me when ...")
+whether a response within reminder_window of its event names the object.
 """
 
 
 def add(sub) -> None:
-    """Add ``evaluate``, ``evaluate-online`` and ``replay-eval`` to an argparse subparsers object."""
+    """Add ``evaluate``, ``evaluate-online``, ``replay-eval`` and ``score`` to an argparse subparsers object."""
     add_evaluate(sub)
     add_evaluate_online(sub)
     add_replay_eval(sub)
+    add_score(sub)
 
 
 def _err(verb: str, msg: str) -> int:
@@ -187,6 +192,21 @@ def add_evaluate_online(sub) -> None:
         "--cache-budget", type=int, default=None, help="KV cache budget in tokens, 0: unbounded (default: the engine's)"
     )
     p.add_argument("--max-new-tokens", type=int, default=None, help="response length limit (default: the engine's)")
+    p.add_argument(
+        "--instruction",
+        default=None,
+        help="the standing instruction of every stream ('' for none; default: each stream's own)",
+    )
+    p.add_argument(
+        "--no-questions", action="store_true", help="leave the streams' questions out (narration with nobody asking)"
+    )
+    p.add_argument(
+        "--known-objects",
+        default=None,
+        metavar="NOUNS",
+        help="comma-separated nouns the model was trained on; events of other objects expect the generic "
+        "answer (default: every object counts as known)",
+    )
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", metavar="OUT")
@@ -206,7 +226,7 @@ def run_evaluate_online(args) -> int:
 
     from live_ros.data.streams import load_samples
     from live_ros.engine import EngineConfig, StreamEngine
-    from live_ros.evaluation.online import REMINDER_WINDOW, WINDOW, evaluate_online, format_online
+    from live_ros.evaluation.online import REMINDER_WINDOW, WINDOW, evaluate_online, format_online, without_questions
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -215,16 +235,26 @@ def run_evaluate_online(args) -> int:
         system = load_for_online(args)
     except (OSError, ValueError) as err:
         return _err("evaluate-online", str(err))
+    if args.no_questions:
+        samples = [without_questions(s) for s in samples]
+    if args.instruction is not None:
+        for s in samples:
+            s.instruction = args.instruction
+    known = [n.strip() for n in args.known_objects.split(",") if n.strip()] if args.known_objects else None
     overrides = {k: v for k, v in (("theta", args.theta), ("max_new_tokens", args.max_new_tokens)) if v is not None}
     if args.cache_budget is not None:
         overrides["cache_budget"] = args.cache_budget or None  # 0: unbounded
     config = EngineConfig(partials=False, **overrides)
     engine = StreamEngine(system.model, system.tokens, config)
-    result = evaluate_online(engine, samples, args.features, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    result = evaluate_online(
+        engine, samples, args.features, progress=lambda m: print(m, file=sys.stderr, flush=True), known_objects=known
+    )
     result["settings"] = {
         "theta": config.theta,
         "cache_budget": config.cache_budget,
         "checkpoint": args.checkpoint,
+        "questions": not args.no_questions,
+        "instruction": args.instruction,
         "window": list(WINDOW),
         "reminder_window": list(REMINDER_WINDOW),
     }
@@ -281,7 +311,12 @@ def add_replay_eval(sub) -> None:
         "`live-ros evaluate` on the same stream; writes report.json, table.txt and "
         "timeline.png.",
     )
-    p.add_argument("bag", help="a rosbag2 bag folder (or .mcap file) with a camera topic")
+    p.add_argument(
+        "bag",
+        nargs="+",
+        help="a rosbag2 bag folder (or .mcap file) with a camera topic; several (e.g. a held-out split): each "
+        "replayed in turn into a fresh graph, its report in OUT/<bag name>, the word scores summed at the end",
+    )
     p.add_argument("--annotations", help="live_ros.annotation/1 file (default: the one stored in the bag, if any)")
     p.add_argument(
         "--questions",
@@ -355,7 +390,39 @@ def add_replay_eval(sub) -> None:
 
 
 def run_replay_eval(args) -> int:
-    """The ``replay-eval`` verb: replay, score, print the table. 0 ok, 1 failed."""
+    """The ``replay-eval`` verb: replay each bag, score, print the tables (and the word
+    scores over all bags). 0 ok, 1 failed."""
+
+    bags = [Path(b) for b in args.bag]
+    if len(bags) > 1 and args.annotations:
+        return _err("replay-eval", "--annotations names one video's events: give one bag, or bags that store theirs")
+    if len(bags) > 1 and args.log:
+        return _err(
+            "replay-eval", "--log names one file: leave it out with several bags (each writes OUT/<bag>/graph.log)"
+        )
+    reports: list[dict] = []
+    for bag in bags:
+        name = bag.name.removesuffix(".mcap")
+        out = Path(args.out) if args.out else Path(f"{name}-eval")
+        if len(bags) > 1:
+            out = (Path(args.out) if args.out else Path("replay-eval")) / name
+        code = _replay_one(args, bag, out, reports)
+        if code:
+            return code
+    if len(bags) > 1:
+        from live_ros.evaluation.truth import format_totals, merge_scores
+
+        totals = merge_scores([r["words"] for r in reports])
+        root = Path(args.out) if args.out else Path("replay-eval")
+        (root / "words.json").write_text(json.dumps(totals, indent=1))
+        print(
+            f"\n== {len(bags)} bags: the words over all of them ==\n{format_totals(totals)}\nwrote {root / 'words.json'}"
+        )
+    return 0
+
+
+def _replay_one(args, bag: Path, out: Path, reports: list) -> int:
+    """One bag of ``replay-eval``: replay, score, print; its report appended to ``reports``."""
     from live_ros.bags.bagio import BagError
     from live_ros.bags.schedule import QuestionsError
     from live_ros.evaluation.score import format_report
@@ -363,8 +430,6 @@ def run_replay_eval(args) -> int:
     from live_ros.ros.replay import ReplayError
     from live_ros.ros.replay_eval import ReplayOptions, run
 
-    bag = Path(args.bag)
-    out = Path(args.out) if args.out else Path(f"{bag.name.removesuffix('.mcap')}-eval")
     opts = ReplayOptions(
         bag=bag,
         out=out,
@@ -396,5 +461,56 @@ def run_replay_eval(args) -> int:
     except (BagError, QuestionsError, GraphError, ReplayError, FileNotFoundError, ValueError) as err:
         return _err("replay-eval", str(err))
     print(format_report(report))
-    print(f"\nwrote {', '.join(report['outputs'].values())}")
+    print(f"\nwrote {', '.join(report['outputs'].values())}", flush=True)
+    reports.append(report)
+    return 0
+
+
+# -- score ------------------------------------------------------------------------------
+def add_score(sub) -> None:
+    p = sub.add_parser(
+        "score",
+        help="score the words of saved responses against an annotation (offline: no model, no graph)",
+        description="Check what was said, offline: the final responses in RESPONSES (the JSON of "
+        "`live-ros demo --json`, a replay-eval report.json, or a list of {time or video_time, text, "
+        "kind, query_id, proactive}) against an annotation (live_ros.annotation/1), with the scorer "
+        "evaluate-online and replay-eval use (live_ros/evaluation/truth.py): per event the response "
+        "within [-0.5, +1.5] s, right object, right event; per response matched, spurious, "
+        "hallucinated, repeated. Without --annotations it lists the responses and says it cannot score.",
+    )
+    p.add_argument("responses", metavar="RESPONSES_JSON")
+    p.add_argument("--annotations", metavar="FILE", help="the video's annotation (live_ros.annotation/1)")
+    p.add_argument(
+        "--known-objects",
+        default=None,
+        metavar="NOUNS",
+        help="comma-separated nouns the model was trained on; events of other objects expect the generic answer",
+    )
+    p.add_argument("--json", metavar="OUT", help="also write the scores as JSON")
+    p.set_defaults(run=run_score)
+
+
+def run_score(args) -> int:
+    """The ``score`` verb: print the word scores of saved responses. 0 ok, 1 failed."""
+    from live_ros.data.annotations import load_annotation
+    from live_ros.evaluation.truth import format_words, said_from_records, score_words, truth_from_annotation
+    from live_ros.evaluation.truth import world_vocabulary
+
+    try:
+        data = json.loads(Path(args.responses).read_text())
+        records = data.get("responses", []) if isinstance(data, dict) else data
+        said = said_from_records(records)
+        known = [n.strip() for n in args.known_objects.split(",") if n.strip()] if args.known_objects else None
+        truth = (
+            truth_from_annotation(load_annotation(Path(args.annotations)), known, world_vocabulary())
+            if args.annotations
+            else None
+        )
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return _err("score", f"{err} (RESPONSES must be JSON with a list of responses)")
+    result = score_words(truth, said)
+    print(format_words(result, max_rows=1000))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=1))
+        print(f"wrote {args.json}")
     return 0

@@ -13,8 +13,9 @@ Two routes, as in the paper:
   (:func:`offline_stream`).
 
 Training streams carry their plan in ``sample.meta["plan"]``: :func:`redraw` gives fresh
-insertions each time a sample is drawn. Evaluation streams keep the turns fixed by their
-seed (``meta["fixed"] = True``).
+insertions (and a fresh standing instruction, or none) each time a sample is drawn.
+Evaluation streams keep the turns fixed by their seed (``meta["fixed"] = True``) and open
+with live_llm's default instruction, as the deployed node does.
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ from typing import Sequence
 import numpy as np
 
 from live_ros.data.annotations import VideoAnnotation
-from live_ros.data.dialogue_plans import EPS, as_rng, build_plan, draw_turns, grid_index, num_grid_frames
+from live_ros.data.dialogue_plans import (
+    EPS,
+    as_rng,
+    build_plan,
+    draw_instruction,
+    draw_turns,
+    grid_index,
+    num_grid_frames,
+)
 from live_ros.data.dialogue_responders import Responder, event_id, templates, unique
 from live_ros.data.streams import StreamSample, TimedTurn
 
@@ -109,12 +118,16 @@ def offline_stream(
     **plan_args,
 ) -> StreamSample:
     """An offline annotation as a stream: a plan (kept in ``meta["plan"]`` for
-    :func:`redraw`) and one draw of its insertions. ``fixed``: an evaluation stream (its
-    draw is final, ``meta["fixed"] = True``)."""
+    :func:`redraw`) and one draw of its insertions and standing instruction. ``fixed``: an
+    evaluation stream (its draw is final, ``meta["fixed"] = True``; it opens with the
+    default instruction)."""
+    from live_ros.model.format import DEFAULT_INSTRUCTION
+
     rng = as_rng(rng)
     plan = plan or build_plan(annotation, fps, rng, responder, **plan_args)
     draw_seed = int(rng.integers(2**31))
-    turns = draw_turns(plan, draw_seed, forced=forced)
+    instruction = DEFAULT_INSTRUCTION if fixed else draw_instruction(np.random.default_rng([draw_seed, 1]))
+    turns = draw_turns(plan, draw_seed, forced=forced, narrate=bool(instruction))
     meta = {
         "source": annotation.source,
         "kind": "dialogue",
@@ -126,21 +139,29 @@ def offline_stream(
     if forced:
         meta["forced"] = [[float(t), int(q)] for t, q in forced]
     return StreamSample(
-        annotation.video_id, round(annotation.duration, 6), fps, turns, video=annotation.video, meta=meta
+        annotation.video_id,
+        round(annotation.duration, 6),
+        fps,
+        turns,
+        video=annotation.video,
+        meta=meta,
+        instruction=instruction,
     )
 
 
 def redraw(sample: StreamSample, rng: np.random.Generator | int | None = None) -> StreamSample:
     """A fresh draw of a training stream's insertions (new question times, questions and
-    dropped responses); fixed (evaluation) streams and streams without a plan come back
-    unchanged."""
+    dropped responses) and standing instruction; fixed (evaluation) streams and streams
+    without a plan come back unchanged."""
     plan = sample.meta.get("plan")
     if not plan or sample.meta.get("fixed"):
         return sample
+    rng = as_rng(rng)
     out = copy.copy(sample)
     out.meta = dict(sample.meta)
     forced = [(float(t), int(q)) for t, q in sample.meta.get("forced", [])]
-    out.turns = draw_turns(plan, rng, forced=forced)
+    out.instruction = draw_instruction(rng) if "narration" in plan else ""
+    out.turns = draw_turns(plan, rng, forced=forced, narrate=bool(out.instruction))
     return out
 
 
@@ -198,6 +219,11 @@ def streams_from_annotations(
 def format_dialogue(sample: StreamSample) -> str:
     """A readable transcript: ``[  12.5 s] User: ...``."""
     lines = [f"# {sample.video_id}  ({sample.duration:.1f} s, {sample.num_frames} frames at {sample.fps:g} fps)"]
+    lines.append(
+        f"[ before  ] User (instruction): {sample.instruction}"
+        if sample.instruction
+        else "[ before  ] (no instruction: silent until asked)"
+    )
     for turn in sample.turns:
         who = "User" if turn.role == "user" else "Assistant"
         tag = f" ({turn.kind})" if turn.kind else ""

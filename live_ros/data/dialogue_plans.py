@@ -8,6 +8,13 @@ insertion (the answer to the state at that time); its later responses run until 
 question replaces it. A reminder ("Tell me when the rocket appears.") is acknowledged when
 asked and answered when its event happens, whatever was asked in between.
 
+A standing instruction (a narration request before the first frame, live_ros/data/streams.py)
+changes the schedule: the plan's ``narration`` (one response per critical timestamp, the
+event's own sentence: "The cat appears.") is said from the first frame on; a question is
+answered on top of it (its answer at the insertion, a reminder's response at its event)
+and narration goes on after the answer (:func:`assemble_turns`). :func:`draw_instruction`
+draws whether a training stream has one (:data:`P_SILENT` of them stay silent until asked).
+
 Time: frame k of a stream is at ``k / fps`` (the fps grid of live_ros/model/frames.py). Every turn time is a
 grid time; an event's response is at the first grid frame at or after the event
 (:func:`snap`), which ``StreamSample.to_turns`` places right after that frame.
@@ -34,7 +41,24 @@ from live_ros.data.streams import TimedTurn
 
 EPS = 1e-6
 MAX_QUESTIONS = 3
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2: the plan's narration (responses to a standing instruction)
+P_SILENT = 0.2  # training streams without a standing instruction (silent until asked)
+P_DEFAULT_INSTRUCTION = 0.5  # of those with one: live_llm's default, else another narration request
+
+
+def draw_instruction(rng: np.random.Generator | int | None, p_silent: float = P_SILENT) -> str:
+    """The standing instruction of a training stream: none with ``p_silent``, else the
+    default (live_ros/model/format.py: DEFAULT_INSTRUCTION) or another narration request of
+    the template library, as often."""
+    from live_ros.model.format import DEFAULT_INSTRUCTION
+
+    rng = as_rng(rng)
+    if rng.random() < p_silent:
+        return ""
+    if rng.random() < P_DEFAULT_INSTRUCTION:
+        return DEFAULT_INSTRUCTION
+    options = [t for t in templates()["narration"] if t != DEFAULT_INSTRUCTION]
+    return options[int(rng.integers(len(options)))]
 
 
 def num_grid_frames(duration: float, fps: float) -> int:
@@ -243,7 +267,32 @@ def build_plan(
         "max_questions": MAX_QUESTIONS,
         "responder": type(responder).__name__,
         "questions": questions,
+        "narration": _narration(annotation, moments, responder, rng),
     }
+
+
+def _narration(
+    annotation: VideoAnnotation,
+    moments: list[tuple[float, list[tuple[Event, str]]]],
+    responder: Responder,
+    rng: np.random.Generator,
+) -> list[list]:
+    """What a standing narration request says at each critical timestamp after the first
+    frame: ``[[t, text, event ids], ...]`` (the responder's update for a question of mode
+    ``narrate``: each new event's own sentence)."""
+    from live_ros.model.format import DEFAULT_INSTRUCTION
+
+    question = {"text": DEFAULT_INSTRUCTION, "category": "narration", "mode": "narrate", "target": None}
+    out: list[list] = []
+    past: list[tuple[Event, str]] = []
+    for t, items in moments:
+        past = past + items
+        if t <= 0:
+            continue
+        text = responder.respond(Context(annotation, question, t, "update", list(past), list(items), rng))
+        if text:
+            out.append([t, text, "; ".join(unique(event_id(e, p) for e, p in items))])
+    return out
 
 
 def _answer_at(q: dict, t: float) -> str:
@@ -259,12 +308,15 @@ def draw_turns(
     rng: np.random.Generator | int | None = None,
     max_questions: int | None = None,
     forced: Sequence[tuple[float, int]] = (),
+    narrate: bool = False,
 ) -> list[TimedTurn]:
     """Insert up to ``max_questions`` (default the plan's, 3) questions at random grid
     frames (never the last) and build the timed turns.
 
     ``forced``: (grid time, question id) insertions that are always made (e.g. a reminder
-    asked early in a long stream); the random ones are added around them."""
+    asked early in a long stream); the random ones are added around them. ``narrate``: the
+    stream has a standing instruction (the plan's narration is said, see
+    :func:`assemble_turns`)."""
     rng = as_rng(rng)
     fps, n = plan["fps"], plan["num_frames"]
     max_q = plan.get("max_questions", MAX_QUESTIONS) if max_questions is None else max_questions
@@ -291,16 +343,25 @@ def draw_turns(
         chosen.append((t, q))
         used.add(q["id"])
     chosen.sort(key=lambda x: x[0])
-    return assemble_turns(chosen)
+    return assemble_turns(chosen, plan.get("narration", []) if narrate else None)
 
 
-def assemble_turns(chosen: Sequence[tuple[float, dict]]) -> list[TimedTurn]:
+def assemble_turns(chosen: Sequence[tuple[float, dict]], narration: Sequence[list] | None = None) -> list[TimedTurn]:
     """Turns for questions inserted at grid times: each question, its answer at the
-    insertion, its updates after it until the next question (reminders: until answered)."""
+    insertion, its updates after it until the next question (reminders: until answered).
+
+    ``narration`` (a plan's, for a stream with a standing instruction): its responses at
+    their times (kind "narration"), and of the questions only the answers and the
+    reminders' responses (which take the narration's place at their moment); without it
+    the model is silent until the first question."""
     scheduled: dict[float, list[tuple[str, str, str]]] = {}  # time -> [(text, kind, event)]
+    for tn, text, event in narration or ():
+        scheduled.setdefault(round(tn, 6), []).append((text, "narration", event))
     for i, (t, q) in enumerate(chosen):
         next_t = chosen[i + 1][0] if i + 1 < len(chosen) else math.inf
         reminder = q["category"] == "reminder"
+        if narration is not None and not reminder:
+            continue  # narration goes on after the answer
         for tu, text in q["updates"]:
             if tu <= t + EPS:
                 continue  # responses before the insertion are dropped
@@ -308,7 +369,12 @@ def assemble_turns(chosen: Sequence[tuple[float, dict]]) -> list[TimedTurn]:
                 break  # the next question takes over
             kind = "reminder" if reminder else "update"
             event = q["target"]["id"] if reminder else ""
-            scheduled.setdefault(round(tu, 6), []).append((text, kind, event))
+            slot = scheduled.setdefault(round(tu, 6), [])
+            if reminder:  # said first; the moment's narration keeps only the other events
+                rest = [(x.replace(text, "").strip(), k, e) if k == "narration" else (x, k, e) for x, k, e in slot]
+                slot[:] = [(text, kind, event)] + [r for r in rest if r[0]]
+            else:
+                slot.append((text, kind, event))
     asks = {round(t, 6): q for t, q in chosen}
     turns: list[TimedTurn] = []
     for t in sorted(set(scheduled) | set(asks)):
@@ -321,7 +387,7 @@ def assemble_turns(chosen: Sequence[tuple[float, dict]]) -> list[TimedTurn]:
                     "assistant",
                     t,
                     " ".join(texts),
-                    kind="reminder" if "reminder" in kinds else "update",
+                    kind="reminder" if "reminder" in kinds else ("narration" if "narration" in kinds else "update"),
                     event="; ".join(unique(e for _, _, e in items)),
                 )
             )

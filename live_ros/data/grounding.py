@@ -118,9 +118,13 @@ def build_windows(
     (uniform in the closed range, not before frame 0) with its answer then, its updates as
     :func:`~live_ros.data.dialogue_plans.assemble_turns` schedules them, and ``after`` more
     silent frames. Past-tense questions are left out: their answer at the insertion tells of
-    frames the window does not hold. Windows are ``fixed`` (no redraw) and carry their own features slice.
-    Writes ``out_dir/streams.jsonl`` and ``out_dir/features/``; returns the streams file."""
-    from live_ros.data.dialogue_plans import assemble_turns
+    frames the window does not hold. Each window draws a standing instruction as the full
+    streams do (:func:`~live_ros.data.dialogue_plans.draw_instruction`); with one, the plan's
+    narration is said in the window too, and half of those windows hold no question at all
+    (narration only, cut around a narration moment ``u``). Windows are ``fixed`` (no redraw)
+    and carry their own features slice. Writes ``out_dir/streams.jsonl`` and
+    ``out_dir/features/``; returns the streams file."""
+    from live_ros.data.dialogue_plans import assemble_turns, draw_instruction
     from live_ros.data.features import features_path, load_features
 
     world_dir, out_dir = Path(world_dir), Path(out_dir)
@@ -149,19 +153,28 @@ def build_windows(
                 u = int(round(tu * fps))
                 if 0 < u < n:
                     by_cat.setdefault(q["category"], []).append((q, u))
+        narration = plan.get("narration") or []
+        moments = [int(round(tn * fps)) for tn, _, _ in narration if 0 < round(tn * fps) < n]
         cats = sorted(by_cat)
         for w in range(per_video if cats else 0):
-            pool = by_cat[cats[int(rng.integers(len(cats)))]]
-            q, u = pool[int(rng.integers(len(pool)))]
-            lo_q = int(math.ceil(q["window"][0] * fps - 1e-6))
+            instruction = draw_instruction(rng) if narration else ""
+            ask = not (instruction and moments and rng.random() < 0.5)
+            q = None
+            if ask:
+                pool = by_cat[cats[int(rng.integers(len(cats)))]]
+                q, u = pool[int(rng.integers(len(pool)))]
+                lo_q = int(math.ceil(q["window"][0] * fps - 1e-6))
+            else:
+                u, lo_q = moments[int(rng.integers(len(moments)))], 0
             a = max(0, lo_q, u - int(rng.integers(before[0], before[1] + 1)))
             if a >= u:
                 continue
             b = min(n - 1, u + int(rng.integers(after[0], after[1] + 1)))
             t0, t1 = a / fps, b / fps
+            said = [x for x in narration if t0 + 1e-6 < x[0]] if instruction else None
             turns = [
                 TimedTurn(t.role, round(t.time - t0, 6), t.text, kind=t.kind, event=t.event)
-                for t in assemble_turns([(t0, q)])
+                for t in assemble_turns([(t0, q)] if q is not None else [], said)
                 if t.time <= t1 + 1e-6
             ]
             clip_id = f"{sample.video_id}-w{w:02d}-{a:04d}"
@@ -178,9 +191,10 @@ def build_windows(
                         "fixed": True,
                         "from": sample.video_id,
                         "frames": [a, b],
-                        "question": q["text"],
-                        "category": q["category"],
+                        "question": q["text"] if q is not None else "",
+                        "category": q["category"] if q is not None else "narration",
                     },
+                    instruction=instruction,
                 )
             )
     return save_samples(out, out_dir / "streams.jsonl")

@@ -6,7 +6,10 @@ questions and assistant responses with their video times in seconds. Frames sit 
 fps grid of live_ros/model/frames.py: frame k has video time ``k / fps`` (the stream starts at its first
 frame). A turn at time t is placed after the newest frame at or before t, i.e. after
 frame ``floor(t * fps + eps)``, as the engine inserts a query after the newest frame it
-has taken in.
+has taken in. A stream's standing ``instruction`` (e.g. "Narrate what you see.") comes
+before its first frame, right after the system prompt, as the engine holds it in the
+prefix of its cache (live_ros/engine/config.py: ``EngineConfig.instruction``); an empty
+instruction means the model stays silent until asked.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class StreamSample:
     video: str = ""  # path of the video file, if any
     features: str = ""  # path of the extracted features (safetensors), if any
     meta: dict = field(default_factory=dict)
+    instruction: str = ""  # the standing instruction before the first frame ("": silent until asked)
 
     @property
     def num_frames(self) -> int:
@@ -51,10 +55,11 @@ class StreamSample:
         return min(self.num_frames - 1, max(0, int(math.floor(time * self.fps + EPS))))
 
     def to_turns(self, num_frames: int | None = None) -> list[Turn]:
-        """The format's Turn list: frame lists between the timed turns, each turn after the
-        newest frame at or before its time. Turns are kept in time order (stable)."""
+        """The format's Turn list: the instruction (if any) first, then frame lists between
+        the timed turns, each turn after the newest frame at or before its time. Turns are
+        kept in time order (stable)."""
         total = self.num_frames if num_frames is None else num_frames
-        out: list[Turn] = []
+        out: list[Turn] = [Turn("user", self.instruction, time=0.0)] if self.instruction else []
         taken = 0  # frames already placed
         for turn in sorted(self.turns, key=lambda t: t.time):
             upto = min(total, self.frame_of(turn.time) + 1)

@@ -180,9 +180,13 @@ def render_demo(out_dir: Path) -> VideoAnnotation:
 
 
 def _render_one(job: tuple) -> dict:
-    seed, split, index, duration, out_dir, size, fps = job
+    seed, split, index, duration, out_dir, size, fps, reuse = job
     out_dir = Path(out_dir)
     scene = random_scene(seed, split, index, duration=duration, size=size, fps=fps)
+    video = out_dir / "videos" / f"{scene.video_id}.mp4"
+    annotation = out_dir / "annotations" / f"{scene.video_id}.json"
+    if reuse and video.is_file() and annotation.is_file():
+        return {"annotation": str(annotation), "video": str(video)}
     ann = render_video(
         scene, out_dir / "videos" / f"{scene.video_id}.mp4", out_dir / "annotations" / f"{scene.video_id}.json"
     )
@@ -202,11 +206,15 @@ def generate_world(
     budget_tokens: int = 2048,
     tokens_per_frame: int = 10,
     progress: bool = True,
+    reuse_videos: bool = False,
 ) -> Path:
     """Render ``streams`` videos of ``split`` into ``out_dir/videos``, their annotations into
     ``out_dir/annotations`` and the dialogues into ``out_dir/streams.jsonl``. Returns the
     JSONL path. ``minutes`` fixes every stream's length (``long``: default 20, and at least
-    ``long_min_seconds(budget_tokens, tokens_per_frame, fps)``)."""
+    ``long_min_seconds(budget_tokens, tokens_per_frame, fps)``). ``reuse_videos``: a video
+    whose mp4 and annotation are already there is not rendered again (the dialogues are
+    written afresh: rendering is a pure function of the seed, so only a change of the
+    scene code calls for a new render)."""
     from live_ros.data import dialogue
     from live_ros.data.annotations import load_annotation
     from live_ros.data.streams import save_samples
@@ -224,7 +232,9 @@ def generate_world(
                 f"({need / 60:.1f} min) for {budget_tokens} tokens at {tokens_per_frame} tokens/frame "
                 f"and {fps:g} fps; got {duration:.0f} s. Raise --minutes"
             )
-    jobs_list = [(seed, split, i, duration, str(out_dir), tuple(size), source_fps) for i in range(streams)]
+    jobs_list = [
+        (seed, split, i, duration, str(out_dir), tuple(size), source_fps, reuse_videos) for i in range(streams)
+    ]
     results = []
     bar = None
     if progress:

@@ -31,6 +31,13 @@ class EngineConfig:
     max_new_tokens: int = 48  # (live) response length limit (the release: 100; see below)
     min_new_tokens: int = 0  # eos banned before this many tokens (benchmarks)
     system_prompt: str | None = None  # (live) None: the checkpoint's FormatSpec prompt
+    # (live) the standing instruction after the system prompt, before the first frame, kept in
+    # the cache's never-evicted prefix for the whole stream and after every reset. "": none
+    # (the model stays silent until asked). With one, proactive responses are narration
+    # (query_id 0) and a query is answered on top of it; without one, a proactive response
+    # continues the latest query (a "tell me when ..." answered later carries its id).
+    # live_llm's default is live_ros/model/format.py: DEFAULT_INSTRUCTION.
+    instruction: str = ""
     cache_budget: int | None = 1280  # (live) tokens kept at every frame boundary; None: unbounded
     sink_tokens: int = 4  # first positions always kept (besides the system prompt)
     text_share: float = 0.25  # dialogue text kept up to this share of the budget
@@ -54,6 +61,7 @@ class EngineConfig:
         "max_new_tokens",
         "min_new_tokens",
         "system_prompt",
+        "instruction",
         "cache_budget",
         "mute",
         "min_response_interval",
@@ -80,6 +88,13 @@ class EngineConfig:
             bad(f"min_new_tokens {self.min_new_tokens!r} must be within [0, max_new_tokens]")
         if self.system_prompt is not None and not isinstance(self.system_prompt, str):
             bad("system_prompt must be a string (or None for the checkpoint's prompt)")
+        if not isinstance(self.instruction, str):
+            bad("instruction must be a string ('' for none: silent until asked)")
+        if len(self.instruction) > self.max_query_chars:
+            bad(
+                f"the instruction is {len(self.instruction)} characters long, the limit is {self.max_query_chars} "
+                f"(max_query_chars): shorten it"
+            )
         if self.cache_budget is not None and (not isinstance(self.cache_budget, int) or self.cache_budget < 256):
             bad(f"cache_budget {self.cache_budget!r} is too small: give at least 256 tokens (None: unbounded)")
         if self.eviction not in ("recompact", "reprefill"):

@@ -6,7 +6,10 @@ the interval (silence) token is kept when its probability is >= theta (the relea
 default 0.725), otherwise the model speaks: the closing token and ``Assistant:`` are fed
 and a response is decoded greedily to eos or ``max_new_tokens``, then the stream goes on.
 A query is inserted after the newest frame taken in and answered at once; it stays in
-context, so later frames can answer it again ("tell me when X appears").
+context, so later frames can answer it again ("tell me when X appears"). A standing
+instruction (``EngineConfig.instruction``, e.g. "Narrate what you see.") sits in the
+never-evicted prefix: the model narrates unasked, questions are answered on top of it and
+narration goes on after an answer.
 
 - :class:`StreamEngine`: the synchronous core (``take_frame``, ``take_frames``,
   ``take_batch``, ``ask``, ``reset``, ``configure``), used by tests and the benchmark.
@@ -85,9 +88,10 @@ class StreamEngine(TokenStream):
 
     def configure(self, **changes) -> EngineConfig:
         """Change settings while streaming (theta, max_new_tokens, system_prompt,
-        cache_budget, mute, min_response_interval, ...). Invalid values are refused with
-        EngineInputError and nothing changes. A new system prompt is applied at once (the
-        kept cache is recomputed after it); a smaller budget at the next frame."""
+        instruction, cache_budget, mute, min_response_interval, ...). Invalid values are
+        refused with EngineInputError and nothing changes. A new system prompt or
+        instruction is applied at once (the kept cache is recomputed after it); a smaller
+        budget at the next frame."""
         unknown = [k for k in changes if k not in EngineConfig.LIVE]
         if unknown:
             raise EngineInputError(
@@ -98,7 +102,7 @@ class StreamEngine(TokenStream):
         self.cfg = new
         self.policy = new.policy()
         self.runner.reserve(self._capacity() if new.cache_budget else 0)
-        if "system_prompt" in changes and hasattr(self, "_prefix_len") and self._prefix_ids() != old_prompt:
+        if hasattr(self, "_prefix_len") and self._prefix_ids() != old_prompt:
             self._replace_prefix()
         return self.cfg
 
@@ -262,7 +266,7 @@ class StreamEngine(TokenStream):
     def _respond_proactive(self, f: FrameInput, p: float, timings: dict) -> list[Event]:
         tk = self.tokens
         unit = self._new_unit()
-        qid = self._active_query
+        qid = 0 if self.cfg.instruction else self._active_query  # see EngineConfig.instruction
         kind = "answer" if qid else "narration"
         head = [(TEXT, tk.speak_ids(), {"unit": unit, "role": "assistant"})]
         self._open = False

@@ -82,7 +82,8 @@ class TokenStream:
         return self._layout
 
     def _prefix_ids(self) -> list[int]:
-        return self.tokens.system_ids(self.cfg.system_prompt)  # never empty: the sink needs a token
+        # never empty (the sink needs a token); the standing instruction is part of it
+        return self.tokens.system_ids(self.cfg.system_prompt) + self.tokens.instruction_ids(self.cfg.instruction)
 
     # -- feeding -------------------------------------------------------------------------
     def _emit(self, event: Event) -> None:

@@ -32,9 +32,13 @@ def replay_inputs(
     annotations: str | Path | None = None,
     questions: str | Path | None = None,
 ):
-    """(scan, events, annotation source, questions) of a replay: the bag's camera topic,
-    the events of ``annotations`` (else the annotation stored in the bag) and the questions
-    file; raises BagError / ValueError."""
+    """(scan, events, annotation source, questions, truth) of a replay: the bag's camera
+    topic, the events of ``annotations`` (else the annotation stored in the bag), the
+    questions file, and the ground truth the words are scored against
+    (:func:`live_ros.evaluation.truth.truth_from_annotation`, None without an annotation);
+    raises BagError / ValueError."""
+    from live_ros.evaluation.truth import truth_from_annotation, world_vocabulary
+
     from live_ros.bags.schedule import load_questions
 
     scan = bagio.scan_camera(bag, topic)
@@ -44,7 +48,8 @@ def replay_inputs(
 
         annotation, source = load_annotation(Path(annotations)).to_dict(), str(annotations)
     events = events_from_annotation(annotation) if annotation else []
-    return scan, events, source, load_questions(questions) if questions else []
+    truth = truth_from_annotation(annotation, None, world_vocabulary()) if annotation else None
+    return scan, events, source, load_questions(questions) if questions else [], truth
 
 
 def replay_offline(
@@ -57,11 +62,13 @@ def replay_offline(
     out: str | Path,
     *,
     theta: float | None,
+    instruction: str = "",
 ) -> dict:
     """The offline metrics of a replay: decode the images the LLM took (``taken``: their
     frame plans, with ``order`` in the bag and ``stamp``) from the bag, encode them with
     ``system``'s encoder, build the stream with the replay's ``answers`` (the report's
-    score answers) and run ``live-ros evaluate`` on it in ``out/offline``."""
+    score answers) and the graph's standing ``instruction``, and run ``live-ros evaluate``
+    on it in ``out/offline``."""
     keep = {p.order for p in taken}
     frames = [bagio.decode_rgb(raw, scan.msgtype) for img, raw in bagio.iter_camera(scan) if img.order in keep]
     tokens = encode_frames(system.encoder, frames)
@@ -80,7 +87,7 @@ def replay_offline(
         )
         for a in answers
     ]
-    sample = offline_stream(safe_id(Path(scan.bag).name), times, events, asked, fps)
+    sample = offline_stream(safe_id(Path(scan.bag).name), times, events, asked, fps, instruction)
     return offline_metrics(
         system.model,
         system.tokens,
@@ -103,9 +110,15 @@ def encode_frames(encoder, frames: Sequence[np.ndarray]):
 
 
 def offline_stream(
-    video_id: str, frame_times: Sequence[float], events: Sequence[EventRef], asked: Sequence[Asked], fps: float
+    video_id: str,
+    frame_times: Sequence[float],
+    events: Sequence[EventRef],
+    asked: Sequence[Asked],
+    fps: float,
+    instruction: str = "",
 ) -> StreamSample:
-    """The replay as a timed stream on the model's grid (frame k at k / fps)."""
+    """The replay as a timed stream on the model's grid (frame k at k / fps), opened by the
+    graph's standing ``instruction``."""
     n = len(frame_times)
     duration = (n - 1) / fps if n else 0.0
     turns: list[TimedTurn] = []
@@ -128,7 +141,9 @@ def offline_stream(
     for k in sorted(by_frame):
         turns.append(TimedTurn("assistant", k / fps, " ".join(by_frame[k]), kind="narration"))
     turns.sort(key=lambda t: (t.time, 0 if t.role == "user" else 1))
-    return StreamSample(video_id, round(duration, 6), fps, turns, meta={"source": "replay-eval"})
+    return StreamSample(
+        video_id, round(duration, 6), fps, turns, meta={"source": "replay-eval"}, instruction=instruction
+    )
 
 
 def safe_id(name: str) -> str:

@@ -32,11 +32,13 @@ REMINDER_WINDOW = (0.0, 1.0)  # a reminder is honoured by a response this close 
 
 def run_stream(engine, sample: StreamSample, frame_tokens, frame_times) -> tuple[list[Said], list[dict]]:
     """Feed ``frame_tokens [T, N, dim]`` (times ``frame_times``) into ``engine`` (a fresh
-    :class:`StreamEngine`), asking each user turn of ``sample`` right after the last frame at
+    :class:`StreamEngine`, given the stream's standing instruction), asking each user turn of ``sample`` right after the last frame at
     or before its time. Returns the final responses (``Said``) and one record per frame
     (index, time, p_interval, spoke)."""
     from live_ros.engine import ResponseEvent, SilentEvent
 
+    if engine.cfg.instruction != sample.instruction:
+        engine.configure(instruction=sample.instruction)  # the stream's standing instruction
     engine.reset()
     users = sorted((t for t in sample.turns if t.role == "user"), key=lambda t: t.time)
     said: list[Said] = []
@@ -145,31 +147,74 @@ def mean(rows: Sequence[dict], key: str) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def evaluate_online(engine, samples: Sequence[StreamSample], features_dir, progress=None) -> dict:
-    """Run each stream through ``engine`` (features in ``features_dir``) and score it;
-    ``{"streams", "metrics": means over streams, "reminders", "reminders_honoured",
+def without_questions(sample: StreamSample) -> StreamSample:
+    """The stream with its questions and their answers left out (its standing instruction
+    and the responses to it stay): how the model does with nobody asking."""
+    import copy
+
+    out = copy.copy(sample)
+    asked = {round(t.time, 6) for t in sample.turns if t.role == "user"}
+    out.turns = [
+        t for t in sample.turns if t.role == "assistant" and not (t.kind == "answer" and round(t.time, 6) in asked)
+    ]
+    return out
+
+
+def stream_truth(sample: StreamSample, known_objects: Sequence[str] | None = None):
+    """The ground truth of a stream for :mod:`live_ros.evaluation.truth`: its annotation
+    (``meta["annotation"]``, written by ``live-ros generate world``), or None."""
+    from live_ros.evaluation.truth import truth_from_annotation, world_vocabulary
+
+    path = sample.meta.get("annotation")
+    if not path or not Path(path).is_file():
+        return None
+    from live_ros.data.annotations import load_annotation
+
+    return truth_from_annotation(load_annotation(Path(path)), known_objects, world_vocabulary())
+
+
+def evaluate_online(
+    engine, samples: Sequence[StreamSample], features_dir, progress=None, known_objects: Sequence[str] | None = None
+) -> dict:
+    """Run each stream through ``engine`` (features in ``features_dir``) and score it: the
+    words of what it said against the stream's annotation (:mod:`live_ros.evaluation.truth`;
+    ``known_objects``: the nouns the model was trained on, others expect the generic
+    answer) and the timing against its turns. ``{"streams", "words": the word scores over
+    all streams, "metrics": timing means over streams, "reminders", "reminders_honoured",
     "per_stream"}``."""
+    from live_ros.evaluation.truth import merge_scores, score_words
+
     rows = []
     for n, sample in enumerate(samples, 1):
         feats, times, _ = load_stream_features(sample, Path(features_dir) if features_dir else None)
         t0 = time.perf_counter()
         said, frames = run_stream(engine, sample, feats.float(), times.double())
         row = score_stream(sample, said)
+        words = score_words(stream_truth(sample, known_objects), said)
+        words.video_id = sample.video_id
         row.update(
             frames=len(frames),
             seconds=round(time.perf_counter() - t0, 1),
             peak_cache_tokens=engine.stats.cache_peak_tokens,
             said=[{"time": s.time, "kind": s.kind, "text": s.text, "proactive": s.proactive} for s in said],
+            words=words.to_dict(),
         )
         rows.append(row)
         if progress:
+            w = words.summary
             progress(
-                f"[{n}/{len(samples)}] {sample.video_id}: {len(frames)} frames, {row['matched']}/{row['turns']} "
-                f"turns matched, {row['spurious']} spurious, {row['seconds']} s"
+                f"[{n}/{len(samples)}] {sample.video_id}: {len(frames)} frames, "
+                + (
+                    f"{w['correct']}/{w['events']} events right, {w['hallucinated']} hallucinated, "
+                    if words.scored
+                    else ""
+                )
+                + f"{row['matched']}/{row['turns']} turns matched, {row['spurious']} spurious, {row['seconds']} s"
             )
     reminders = [r for row in rows for r in row["reminders"]]
     return {
         "streams": len(rows),
+        "words": merge_scores([r["words"] for r in rows]),
         "metrics": {
             k: mean(rows, k)
             for k in ("time_diff", "signed_time_diff", "missed_rate", "spurious_per_min", "text_similarity")
@@ -181,14 +226,23 @@ def evaluate_online(engine, samples: Sequence[StreamSample], features_dir, progr
 
 
 def format_online(result: dict) -> str:
-    """The per-stream online scores and their mean, as text."""
+    """What each stream was told and scored (the words: per event and per response), then
+    the summary: the word scores over all streams first, the timing per stream after."""
+    from live_ros.evaluation.truth import WordScore, format_totals, format_words
 
     def f(v, fmt):
         return "-" if v is None else format(v, fmt)
 
-    lines = [
+    lines = []
+    for r in result["per_stream"]:
+        if "words" in r:
+            lines += [f"== {r['video_id']} ==", format_words(WordScore(**r["words"])), ""]
+    if "words" in result:
+        lines += ["words, all streams (live_ros/evaluation/truth.py):", format_totals(result["words"]), ""]
+    lines += [
+        "timing against the streams' turns:",
         f"{'stream':<22} {'min':>5} {'turns':>5} {'matched':>7} {'TimeDiff':>8} {'missed':>7} "
-        f"{'spur/min':>8} {'text':>5}  reminders"
+        f"{'spur/min':>8} {'text':>5}  reminders",
     ]
     for r in result["per_stream"]:
         rem = ", ".join(f"{x['object']} {'yes' if x['honoured'] else 'NO'}" for x in r["reminders"]) or "-"

@@ -151,7 +151,13 @@ def build_report(
     offline: dict | None = None,
     offline_note: str = "",
     notes: list[str] | None = None,
+    truth=None,
 ) -> dict:
+    """The report of a replay: ``truth`` (:class:`live_ros.evaluation.truth.Truth`, None
+    without an annotation) scores the words of what the graph said, the events and answers
+    its timing and answers (:mod:`live_ros.evaluation.score`)."""
+    from live_ros.evaluation.truth import score_words
+
     realtime = mode == "realtime"
     t0 = scan.images[0].stamp
     got = collect(play, t0, realtime)
@@ -208,6 +214,7 @@ def build_report(
         "stamps": scan.report.to_dict(),
         "stamp_notes": scan.report.lines() + list(scan.notes),
         "notes": notes,
+        "words": score_words(truth, got.said).to_dict(),
         "score": sc.to_dict(),
         "offline": offline,
         "offline_note": offline_note,

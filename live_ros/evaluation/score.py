@@ -287,7 +287,13 @@ def format_report(report: dict, max_rows: int = 40) -> str:
     )
     for note in report.get("stamp_notes", []) + report.get("notes", []):
         lines.append(f"  note: {note}")
-    events = report["score"]["events"]
+    words = report.get("words")
+    if words is not None:  # what was said, checked against the annotation, leads
+        from live_ros.evaluation.truth import WordScore, format_words
+
+        lines += ["", "  the words (live_ros/evaluation/truth.py):"]
+        lines += ["  " + line for line in format_words(WordScore(**words), max_rows).splitlines()]
+    events = report["score"]["events"] if words is None else []
     if events:
         lines.append("")
         head = f"  {'event':<34} {'time':>7} {'said at':>8} {'diff':>7}  response"
@@ -303,9 +309,9 @@ def format_report(report: dict, max_rows: int = 40) -> str:
     on = report["score"]["online"]
     off = report.get("offline") or {}
     theta = st.get("theta")
-    if not on.get("events"):
+    if not on.get("events") and words is None:
         lines += ["", *_said_lines(report, max_rows)]
-    lines.append("")
+    lines += ["", "  the paper's metrics:"]
 
     def table_row(name: str, online: str, offline: str) -> None:
         lines.append(f"  {name:<30} {online:>22} {offline:>28}")

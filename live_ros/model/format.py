@@ -6,6 +6,7 @@ A stream is a list of turns: frame lists, user turns and assistant turns. Render
 the release's template::
 
     <system>\\n
+    \\nUser: <instruction>               the standing instruction, if any
     \\n[<v>*N,<v>*N,...,<v>*N]        frames, interval token "," between frames
     \\nUser: <question>
     \\nAssistant: <response><eos>
@@ -42,6 +43,10 @@ DEFAULT_SYSTEM_PROMPT = (
     "A multimodal AI assistant is helping users with some activities. Below is their "
     "conversation, interleaved with the list of video frames received by the assistant."
 )
+
+# The standing instruction live_llm opens every stream with (a narration request, as in the
+# paper's narration streams, section 3.2); "" keeps the model silent until asked.
+DEFAULT_INSTRUCTION = "Narrate what you see."
 
 Role = Literal["stream", "user", "assistant"]
 Mode = Literal["streaming", "per_frame", "interleaved"]
@@ -175,6 +180,12 @@ class StreamTokenizer:
         """The stream's opening (the attention sink): bos where the tokenizer adds one, then
         the system prompt (``None``: the spec's) and its newline. Never empty."""
         return self.bos_ids + self.text_ids((self.spec.system_prompt if prompt is None else prompt) + "\n")
+
+    def instruction_ids(self, text: str) -> list[int]:
+        """The standing instruction: a user turn right after the system prompt, before the
+        first frame list (what :meth:`encode` gives a stream whose first turn is that user
+        turn). Empty text: none."""
+        return self.user_ids(text) if text else []
 
     def open_ids(self, after_close: bool = False) -> list[int]:
         """Opens a frame list (the first frame's tokens follow)."""

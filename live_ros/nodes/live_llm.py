@@ -22,6 +22,7 @@ from std_srvs.srv import Trigger
 from live_ros.engine import EngineConfig, EngineInputError, QueryInput, ResponseEvent, SilentEvent, ThreadedEngine
 from live_ros.engine.journal import COUNTERS, QueryJournal, state_dir
 from live_ros.model import presets
+from live_ros.model.format import DEFAULT_INSTRUCTION
 from live_ros.model.frames import stamp_ahead_error
 from live_ros.msg import Decision, FrameTokens, Response
 from live_ros.nodes.base import MAX_STAMP_AHEAD, LiveNode, Param, main as run_main
@@ -35,6 +36,7 @@ LIVE_SETTINGS = {
     "max_new_tokens": "max_new_tokens",
     "min_new_tokens": "min_new_tokens",
     "system_prompt": "system_prompt",
+    "instruction": "instruction",
     "cache_budget": "cache_budget",
     "mute": "mute",
     "min_response_interval": "min_response_interval",
@@ -79,6 +81,14 @@ class LiveLLM(LiveNode):
         ),
         Param(
             "system_prompt", "", "System prompt (empty: the checkpoint's). Changing it resets the stream.", dynamic=True
+        ),
+        Param(
+            "instruction",
+            DEFAULT_INSTRUCTION,
+            "Standing instruction that opens every stream, after a reset too (a narration request: the model "
+            "narrates unasked, answers questions on top of it and goes on narrating; responses are kind "
+            "'narration' with query_id 0). Empty: silent until asked.",
+            dynamic=True,
         ),
         Param(
             "cache_budget",
@@ -148,6 +158,7 @@ class LiveLLM(LiveNode):
             max_new_tokens=self.p("max_new_tokens"),
             min_new_tokens=self.p("min_new_tokens"),
             system_prompt=self.p("system_prompt") or None,
+            instruction=self.p("instruction"),
             cache_budget=self.p("cache_budget") or None,
             mute=self.p("mute"),
             min_response_interval=self.p("min_response_interval"),

@@ -117,7 +117,7 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 def load_inputs(opts: ReplayOptions):
-    """(scan, events, annotation source, questions); raises BagError / ValueError."""
+    """(scan, events, annotation source, questions, truth); raises BagError / ValueError."""
     from live_ros.evaluation.bag_streams import replay_inputs
 
     return replay_inputs(opts.bag, opts.topic, opts.annotations, opts.questions)
@@ -130,7 +130,7 @@ def run(opts: ReplayOptions) -> dict:
     from live_ros.ros.replay import Player
     from live_ros.ros.tools import private_node
 
-    scan, events, source, questions = load_inputs(opts)  # wrong inputs fail here, before any file is made
+    scan, events, source, questions, truth = load_inputs(opts)  # wrong inputs fail here, before any file is made
     mode = "realtime" if opts.realtime else "lockstep"
     camera_qos = opts.camera_qos or ("sensor_data" if opts.realtime else "reliable")
     topic = opts.publish_topic or (
@@ -236,6 +236,7 @@ def run(opts: ReplayOptions) -> dict:
                         "checkpoint",
                         "max_new_tokens",
                         "num_threads",
+                        "instruction",
                     ],
                 )
                 _say(opts, f"graph ready; playing {mode}" + (f" x{opts.speed:g}" if opts.realtime else ""))
@@ -278,6 +279,7 @@ def run(opts: ReplayOptions) -> dict:
         "graph": "attached" if opts.attach else "started",
         "namespace": ns,
         "max_new_tokens": llm.get("max_new_tokens"),
+        "instruction": llm.get("instruction") or "",
     }
     report = build_report(
         scan=scan,
@@ -288,6 +290,7 @@ def run(opts: ReplayOptions) -> dict:
         asked=play.asked,
         annotation_source=source,
         notes=notes,
+        truth=truth,
     )
     offline, offline_note = None, ""
     if not events:
@@ -349,6 +352,7 @@ def offline_eval(scan, play, report: dict, events, llm: dict, fps: float, out: P
             fps,
             out,
             theta=report["settings"].get("theta"),
+            instruction=report["settings"].get("instruction") or "",
         )
     finally:
         torch.set_num_threads(threads)
