@@ -38,14 +38,14 @@ def test_ego4d_online_stream(tmp_path):
     ann = load_ego4d_narrations(path, durations={"v": 6.0})[0]
     s = narration_stream(ann, FPS, rng=0, instruction="Narrate what you see.")
     assert s.num_frames == 13
+    assert s.instruction == "Narrate what you see."  # before the first frame, as live_llm holds it
     assert [(t.role, t.time, t.text) for t in s.turns] == [
-        ("user", 0.0, "Narrate what you see."),
         ("assistant", 0.5, "C opens the fridge."),
         ("assistant", 2.0, "C takes a bottle."),
         ("assistant", 3.5, "C closes the fridge. C looks around."),  # same frame: merged
     ]  # 9.9 s is past the video
     turns = s.to_turns()
-    assert [(t.role, t.num_frames) for t in turns][:4] == [("stream", 1), ("user", 0), ("stream", 1), ("assistant", 0)]
+    assert [(t.role, t.num_frames) for t in turns][:3] == [("user", 0), ("stream", 2), ("assistant", 0)]
     assert sum(t.num_frames for t in turns) == s.num_frames
     windows = dialogue.narration_windows(ann, FPS, window=3.0, rng=0)
     assert [w.meta.get("start", 0.0) for w in windows] == [0.0, 3.0]

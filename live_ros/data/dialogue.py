@@ -4,8 +4,8 @@ timed dialogues (:class:`~live_ros.data.streams.StreamSample`) on the model's fp
 Two routes, as in the paper:
 
 - **Online** annotations (Ego4D narrations: dense, said when they happen) map directly:
-  a user instruction ("Narrate what you see.") after the first frame, then each narration
-  an assistant turn at its time (:func:`narration_stream`).
+  a narration request ("Narrate what you see.") as the stream's standing instruction,
+  then each narration an assistant turn at its time (:func:`narration_stream`).
 - **Offline** annotations (COIN steps ``[start, end]``, the world's events) go through a
   *plan* of questions and their responses written in advance
   (:mod:`live_ros.data.dialogue_plans`, by a responder of
@@ -47,9 +47,10 @@ def narration_stream(
     start: float = 0.0,
     duration: float | None = None,
 ) -> StreamSample:
-    """An online annotation as a stream: the instruction (a user turn) after the first
-    frame, each event's text an assistant turn at the first grid frame at or after it.
-    Narrations that fall on the same frame are merged into one turn.
+    """An online annotation as a stream: the instruction as the stream's standing
+    instruction (before the first frame, as live_llm holds it), each event's text an
+    assistant turn at the first grid frame at or after it. Narrations that fall on the
+    same frame are merged into one turn.
 
     ``start``/``duration`` cut a window of the video (``start`` is rounded to the grid; turn
     times are then relative to it and ``meta["start"]`` says where the window begins)."""
@@ -60,7 +61,7 @@ def narration_stream(
     if instruction is None:
         options = templates()["narration"]
         instruction = options[int(rng.integers(len(options)))]
-    turns = [TimedTurn("user", 0.0, instruction, kind="instruction")]
+    turns: list[TimedTurn] = []
     by_time: dict[float, list[tuple[str, str]]] = {}
     for e in annotation.events:
         t = e.time - start
@@ -83,7 +84,7 @@ def narration_stream(
     meta = {"source": annotation.source, "kind": "narration", "instruction": instruction}
     if start:
         meta["start"] = start
-    return StreamSample(vid, round(total, 6), fps, turns, video=annotation.video, meta=meta)
+    return StreamSample(vid, round(total, 6), fps, turns, video=annotation.video, meta=meta, instruction=instruction)
 
 
 def narration_windows(
