@@ -12,7 +12,8 @@ run function, so ``--help`` stays instant.
 | ``cli/model.py`` | check-model |
 | ``cli/data.py`` | generate, extract |
 | ``cli/train.py`` | train |
-| ``cli/evaluate.py`` | evaluate, evaluate-online, replay-eval, score |
+| ``cli/evaluate.py`` | evaluate, evaluate-online, replay-eval |
+| ``cli/score.py`` | score |
 | ``cli/bags.py`` | record, bag-from-video |
 """
 
@@ -22,9 +23,9 @@ import argparse
 import sys
 
 from live_ros import runtime
-from live_ros.cli import bags, data, demo, evaluate, model, tools, train
+from live_ros.cli import bags, data, demo, evaluate, model, score, tools, train
 
-GROUPS = (demo, tools, model, data, train, evaluate, bags)
+GROUPS = (demo, tools, model, data, train, evaluate, score, bags)
 
 
 def build_parser() -> argparse.ArgumentParser:
