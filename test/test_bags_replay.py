@@ -145,11 +145,13 @@ def test_lockstep_decisions_equal_the_engine_alone(clip, graph, tmp_path):
     from live_ros.engine import EngineConfig
     from live_ros.evaluation.bag_streams import encode_frames, engine_decisions
     from live_ros.evaluation.score import format_report
+    from live_ros.model.format import DEFAULT_INSTRUCTION
     from live_ros.ros.replay_eval import load_system
 
     sets = [("live_llm", "theta", str(THETA)), ("live_llm", "max_new_tokens", str(MAX_NEW_TOKENS))]
     report = replay(clip["bag"], tmp_path / "eval", questions=clip["questions"], sets=sets)
     graph_decisions = report["decisions"]
+    assert report["settings"]["instruction"] == DEFAULT_INSTRUCTION
     assert report["mode"] == "lockstep" and report["frames"]["dropped"] == 0 and len(graph_decisions) == 33
 
     # the engine alone on the same frames: the bag's sampled images, preprocessed and encoded alike
@@ -171,7 +173,13 @@ def test_lockstep_decisions_equal_the_engine_alone(clip, graph, tmp_path):
             system.tokens,
             tokens,
             stamps,
-            EngineConfig(theta=THETA, max_new_tokens=MAX_NEW_TOKENS, cache_budget=1280),
+            # the graph's standing instruction (live_llm's default), as replay-eval read it
+            EngineConfig(
+                theta=THETA,
+                max_new_tokens=MAX_NEW_TOKENS,
+                cache_budget=1280,
+                instruction=report["settings"]["instruction"],
+            ),
             [(asked_after, QUESTION["text"])],
         )
     finally:
