@@ -225,7 +225,9 @@ def run(args) -> int:
     if words is not None:
         summary["words"] = words.summary
         print(f"  the words     scored against {video.with_suffix('.json').name} (live-ros score; per event:)")
-        print("\n".join("    " + line for line in _event_lines(words)))
+        from live_ros.evaluation.truth import format_words
+
+        print("\n".join("    " + line for line in format_words(words, responses=False).splitlines()))
     if args.json:
         Path(args.json).write_text(
             json.dumps(
@@ -262,11 +264,3 @@ def score_beside(video: Path, records: list[dict], seconds: float):
     ]
     annotation["duration"] = min(float(annotation.get("duration") or seconds), seconds)
     return score_words(truth_from_annotation(annotation, None, world_vocabulary()), said_from_records(records))
-
-
-def _event_lines(words) -> list[str]:
-    """The summary and the per-event table of :func:`live_ros.evaluation.truth.format_words`."""
-    from live_ros.evaluation.truth import format_words
-
-    lines = format_words(words).splitlines()
-    return lines[: lines.index("", lines.index("") + 1)] if lines.count("") >= 2 else lines

@@ -5,17 +5,13 @@ model, no graph), with the scorer evaluate-online and replay-eval use
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+
+from live_ros.cli.evaluate import _err
 
 
 def add(sub) -> None:
     add_score(sub)
-
-
-def _err(verb: str, msg: str) -> int:
-    print(f"live-ros {verb}: {msg}", file=sys.stderr)
-    return 1
 
 
 def add_score(sub) -> None:

@@ -439,8 +439,9 @@ def format_totals(summary: Mapping[str, Any]) -> str:
     return "\n".join([head, *_summary_lines(summary)])
 
 
-def format_words(score: WordScore, max_rows: int = 60) -> str:
-    """The printed word scores of one stream: the summary, the events, the responses."""
+def format_words(score: WordScore, max_rows: int = 60, responses: bool = True) -> str:
+    """The printed word scores of one stream: the summary, the events, the responses (unless
+    ``responses`` is False)."""
     rows = score.responses
     if not score.scored:
         lines = ["cannot score: no annotated events (give --annotations)"]
@@ -465,6 +466,8 @@ def format_words(score: WordScore, max_rows: int = 60) -> str:
         )
     if len(score.events) > max_rows:
         lines.append(f"  ... {len(score.events) - max_rows} more events")
+    if not responses:
+        return "\n".join(lines)
     head = f"  {'time':>7} {'kind':<10} {'response':<60} verdict"
     lines += ["", head, "  " + "-" * (len(head) + 20)]
     for r in rows[:max_rows]:
