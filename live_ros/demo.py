@@ -221,7 +221,7 @@ def run(args) -> int:
         f"{summary['first_partial_latency_p95']} s; final p50 {summary['final_latency_p50']} s, p95 "
         f"{summary['final_latency_p95']} s"
     )
-    words = score_beside(video, records, play)
+    words = score_beside(video, records, play, _vocabulary(args.preset))
     if words is not None:
         summary["words"] = words.summary
         print(f"  the words     scored against {video.with_suffix('.json').name} (live-ros score; per event:)")
@@ -243,9 +243,20 @@ def run(args) -> int:
     return 0 if finals or not args.require_responses else 1
 
 
-def score_beside(video: Path, records: list[dict], seconds: float):
+def _vocabulary(preset: str) -> tuple[str, ...] | None:
+    """The nouns the preset's checkpoint was trained to name (None: not recorded)."""
+    from live_ros.model.presets import live_config
+
+    try:
+        return live_config(preset).vocabulary or None
+    except (OSError, ValueError):
+        return None
+
+
+def score_beside(video: Path, records: list[dict], seconds: float, known_objects=None):
     """The words of the responses scored against the annotation beside the video
-    (``<video>.json``, as media/demo.json beside media/demo.mp4), over the part played; None
+    (``<video>.json``, as media/demo.json beside media/demo.mp4), over the part played
+    (``known_objects``: the nouns the model names, others expect the generic answer); None
     when there is none."""
     from live_ros.data.annotations import load_annotation
     from live_ros.evaluation.truth import said_from_records, score_words, truth_from_annotation, world_vocabulary
@@ -263,4 +274,5 @@ def score_beside(video: Path, records: list[dict], seconds: float):
         if e["time"] <= seconds
     ]
     annotation["duration"] = min(float(annotation.get("duration") or seconds), seconds)
-    return score_words(truth_from_annotation(annotation, None, world_vocabulary()), said_from_records(records))
+    truth = truth_from_annotation(annotation, known_objects, world_vocabulary())
+    return score_words(truth, said_from_records(records))

@@ -41,6 +41,11 @@ def add(sub) -> None:
     add_replay_eval(sub)
 
 
+def _nouns(text: str | None) -> tuple[str, ...] | None:
+    """``--known-objects`` as nouns (None when not given)."""
+    return tuple(n.strip() for n in text.split(",") if n.strip()) if text else None
+
+
 def _err(verb: str, msg: str) -> int:
     print(f"live-ros {verb}: {msg}", file=sys.stderr)
     return 1
@@ -204,7 +209,7 @@ def add_evaluate_online(sub) -> None:
         default=None,
         metavar="NOUNS",
         help="comma-separated nouns the model was trained on; events of other objects expect the generic "
-        "answer (default: every object counts as known)",
+        "answer (default: the checkpoint's recorded vocabulary, else every object counts as known)",
     )
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--threads", type=int, default=0)
@@ -239,7 +244,7 @@ def run_evaluate_online(args) -> int:
     if args.instruction is not None:
         for s in samples:
             s.instruction = args.instruction
-    known = [n.strip() for n in args.known_objects.split(",") if n.strip()] if args.known_objects else None
+    known = _nouns(args.known_objects) or system.config.vocabulary or None
     overrides = {k: v for k, v in (("theta", args.theta), ("max_new_tokens", args.max_new_tokens)) if v is not None}
     if args.cache_budget is not None:
         overrides["cache_budget"] = args.cache_budget or None  # 0: unbounded
@@ -383,6 +388,11 @@ def add_replay_eval(sub) -> None:
         default=FUZZY_THRESHOLD,
         help=f"fuzzy answer ratio counted correct (default {FUZZY_THRESHOLD:g})",
     )
+    sc.add_argument(
+        "--known-objects",
+        help="comma-separated nouns the model was trained to name; events of other objects expect the "
+        "generic answer (default: the vocabulary recorded in the graph's checkpoint)",
+    )
     sc.add_argument("--no-offline", action="store_true", help="skip the offline evaluation column")
     sc.add_argument("--no-png", action="store_true", help="do not draw timeline.png")
     p.set_defaults(run=run_replay_eval)
@@ -454,6 +464,7 @@ def _replay_one(args, bag: Path, out: Path, reports: list) -> int:
         timeout=args.timeout,
         frame_timeout=args.frame_timeout,
         log=None if args.attach else Path(args.log) if args.log else out / "graph.log",
+        known_objects=_nouns(args.known_objects),
     )
     try:
         report = run(opts)  # checks the inputs before it creates the output folder

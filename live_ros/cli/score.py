@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from live_ros.cli.evaluate import _err
+from live_ros.cli.evaluate import _err, _nouns
 
 
 def add(sub) -> None:
@@ -47,7 +47,7 @@ def run_score(args) -> int:
         data = json.loads(Path(args.responses).read_text())
         records = data.get("responses", []) if isinstance(data, dict) else data
         said = said_from_records(records)
-        known = [n.strip() for n in args.known_objects.split(",") if n.strip()] if args.known_objects else None
+        known = _nouns(args.known_objects)
         truth = (
             truth_from_annotation(load_annotation(Path(args.annotations)), known, world_vocabulary())
             if args.annotations

@@ -177,8 +177,14 @@ def world_stream(
     responder: Responder | None = None,
 ) -> StreamSample:
     """A world annotation as a dialogue stream; long streams (``meta["late_object"]``) get
-    the reminder of the late object's appearance asked early (in the first 20 s)."""
+    the reminder of the late object's appearance asked early (in the first 20 s). Objects
+    outside the world's named vocabulary are said generically
+    (:func:`live_ros.data.generic.spoken_annotation`)."""
+    from live_ros.data.generic import spoken_annotation
+    from live_ros.data.world_objects import named_objects
+
     rng = as_rng(rng)
+    annotation = spoken_annotation(annotation, named_objects())
     late = annotation.meta.get("late_object")
     if late:
         plan = build_plan(annotation, fps, rng, responder, must_remind=[("appears", late)])

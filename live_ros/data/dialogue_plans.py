@@ -37,6 +37,7 @@ from live_ros.data.dialogue_responders import (
     templates,
     unique,
 )
+from live_ros.data.generic import GENERIC_NOUN
 from live_ros.data.streams import TimedTurn
 
 EPS = 1e-6
@@ -216,7 +217,8 @@ def build_plan(
                 {"text": entry["q"], "category": cat, "mode": entry["mode"], "target": None, "window": [0.0, last_t]}
             )
 
-    candidates = _reminder_candidates(annotation, fps, n)
+    # no reminder of an object the model cannot name ("Tell me when the object I can't name appears.")
+    candidates = [c for c in _reminder_candidates(annotation, fps, n) if c["slot"] != GENERIC_NOUN]
     forced = []
     for suffix, obj in must_remind:
         hits = [c for c in candidates if c["mode"] == f"remind-{suffix}" and c["slot"] == obj]

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from live_ros.data.annotations import load_annotation, visible_objects
+from live_ros.data.generic import spoken_annotation
+from live_ros.data.world_objects import named_objects
 from live_ros.data.streams import StreamSample, TimedTurn, load_samples, save_samples
 
 QUESTIONS_FILE = Path(__file__).resolve().parent / "assets" / "questions.json"
@@ -74,7 +76,8 @@ def build_grounding(
                 f"extract its features first (live-ros generate world / live-ros extract)"
             )
         tokens, times, meta = load_features(feats_file)
-        events = sorted(load_annotation(ann_file).events, key=lambda e: e.time)
+        spoken = spoken_annotation(load_annotation(ann_file), named_objects())
+        events = sorted(spoken.events, key=lambda e: e.time)
         n = int(tokens.shape[0])
         picks = rng.choice(np.arange(context - 1, n), size=min(per_video, n - context + 1), replace=False)
         for k in sorted(int(p) for p in picks):

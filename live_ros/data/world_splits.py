@@ -16,8 +16,14 @@ position       rest centre y 0.42-0.58 x height 0.28-0.42 or 0.58-0.72 x height,
 entry / exit   left, right, pop, fade           top, bottom, grow / shrink
 timing         gaps 3-9 s, slides 0.8-2 s       gaps 1.5-3 or 9-16 s, slides
                                                 0.4-0.8 or 2-3 s
-objects        named                            named (eval-timing: unseen)
+objects        named + generic                  named + unseen (eval-timing: unseen
+                                                only; long: named)
 =============  ===============================  ==================================
+
+Object groups (``assets/objects.json``): ``named`` objects are taught by name; ``generic``
+ones appear in training but are always said generically ("Something I can't name
+appears.", :mod:`live_ros.data.generic`); ``unseen`` ones are never trained on and appear
+only in evaluation, where the generic answer is the right one.
 
 ``long`` streams (default 20 minutes, at least ``LONG_FACTOR`` times the engine's cache
 budget in seconds) use the eval factors with sparse events, and hold back one named
@@ -35,7 +41,7 @@ import numpy as np
 
 from live_ros.data import SPLITS
 from live_ros.data.world_backgrounds import EVAL_BACKGROUNDS, TRAIN_BACKGROUNDS
-from live_ros.data.world_objects import Look, cutout, named_objects, object_catalog, unseen_objects
+from live_ros.data.world_objects import Look, cutout, object_catalog
 from live_ros.data.world_scene import DEFAULT_SIZE, DEFAULT_SOURCE_FPS, Actor, Scene, actor_dims
 
 LONG_FACTOR = 10  # long streams: >= 10x the engine cache budget (seconds)
@@ -55,7 +61,7 @@ class SplitProfile:
     exits: tuple
     gaps: tuple  # ((lo, hi), ...) seconds between actions
     slides: tuple  # ((lo, hi), ...) seconds of a slide / fade / grow
-    objects: str  # "named" or "unseen"
+    objects: tuple  # the object groups of its cast (``ObjectSpec.split``)
     durations: tuple = (45.0, 90.0)
 
 
@@ -69,7 +75,7 @@ TRAIN = SplitProfile(
     ("left", "right", "pop", "fade"),
     ((3.0, 9.0),),
     ((0.8, 2.0),),
-    "named",
+    ("named", "generic"),
 )
 EVAL = SplitProfile(
     EVAL_BACKGROUNDS,
@@ -81,13 +87,13 @@ EVAL = SplitProfile(
     ("top", "bottom", "shrink"),
     ((1.5, 3.0), (9.0, 16.0)),
     ((0.4, 0.8), (2.0, 3.0)),
-    "named",
+    ("named", "unseen"),
 )
 PROFILES = {
     "train": TRAIN,
     "eval": EVAL,
-    "eval-timing": EVAL.__class__(**{**asdict(EVAL), "objects": "unseen"}),
-    "long": EVAL.__class__(**{**asdict(EVAL), "gaps": ((15.0, 60.0),)}),
+    "eval-timing": EVAL.__class__(**{**asdict(EVAL), "objects": ("unseen",)}),
+    "long": EVAL.__class__(**{**asdict(EVAL), "gaps": ((15.0, 60.0),), "objects": ("named",)}),
 }
 
 
@@ -143,9 +149,9 @@ def random_scene(
         split=split,
         meta={"seed": seed, "index": index},
     )
-    pool = named_objects() if prof.objects == "named" else unseen_objects()
+    pool = [n for n, o in object_catalog().items() if o.split in prof.objects]
     if split == "long" and late_object is None:
-        late_object = str(rng.choice(pool))
+        late_object = str(rng.choice([n for n in pool if object_catalog()[n].split == "named"]))
     if late_object is not None:
         scene.meta["late_object"] = late_object
     others = [p for p in pool if p != late_object]

@@ -31,11 +31,13 @@ def replay_inputs(
     topic: str | None = None,
     annotations: str | Path | None = None,
     questions: str | Path | None = None,
+    known_objects: Sequence[str] | None = None,
 ):
     """(scan, events, annotation source, questions, truth) of a replay: the bag's camera
     topic, the events of ``annotations`` (else the annotation stored in the bag), the
     questions file, and the ground truth the words are scored against
-    (:func:`live_ros.evaluation.truth.truth_from_annotation`, None without an annotation);
+    (:func:`live_ros.evaluation.truth.truth_from_annotation`, None without an annotation;
+    ``known_objects``: the nouns the model names, others expect the generic answer);
     raises BagError / ValueError."""
     from live_ros.evaluation.truth import truth_from_annotation, world_vocabulary
 
@@ -48,7 +50,7 @@ def replay_inputs(
 
         annotation, source = load_annotation(Path(annotations)).to_dict(), str(annotations)
     events = events_from_annotation(annotation) if annotation else []
-    truth = truth_from_annotation(annotation, None, world_vocabulary()) if annotation else None
+    truth = truth_from_annotation(annotation, known_objects, world_vocabulary()) if annotation else None
     return scan, events, source, load_questions(questions) if questions else [], truth
 
 

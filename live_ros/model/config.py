@@ -13,6 +13,9 @@ A live_ros checkpoint folder holds peft's adapter files (LoRA + connector) and
   ``frame_num_tokens`` is the encoder's tokens per frame, not stored a second time.
 - ``lora``, ``stream_weight``, ``mode``: how it was trained (section 3.3).
 - ``base_llm``: the name of the LLM the adapter belongs to.
+- ``vocabulary``: the object nouns the model was trained to name; any other object's right
+  answer is the generic one ("Something I can't name appears."). Empty: not recorded
+  (evaluation then counts every object as known).
 
 Importing this module costs no torch: camera_subscriber reads the fps and resolution of a
 checkpoint through it. Files of ``format_version`` 1 (every value at top level, several
@@ -203,8 +206,10 @@ class LiveConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     stream_weight: float = 1.0
     mode: str = "streaming"
+    vocabulary: tuple[str, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "vocabulary", tuple(str(n) for n in self.vocabulary))
         # the sequence format's tokens per frame is the encoder's: one value, kept in one place
         if self.format.frame_num_tokens != self.encoder.num_tokens:
             object.__setattr__(self, "format", replace(self.format, frame_num_tokens=self.encoder.num_tokens))
@@ -243,6 +248,7 @@ class LiveConfig:
             "lora": self.lora.to_dict(),
             "stream_weight": self.stream_weight,
             "mode": self.mode,
+            **({"vocabulary": list(self.vocabulary)} if self.vocabulary else {}),
         }
 
     @classmethod

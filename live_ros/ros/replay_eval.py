@@ -51,6 +51,7 @@ class ReplayOptions:
     drain: float = 5.0
     log: Path | None = None
     progress: bool = True
+    known_objects: tuple | None = None  # None: the graph checkpoint's vocabulary (graph_vocabulary)
 
 
 class DeathWatch:
@@ -120,7 +121,20 @@ def load_inputs(opts: ReplayOptions):
     """(scan, events, annotation source, questions, truth); raises BagError / ValueError."""
     from live_ros.evaluation.bag_streams import replay_inputs
 
-    return replay_inputs(opts.bag, opts.topic, opts.annotations, opts.questions)
+    known = opts.known_objects if opts.known_objects is not None else graph_vocabulary(opts)
+    return replay_inputs(opts.bag, opts.topic, opts.annotations, opts.questions, known or None)
+
+
+def graph_vocabulary(opts: ReplayOptions) -> tuple[str, ...]:
+    """The nouns the graph's model was trained to name: the ``vocabulary`` of its checkpoint
+    (``--set live_llm.checkpoint=DIR``, else the preset's); empty when it records none."""
+    from live_ros.model.presets import live_config
+
+    checkpoint = next((str(v) for n, k, v in opts.sets if n == "live_llm" and k == "checkpoint" and v), None)
+    try:
+        return live_config(opts.preset, checkpoint).vocabulary
+    except (OSError, ValueError):
+        return ()
 
 
 def run(opts: ReplayOptions) -> dict:

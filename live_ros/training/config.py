@@ -34,6 +34,9 @@ class ModelSection:
     fps: float = 2.0
     connector_seed: int = 0
     init_from: str | None = None  # start LoRA + connector from this checkpoint folder (a later stage)
+    # the nouns the model is taught to name, saved with the checkpoint (LiveConfig.vocabulary):
+    # "world" = the synthetic world's named objects, "" = none recorded, else comma-separated nouns
+    vocabulary: str = "world"
 
 
 @dataclass

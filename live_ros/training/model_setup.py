@@ -61,10 +61,20 @@ def resolve_model(config: TrainConfig) -> ModelSpec:
             stream_weight=config.objective.stream_weight,
             mode=config.objective.mode,
             lora=LoraSettings(r=lora.r, alpha=lora.alpha, dropout=lora.dropout, target_modules=lora.target_modules),
+            vocabulary=_vocabulary(section.vocabulary),
         )
     except LiveConfigError as err:
         raise ConfigError(f"model: {err}") from None
     return ModelSpec(llm, live)
+
+
+def _vocabulary(value: str) -> tuple[str, ...]:
+    """``model.vocabulary``: "world" (the synthetic world's named objects), "" or nouns."""
+    if value.strip() == "world":
+        from live_ros.data.world_objects import named_objects
+
+        return tuple(named_objects())
+    return tuple(n.strip() for n in value.split(",") if n.strip())
 
 
 def _encoder(section, preset: EncoderSettings) -> EncoderSettings:
