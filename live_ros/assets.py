@@ -92,12 +92,16 @@ def opencv_doc_dir(cache: Path | None = None) -> Path:
     return (cache or cache_dir()) / OPENCV_DOC_DIR
 
 
-def opencv_doc_ready(cache: Path | None = None) -> bool:
-    marker = opencv_doc_dir(cache) / "live_ros_source.json"
+def _marked(folder: Path, fmt: int) -> bool:
+    """The folder's ``live_ros_source.json`` marker says it was prepared in format ``fmt``."""
     try:
-        return json.loads(marker.read_text()).get("format") == OPENCV_DOC_FORMAT
+        return json.loads((folder / "live_ros_source.json").read_text()).get("format") == fmt
     except (OSError, ValueError):
         return False
+
+
+def opencv_doc_ready(cache: Path | None = None) -> bool:
+    return _marked(opencv_doc_dir(cache), OPENCV_DOC_FORMAT)
 
 
 def opencv_data(name: str) -> Path:
@@ -259,11 +263,7 @@ def smollm2_dir(cache: Path | None = None) -> Path:
 
 
 def smollm2_ready(cache: Path | None = None) -> bool:
-    marker = smollm2_dir(cache) / "live_ros_source.json"
-    try:
-        return json.loads(marker.read_text()).get("format") == SMOLLM2_FORMAT
-    except (OSError, ValueError):
-        return False
+    return _marked(smollm2_dir(cache), SMOLLM2_FORMAT)
 
 
 def ensure_smollm2(cache: Path | None = None, log=print) -> Path:
