@@ -73,7 +73,9 @@ def test_evaluate_verb_reports_bad_input(tmp_path, capsys):
 def test_score_verb_checks_saved_responses_against_the_demo_annotation(tmp_path, capsys):
     """`live-ros score`: hand-made responses with known right and wrong words, against the
     bundled video's annotation (media/demo.json: the cat appears at 4.4 s, the coffee cup at
-    15.0 s, the rocket at 27.4 s, the horse at 52.3 s, the astronaut at 71.5 s)."""
+    15.0 s, the rocket at 27.4 s, the helmet at 52.3 s, the astronaut at 71.5 s; the helmet
+    leaves at 66.9 s). The helmet is an object no model was trained on: with
+    --known-objects, the generic answer is the right one for it."""
     from conftest import ROOT
 
     from live_ros.cli import main
@@ -83,7 +85,7 @@ def test_score_verb_checks_saved_responses_against_the_demo_annotation(tmp_path,
         {"video_time": 15.5, "text": "The astronaut appears.", "kind": "narration"},  # wrong object, not there
         {"video_time": 28.0, "text": "The rocket leaves.", "kind": "narration"},  # right object, wrong event
         {"video_time": 30.0, "text": "I see a cat, a coffee cup and a rocket.", "kind": "answer", "query_id": 1},
-        {"video_time": 40.0, "text": "The horse appears.", "kind": "narration"},  # no event; not there
+        {"video_time": 40.0, "text": "The horse appears.", "kind": "narration"},  # no event; not in the video
     ]
     path = tmp_path / "responses.json"
     path.write_text(json.dumps({"responses": responses}))
@@ -95,7 +97,7 @@ def test_score_verb_checks_saved_responses_against_the_demo_annotation(tmp_path,
     assert verdicts[(4.4, "cat")] == "OK"
     assert verdicts[(15.0, "coffee cup")] == "WRONG OBJECT"
     assert verdicts[(27.4, "rocket")] == "WRONG EVENT"
-    assert verdicts[(52.3, "horse")] == "MISSED"
+    assert verdicts[(52.3, "helmet")] == "MISSED"
     s = words["summary"]
     assert (s["events"], s["responded"], s["correct"], s["responses"], s["spurious"], s["hallucinated"]) == (
         13,
@@ -107,6 +109,23 @@ def test_score_verb_checks_saved_responses_against_the_demo_annotation(tmp_path,
     )
     assert printed.index("events 13") < printed.index("WRONG OBJECT")
     assert "HALLUCINATED" in printed and "astronaut" in printed
+    # the helmet, never trained: right when said generically, wrong by its name (it is there:
+    # no hallucination)
+    helmet = tmp_path / "helmet.json"
+    said = [
+        {"video_time": 52.5, "text": "Something I can't name appears.", "kind": "narration"},
+        {"video_time": 67.0, "text": "The helmet leaves.", "kind": "narration"},
+    ]
+    helmet.write_text(json.dumps(said))
+    known = "cat,coffee cup,rocket,astronaut,horse"
+    demo = str(ROOT / "media" / "demo.json")
+    assert main(["score", str(helmet), "--annotations", demo, "--known-objects", known, "--json", str(out)]) == 0
+    capsys.readouterr()
+    words = json.loads(out.read_text())
+    expected = {(e["time"], e["noun"]): (e["object"], e["verdict"]) for e in words["events"]}
+    assert expected[(52.3, "helmet")] == ("something", "OK")
+    assert expected[(66.9, "helmet")] == ("something", "WRONG OBJECT")
+    assert words["summary"]["hallucinated"] == 0
     # without an annotation: every response listed with its time, nothing called spurious
     assert main(["score", str(path)]) == 0
     printed = capsys.readouterr().out

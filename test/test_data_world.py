@@ -1,6 +1,6 @@
 """The synthetic world on disk: the `generate world` verb writes videos, annotations and
 streams on the model's grid (and refuses long streams that are too short), and the demo
-scene still matches the committed media/demo.json."""
+scene still matches the committed media/demo.json (with its never-trained helmet)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from live_ros.data import world
 from live_ros.data.annotations import load_annotation
 from live_ros.data.streams import load_samples
+from live_ros.data.world_objects import named_objects, unseen_objects
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,3 +64,8 @@ def test_demo_matches_committed_media():
     assert [e.to_dict() for e in ann.events] == committed["events"]
     assert 60 <= ann.duration <= 120 and len(ann.events) >= 6
     assert (ROOT / "media" / "demo.mp4").stat().st_size < 3_000_000
+    # one object of the demo was never trained on (the helmet fades in at 52 s, out at 66 s);
+    # the others are named objects
+    nouns = {e.object for e in ann.events}
+    assert nouns & set(unseen_objects()) == {"helmet"} and nouns - {"helmet"} <= set(named_objects())
+    assert [(e.time, e.kind) for e in ann.events if e.object == "helmet"] == [(52.3, "appears"), (66.9, "leaves")]

@@ -115,8 +115,16 @@ def render_frames(scene: Scene) -> tuple[np.ndarray, Rendered]:
 
 def demo_scene() -> Scene:
     """The bundled demo (90 s, media/demo.mp4): a cat comes in from the left, a coffee cup
-    appears, the rocket appears, the cat turns around and leaves, a horse fades in, the cup
-    moves, the astronaut comes in, the rocket leaves."""
+    appears, the rocket appears, the cat turns around and leaves, a helmet fades in, the cup
+    moves, the helmet fades out, the astronaut comes in, the rocket leaves, the astronaut
+    grows.
+
+    The helmet (52-66 s) is one of the world's ``unseen`` objects
+    (:func:`live_ros.data.world_objects.unseen_objects`): no training split has it, so the
+    model cannot name it, and the right narration is the generic one ("Something I can't
+    name appears.", :mod:`live_ros.data.generic`); the scorer expects that answer for an
+    object outside the model's vocabulary (:mod:`live_ros.evaluation.truth`). The annotation
+    keeps its true noun."""
     W, H = DEFAULT_SIZE
     scene = Scene(
         "demo",
@@ -129,16 +137,18 @@ def demo_scene() -> Scene:
     cat = scene.add("cat", Look(crop=0, size=130), rest=(W * 0.2, H * 0.52))
     cup = scene.add("coffee cup", Look(crop=0, size=110), rest=(W * 0.5, H * 0.55))
     rocket = scene.add("rocket", Look(crop=0, size=190), rest=(W * 0.84, H * 0.5))
-    horse = scene.add("horse", Look(crop=0, size=140), rest=(W * 0.22, H * 0.55))
+    # the helmet is a solid dome (the horse it replaces was a thin silhouette): 120 px wide it
+    # covers more of the frame than the 140 px horse did, and the cup stays in front of it
+    helmet = scene.add("helmet", Look(crop=0, size=120), rest=(W * 0.22, H * 0.55))
     astro = scene.add("astronaut", Look(crop=1, size=130), rest=(W * 0.22, H * 0.5))
     scene.act(cat, "enter", 4.0, 1.5, "left")
     scene.act(cup, "enter", 15.0, 0.0, "pop")
     scene.act(rocket, "enter", 27.0, 1.5, "bottom")
     scene.act(cat, "turn", 36.0)
     scene.act(cat, "leave", 44.0, 1.5, "left")
-    scene.act(horse, "enter", 52.0, 1.2, "fade")
+    scene.act(helmet, "enter", 52.0, 1.2, "fade")
     scene.act(cup, "move", 58.0, 1.5, "down", to=(W * 0.5, H * 0.68))
-    scene.act(horse, "leave", 66.0, 1.0, "fade")
+    scene.act(helmet, "leave", 66.0, 1.0, "fade")
     scene.act(astro, "enter", 71.0, 1.5, "left")
     scene.act(rocket, "leave", 80.0, 1.5, "top")
     scene.act(astro, "grow", 85.0, 1.5, scale=1.25)
