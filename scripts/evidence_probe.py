@@ -94,9 +94,9 @@ def render_one(noun: str, crop: int, split: str, rng: np.random.Generator) -> np
     """One 320x240 frame: ``noun`` (crop ``crop``) alone on a background of ``split``'s
     kinds, with that split's size, position and colour jitter (``world_splits.random_scene``'s
     ``new_look`` and ``rest_for``), drawn by the world's renderer."""
-    from live_ros.data.world_objects import Look, cutout
+    from live_ros.data.world_objects import cutout
     from live_ros.data.world_scene import DEFAULT_SIZE, Scene
-    from live_ros.data.world_splits import COLUMNS, PROFILES, _uniform_bands
+    from live_ros.data.world_splits import COLUMNS, PROFILES, _uniform_bands, random_look
 
     prof = PROFILES[split]
     width, height = DEFAULT_SIZE
@@ -108,15 +108,7 @@ def render_one(noun: str, crop: int, split: str, rng: np.random.Generator) -> np
         background=str(rng.choice(prof.backgrounds)),
         background_seed=int(rng.integers(2**31)),
     )
-    look = Look(
-        crop=crop,
-        size=int(round(_uniform_bands(rng, prof.scales) * height)),
-        brightness=float(rng.uniform(0.85, 1.15)),
-        contrast=float(rng.uniform(0.85, 1.15)),
-        saturation=float(rng.uniform(0.75, 1.25)),
-        hue=float(rng.uniform(-12, 12)),
-        flipped=bool(rng.random() < 0.5),
-    )
+    look = random_look(rng, prof, crop, height)
     h, w = cutout(noun, crop)[1].shape
     k = look.size / max(h, w)
     w, h = w * k, h * k

@@ -115,6 +115,20 @@ def _uniform_bands(rng: np.random.Generator, bands: Sequence[tuple[float, float]
     return float(rng.uniform(lo, hi))
 
 
+def random_look(rng: np.random.Generator, prof: SplitProfile, crop: int, height: int) -> Look:
+    """A look drawn from ``prof``: its scales (of the frame ``height``), colour jitter and a
+    mirror image half the time."""
+    return Look(
+        crop=crop,
+        size=int(round(_uniform_bands(rng, prof.scales) * height)),
+        brightness=float(rng.uniform(0.85, 1.15)),
+        contrast=float(rng.uniform(0.85, 1.15)),
+        saturation=float(rng.uniform(0.75, 1.25)),
+        hue=float(rng.uniform(-12, 12)),
+        flipped=bool(rng.random() < 0.5),
+    )
+
+
 def random_scene(
     seed: int,
     split: str = "train",
@@ -165,15 +179,7 @@ def random_scene(
     def new_look(noun: str) -> Look:
         spec = object_catalog()[noun]
         crop = spec.heldout_crop if (prof.heldout_crops and len(spec.crops) > 1) else int(rng.choice(spec.train_crops))
-        return Look(
-            crop=crop,
-            size=int(round(_uniform_bands(rng, prof.scales) * height)),
-            brightness=float(rng.uniform(0.85, 1.15)),
-            contrast=float(rng.uniform(0.85, 1.15)),
-            saturation=float(rng.uniform(0.75, 1.25)),
-            hue=float(rng.uniform(-12, 12)),
-            flipped=bool(rng.random() < 0.5),
-        )
+        return random_look(rng, prof, crop, height)
 
     def rest_for(look: Look, noun: str, column: int) -> tuple[float, float]:
         rgb, alpha = cutout(noun, look.crop)
