@@ -36,7 +36,7 @@ held-out images).
 
 Run (about 3-5 minutes of one CPU core with the defaults):
 
-    .venv/bin/python scripts/evidence_probe.py [--train-per-crop 30] [--per-object 20] [--out /tmp/evidence_probe.txt]
+    .venv/bin/python scripts/evidence_probe.py [--train-per-crop 30] [--per-object 20] [--out runs/evidence_probe.txt]
 
 The frame-token layout and the frozen encoder follow VideoLLM-online (the paper keeps the
 vision encoder frozen and trains only the connector and LoRA); this script asks what such a
@@ -51,6 +51,7 @@ import os
 import shlex
 import sys
 import time
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
@@ -244,7 +245,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-per-crop", type=int, default=30, help="training images per object and crop")
     parser.add_argument("--per-object", type=int, default=20, help="held-out images per object")
-    parser.add_argument("--out", default="/tmp/evidence_probe.txt", help="results file (the printed output)")
+    parser.add_argument("--out", default=None, help="also write the printed output to this file (default: print only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -407,9 +408,10 @@ def main() -> int:
 
     report()
     report(f"# total: {time.time() - t_start:.0f} s wall, {time.process_time() - cpu_start:.0f} s CPU (this process)")
-    with open(args.out, "w") as f:
-        f.write("\n".join(report.lines) + "\n")
-    print(f"# written to {args.out}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text("\n".join(report.lines) + "\n")
+        print(f"# written to {args.out}")
     return 0
 
 
