@@ -64,12 +64,17 @@ echo "[train_embedded] stage 3 trained and evaluated at $((SECONDS - t0)) s; che
 echo "[train_embedded] to ship it: cp $RUN/final/* $RUN/metrics.json $RUN/loss_curve.png live_ros/checkpoints/embedded/" \
      "&& for s in 0 1 2; do cp $RUN/stage\$s/loss_curve.png live_ros/checkpoints/embedded/loss_curve_stage\$s.png; done"
 [ -n "${STOP_AFTER_STAGE3:-}" ] && exit 0
-# stage 4 (the 34-object vocabulary, grounding): 60 steps of 24 on the grounding clips from stage 3
-# (STAGE4_INIT: another start, e.g. STAGE4_INIT=live_ros/checkpoints/embedded, which knows 8
-# objects), naming every trained object and "something I can't name" for the
+# stage 4 (the 34-object vocabulary with object evidence, live_ros/model/evidence.py): the
+# evidence head is fitted on every training frame (the objects in view from the annotations),
+# reported on the held-out split, then frozen; 60 steps of 24 on the grounding clips from
+# stage 3 (STAGE4_INIT: another start, e.g. STAGE4_INIT=live_ros/checkpoints/embedded, which
+# knows 8 objects), naming every trained object and "something I can't name" for the
 # generic ones (live_ros/data/generic.py)
+[ -f "$RUN/evidence.safetensors" ] || \
+  $LR fit-evidence "$DATA/train" --val "$DATA/eval" --out "$RUN/evidence.safetensors" --threads "$THREADS"
+EVIDENCE=(model.evidence="$RUN/evidence.safetensors")
 [ -f "$RUN/stage4/final/adapter_model.safetensors" ] || \
-  $LR train --config config/train_embedded.yaml --out "$RUN/stage4" --threads "$THREADS" \
+  $LR train --config config/train_embedded.yaml --out "$RUN/stage4" --threads "$THREADS" "${EVIDENCE[@]}" \
       model.init_from="${STAGE4_INIT:-$RUN/final}" \
       data.train_streams="$DATA/grounding/streams.jsonl" data.train_features="$DATA/grounding/features" \
       data.extra_streams=null data.eval_streams=null eval.enabled=false \
@@ -79,6 +84,6 @@ echo "[train_embedded] stage 4 trained at $((SECONDS - t0)) s"
 # of 12, seed 4, lr 7e-4
 [ -f "$RUN/stage5/final/adapter_model.safetensors" ] || \
   $LR train --config config/train_embedded.yaml --out "$RUN/stage5" --threads "$THREADS" "${DATA_ARGS[@]}" \
-      model.init_from="$RUN/stage4/final" seed=4 optim.lr=7e-4 optim.max_steps=120 run.save_every=20 \
-      eval.enabled=false $(resume "$RUN/stage5")
+      "${EVIDENCE[@]}" model.init_from="$RUN/stage4/final" seed=4 optim.lr=7e-4 optim.max_steps=120 \
+      run.save_every=20 eval.enabled=false $(resume "$RUN/stage5")
 echo "[train_embedded] stage 5 trained at $((SECONDS - t0)) s; the 34-object candidate: $RUN/stage5/final"

@@ -17,6 +17,7 @@ from live_ros.model.config import (
     RELEASE_LORA,
     ConfigError,
     EncoderSettings,
+    EvidenceSettings,
     LiveConfig,
     LoraSettings,
     override_note,
@@ -190,3 +191,79 @@ def test_reading_a_config_imports_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["2.0", "224", "False"], out.stderr
+
+
+def test_evidence_settings_round_trip(tmp_path):
+    """An evidence head (live_ros/model/evidence.py) is stored in live_config.json as its own
+    section; the classes come back as a tuple."""
+    evidence = EvidenceSettings(classes=["cat", "dog", "object I can't name"], input_dim=1280, token=3, pooling="token")
+    assert evidence.classes == ("cat", "dog", "object I can't name")
+    config = LiveConfig(
+        encoder=EncoderSettings(num_tokens=5), vision_hidden_size=2560, vocabulary=("cat", "dog"), evidence=evidence
+    )
+    data = config.to_dict()
+    assert data["evidence"] == {
+        "classes": ["cat", "dog", "object I can't name"],
+        "input_dim": 1280,
+        "token": 3,
+        "pooling": "token",
+    }
+    assert LiveConfig.from_dict(json.loads(json.dumps(data))) == config
+    path = config.save_pretrained(tmp_path / "ckpt")
+    again = LiveConfig.from_pretrained(tmp_path / "ckpt")
+    assert again == config and again.evidence == evidence
+    assert json.loads(path.read_text())["evidence"]["classes"][-1] == "object I can't name"
+    # the defaults: token 0, max over the frame's tokens
+    assert EvidenceSettings(classes=("cat",), input_dim=8).to_dict() == {
+        "classes": ["cat"],
+        "input_dim": 8,
+        "token": 0,
+        "pooling": "max",
+    }
+
+
+def test_a_config_without_evidence_writes_no_evidence_key(tmp_path):
+    config = LiveConfig()
+    assert config.evidence is None and "evidence" not in config.to_dict()
+    path = config.save_pretrained(tmp_path)
+    assert "evidence" not in json.loads(path.read_text())
+    assert LiveConfig.from_pretrained(tmp_path).evidence is None
+
+
+@pytest.mark.parametrize(
+    "values, field",
+    [
+        ({"classes": ()}, "evidence.classes"),
+        ({"input_dim": 0}, "evidence.input_dim"),
+        ({"input_dim": 8.0}, "evidence.input_dim"),
+        ({"token": -1}, "evidence.token"),
+        ({"pooling": "mean"}, "evidence.pooling"),
+    ],
+)
+def test_bad_evidence_settings_name_the_field(values, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        EvidenceSettings(**{"classes": ("cat",), "input_dim": 8, **values})
+
+
+def test_the_evidence_token_must_be_one_of_the_frames_tokens(tmp_path):
+    evidence = EvidenceSettings(classes=("cat",), input_dim=8, token=10)
+    with pytest.raises(ConfigError, match=r"evidence\.token 10 is not one of the 10 tokens per frame"):
+        LiveConfig(encoder=EncoderSettings(num_tokens=10), evidence=evidence)
+    LiveConfig(encoder=EncoderSettings(num_tokens=11), evidence=evidence)  # the last of 11: fine
+    # a file that says otherwise is refused with its path; so are unknown and bad evidence keys
+    good = LiveConfig(encoder=EncoderSettings(num_tokens=11), evidence=evidence).to_dict()
+    for evidence_data, message in (
+        (dict(good["evidence"], token=11), r"evidence\.token 11 is not one of the 11"),
+        (dict(good["evidence"], pooling="mean"), r"evidence\.pooling must be 'max' or 'token'"),
+        (dict(good["evidence"], names=[]), r"unknown evidence keys \['names'\]"),
+    ):
+        (tmp_path / CONFIG_NAME).write_text(json.dumps(dict(good, evidence=evidence_data)))
+        with pytest.raises(ConfigError, match=f"{CONFIG_NAME}: .*{message}"):
+            LiveConfig.from_pretrained(tmp_path)
+
+
+def test_an_evidence_head_wider_than_the_frame_tokens_is_refused():
+    """A head fitted on other features (input_dim above the tokens' width) is refused when the
+    settings are built, not at the first frame."""
+    with pytest.raises(ConfigError, match=r"evidence.input_dim 32 exceeds the frame tokens' width 16"):
+        LiveConfig(vision_hidden_size=16, evidence=EvidenceSettings(classes=("cat",), input_dim=32))

@@ -1,4 +1,5 @@
-"""The ``live-ros train`` verb (:func:`live_ros.training.loop.train`).
+"""The ``live-ros train`` verb (:func:`live_ros.training.loop.train`) and ``live-ros
+fit-evidence`` (:func:`live_ros.training.evidence.fit_evidence`).
 
 ``add(sub)`` adds it to ``parser.add_subparsers()`` with ``run=<callable(args) -> int>``;
 torch and the model are imported inside the callable, so ``--help`` stays instant.
@@ -38,6 +39,30 @@ def add(sub) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     p.set_defaults(run=run)
 
+    e = sub.add_parser(
+        "fit-evidence",
+        help="fit the object evidence head on a split's frames (model.evidence of a training run)",
+        description="Fit the object evidence head (live_ros/model/evidence.py): a multi-label linear "
+        "classifier over each frame's pooled features that scores the trained nouns and the generic "
+        "noun, on every frame of TRAIN_DIR (streams.jsonl, features/, annotations), and print its "
+        "per-class recall and precision there and on --val.",
+    )
+    e.add_argument("train_dir", metavar="TRAIN_DIR", help="a split folder, e.g. data/world/train")
+    e.add_argument("--out", required=True, metavar="FILE", help="the head file to write (safetensors)")
+    e.add_argument("--val", metavar="DIR", help="a held-out split folder to report on")
+    e.add_argument(
+        "--vocabulary", default="world", help='the trained nouns: "world" (the world\'s named objects) or a comma list'
+    )
+    e.add_argument("--steps", type=int, default=300, help="full-batch optimizer steps (default 300)")
+    e.add_argument(
+        "--pooling",
+        choices=("max", "token"),
+        default="max",
+        help="max: the classifier on every token of a frame, maxed (default); token: on the pooled token only",
+    )
+    e.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    e.set_defaults(run=run_fit_evidence)
+
 
 def run(args) -> int:
     """The ``train`` verb. 0 ok, 1 failed (the message says why), 130 interrupted."""
@@ -63,5 +88,30 @@ def run(args) -> int:
         )
     except (ConfigError, CheckpointError, PresetError, FeaturesError, FileNotFoundError) as err:
         print(f"live-ros train: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_fit_evidence(args) -> int:
+    """The ``fit-evidence`` verb. 0 ok, 1 failed (the message says why)."""
+    from live_ros.data.features import FeaturesError
+    from live_ros.training.model_setup import vocabulary_of
+
+    try:
+        import torch
+
+        from live_ros.training.evidence import fit_evidence
+
+        torch.set_num_threads(args.threads)
+        fit_evidence(
+            args.train_dir,
+            args.out,
+            vocabulary_of(args.vocabulary),
+            val_dir=args.val,
+            steps=args.steps,
+            pooling=args.pooling,
+        )
+    except (FeaturesError, FileNotFoundError, ValueError) as err:
+        print(f"live-ros fit-evidence: {err}", file=sys.stderr)
         return 1
     return 0

@@ -103,6 +103,8 @@ def build_base(
             str(llm_dir), config=model_config, dtype=_dtype(dtype), local_files_only=True
         )
     model.reset_connector(connector_seed)
+    if model.evidence is not None:  # the class names start as the LLM's word embeddings
+        model.evidence.init_names(tokenizer, model.get_input_embeddings())
     model.to(device)
     model.generation_config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
     return model

@@ -16,6 +16,9 @@ A live_ros checkpoint folder holds peft's adapter files (LoRA + connector) and
 - ``vocabulary``: the object nouns the model was trained to name; any other object's right
   answer is the generic one ("Something I can't name appears."). Empty: not recorded
   (evaluation then counts every object as known).
+- ``evidence``: the object evidence head, if any (:class:`EvidenceSettings`,
+  live_ros/model/evidence.py): which object classes it scores and which frame token it adds
+  their names to. None: frames enter through the connector alone, as in the paper.
 
 Importing this module costs no torch: camera_subscriber reads the fps and resolution of a
 checkpoint through it. Files of ``format_version`` 1 (every value at top level, several
@@ -191,6 +194,40 @@ class LoraSettings:
         return data
 
 
+@dataclass(frozen=True)
+class EvidenceSettings:
+    """The object evidence head (live_ros/model/evidence.py): a linear classifier over the
+    first ``input_dim`` values of a frame token (its features, without the frame difference)
+    that scores ``classes`` (the trained nouns, then the generic noun), applied to every token
+    of the frame and maxed over them (``pooling="max"``: an object seen in one grid cell
+    counts) or to token ``token`` only (``"token"``); the sum of the class names' word
+    embeddings, each weighted by its probability, is added to the projection of token ``token``."""
+
+    classes: tuple[str, ...]
+    input_dim: int
+    token: int = 0
+    pooling: str = "max"
+
+    def __post_init__(self):
+        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+        if not self.classes:
+            raise ConfigError("evidence.classes is empty: name the object classes the head scores")
+        if not (isinstance(self.input_dim, int) and self.input_dim > 0):
+            raise ConfigError(f"evidence.input_dim must be a positive int, got {self.input_dim!r}")
+        if not (isinstance(self.token, int) and self.token >= 0):
+            raise ConfigError(f"evidence.token must be an int >= 0, got {self.token!r}")
+        if self.pooling not in ("max", "token"):
+            raise ConfigError(f"evidence.pooling must be 'max' or 'token', got {self.pooling!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "classes": list(self.classes),
+            "input_dim": self.input_dim,
+            "token": self.token,
+            "pooling": self.pooling,
+        }
+
+
 RELEASE_LORA = LoraSettings(r=128, alpha=256, dropout=0.05, target_modules=LORA_TARGETS + r"|lm_head$")
 
 
@@ -207,9 +244,19 @@ class LiveConfig:
     stream_weight: float = 1.0
     mode: str = "streaming"
     vocabulary: tuple[str, ...] = ()
+    evidence: EvidenceSettings | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "vocabulary", tuple(str(n) for n in self.vocabulary))
+        if self.evidence is not None and self.evidence.token >= self.encoder.num_tokens:
+            raise ConfigError(
+                f"evidence.token {self.evidence.token} is not one of the {self.encoder.num_tokens} tokens per frame"
+            )
+        if self.evidence is not None and self.evidence.input_dim > self.vision_hidden_size:
+            raise ConfigError(
+                f"evidence.input_dim {self.evidence.input_dim} exceeds the frame tokens' width "
+                f"{self.vision_hidden_size}: fit the head on the features this model takes"
+            )
         # the sequence format's tokens per frame is the encoder's: one value, kept in one place
         if self.format.frame_num_tokens != self.encoder.num_tokens:
             object.__setattr__(self, "format", replace(self.format, frame_num_tokens=self.encoder.num_tokens))
@@ -249,6 +296,7 @@ class LiveConfig:
             "stream_weight": self.stream_weight,
             "mode": self.mode,
             **({"vocabulary": list(self.vocabulary)} if self.vocabulary else {}),
+            **({"evidence": self.evidence.to_dict()} if self.evidence else {}),
         }
 
     @classmethod
@@ -264,10 +312,20 @@ class LiveConfig:
         data.pop("format_version")
         _check_keys("live_config", data, {f.name for f in fields(cls)})
         enc, fmt, lora = data.pop("encoder", {}), data.pop("format", {}), data.pop("lora", {})
+        evidence = data.pop("evidence", None)
         _check_keys("encoder", enc, {f.name for f in fields(EncoderSettings)})
         _check_keys("format", fmt, {f.name for f in fields(FormatSpec)} - {"frame_num_tokens"})
         _check_keys("lora", lora, {f.name for f in fields(LoraSettings)})
-        return cls(encoder=EncoderSettings(**enc), format=FormatSpec(**fmt), lora=LoraSettings(**lora), **data)
+        if evidence is not None:
+            _check_keys("evidence", evidence, {f.name for f in fields(EvidenceSettings)})
+            evidence = EvidenceSettings(**evidence)
+        return cls(
+            encoder=EncoderSettings(**enc),
+            format=FormatSpec(**fmt),
+            lora=LoraSettings(**lora),
+            evidence=evidence,
+            **data,
+        )
 
     def save_pretrained(self, folder: str | Path) -> Path:
         folder = Path(folder)
@@ -336,6 +394,7 @@ __all__ = [
     "FORMAT_VERSION",
     "ConfigError",
     "EncoderSettings",
+    "EvidenceSettings",
     "LiveConfig",
     "LoraSettings",
     "RELEASE_LORA",

@@ -20,6 +20,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from live_ros.model.config import EncoderSettings, LiveConfig, parse_encoder_id
+from live_ros.model.evidence import ObjectEvidence
 from live_ros.model.format import IGNORE, FormatSpec
 
 
@@ -140,6 +141,9 @@ class LiveLlamaForCausalLM(LlamaForCausalLM):
     def __init__(self, config: LiveLlamaConfig):
         super().__init__(config)
         self.connector = build_connector(config.vision_hidden_size, config.hidden_size)
+        evidence = config.live_config.evidence
+        self.evidence = ObjectEvidence(evidence, config.hidden_size) if evidence else None
+        self.evidence_token = evidence.token if evidence else 0
         self.post_init()
 
     def reset_connector(self, seed: int = 0) -> None:
@@ -164,7 +168,13 @@ class LiveLlamaForCausalLM(LlamaForCausalLM):
                 f"vision encoder this checkpoint was trained with"
             )
         weight = next(self.connector.parameters())  # (peft may wrap the connector)
-        return self.connector(frame_tokens.to(device=weight.device, dtype=weight.dtype))
+        frame_tokens = frame_tokens.to(device=weight.device, dtype=weight.dtype)
+        projected = self.connector(frame_tokens)
+        if self.evidence is not None:  # the object evidence, added to its token (model/evidence.py)
+            token = self.evidence_token
+            projected = projected.clone()
+            projected[:, token] = projected[:, token] + self.evidence(frame_tokens).to(projected.dtype)
+        return projected
 
     def embed(self, input_ids: torch.Tensor, frame_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """Token embeddings with the placeholder positions replaced by projected frames."""

@@ -37,6 +37,9 @@ class ModelSection:
     # the nouns the model is taught to name, saved with the checkpoint (LiveConfig.vocabulary):
     # "world" = the synthetic world's named objects, "" = none recorded, else comma-separated nouns
     vocabulary: str = "world"
+    # an object evidence head fitted by `live-ros fit-evidence` (model/evidence.py): its
+    # classifier is loaded and frozen, its class names trained with the LLM; null: none
+    evidence: str | None = None
 
 
 @dataclass

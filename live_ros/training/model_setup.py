@@ -51,6 +51,7 @@ def resolve_model(config: TrainConfig) -> ModelSpec:
         raise ConfigError("give model.llm (a local base LLM folder) or model.preset")
     base_llm = str(llm.resolve()) if given else base.base_llm or str(llm)
     lora = config.lora
+    evidence = _evidence(section.evidence)
     try:
         live = replace(
             base,
@@ -60,15 +61,35 @@ def resolve_model(config: TrainConfig) -> ModelSpec:
             frame_fps=section.fps,
             stream_weight=config.objective.stream_weight,
             mode=config.objective.mode,
-            lora=LoraSettings(r=lora.r, alpha=lora.alpha, dropout=lora.dropout, target_modules=lora.target_modules),
-            vocabulary=_vocabulary(section.vocabulary),
+            lora=LoraSettings(
+                r=lora.r,
+                alpha=lora.alpha,
+                dropout=lora.dropout,
+                target_modules=lora.target_modules,
+                modules_to_save=("connector", "evidence") if evidence else ("connector",),
+            ),
+            vocabulary=vocabulary_of(section.vocabulary),
+            evidence=evidence,
         )
     except LiveConfigError as err:
         raise ConfigError(f"model: {err}") from None
     return ModelSpec(llm, live)
 
 
-def _vocabulary(value: str) -> tuple[str, ...]:
+def _evidence(path: str | None):
+    """``model.evidence``: the settings of a fitted evidence head file (None: no head)."""
+    if not path:
+        return None
+    from live_ros.model.config import ConfigError as LiveConfigError
+    from live_ros.model.evidence import load_head
+
+    try:
+        return load_head(Path(path).expanduser())[0]
+    except LiveConfigError as err:
+        raise ConfigError(f"model.evidence: {err}") from None
+
+
+def vocabulary_of(value: str) -> tuple[str, ...]:
     """``model.vocabulary``: "world" (the synthetic world's named objects), "" or nouns."""
     if value.strip() == "world":
         from live_ros.data.world_objects import named_objects
@@ -127,6 +148,14 @@ def build_model(config: TrainConfig, spec: ModelSpec, device: str):
         peft_model = add_lora(model, live.lora, untie_embeddings=config.lora.untie_embeddings)
     if config.model.init_from:
         init_adapter(peft_model, Path(config.model.init_from))
+    if config.model.evidence:  # the fitted classifier (in peft's copy too), frozen
+        from live_ros.model.evidence import ObjectEvidence, load_head
+
+        state = load_head(Path(config.model.evidence).expanduser())[1]
+        for module in peft_model.modules():
+            if isinstance(module, ObjectEvidence):
+                module.classifier.load_state_dict(state)
+                module.classifier.requires_grad_(False)
     if config.run.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     peft_model.to(device)
@@ -136,7 +165,7 @@ def build_model(config: TrainConfig, spec: ModelSpec, device: str):
 def init_adapter(peft_model, folder: Path) -> None:
     """Load LoRA + connector weights of a saved checkpoint (``final/``) into a fresh run's
     model, to train a later stage from it (model.init_from)."""
-    from peft.utils import set_peft_model_state_dict
+    from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
     from safetensors.torch import load_file
 
     from live_ros.model.checkpoint import ADAPTER_WEIGHTS
@@ -148,6 +177,10 @@ def init_adapter(peft_model, folder: Path) -> None:
             f"train (its final/ folder)"
         )
     weights = {k: v.float() for k, v in load_file(str(path)).items()}
+    # a checkpoint from before the evidence head: the run's own head and name vectors stay
+    for key, value in get_peft_model_state_dict(peft_model, save_embedding_layers=False).items():
+        if ".evidence." in key:
+            weights.setdefault(key, value.detach().float())
     try:
         result = set_peft_model_state_dict(peft_model, weights)
     except RuntimeError as err:
