@@ -1,6 +1,7 @@
 """Fitting the object evidence head (live_ros/training/evidence.py, ``live-ros fit-evidence``)
 and training with it (live_ros/training/model_setup.py): each frame's targets follow the
-annotation's tracks, objects outside the vocabulary are the generic class, a separable frame
+annotation's tracks, objects outside the vocabulary are the generic class, any object in view
+sets the last class (ANY_OBJECT, "something"), a separable frame
 set is learnt exactly, a split folder gives a head file that load_head reads, and a run with
 ``model.evidence`` loads that head frozen beside trainable class names. Tiny real models and
 real files; the features of the split folders carry each class's visibility in one value (so
@@ -25,6 +26,7 @@ from live_ros.model.evidence import ObjectEvidence, evidence_logits, load_head, 
 from live_ros.model.format import Turn
 from live_ros.training.config import ConfigError, load_config
 from live_ros.training.evidence import (
+    ANY_OBJECT,
     FrameSet,
     classes_of,
     fit,
@@ -37,7 +39,7 @@ from live_ros.training.evidence import (
 from live_ros.training.model_setup import build_model, init_adapter, resolve_model
 
 VOCABULARY = ("cat", "dog")
-CLASSES = (*VOCABULARY, GENERIC_NOUN)
+CLASSES = (*VOCABULARY, GENERIC_NOUN, ANY_OBJECT)
 BOX = [0, 0, 10, 10]
 
 
@@ -120,13 +122,18 @@ def test_frame_targets_follow_the_tracks():
         meta={"actors": {"cat": "cat", "cat#2": "cat", "helmet": "helmet", "dog#1": "dog"}},
     )
     targets = frame_targets(annotation, times, classes_of(VOCABULARY))
-    assert classes_of(VOCABULARY) == CLASSES and targets.shape == (6, 3)
+    assert classes_of(VOCABULARY) == CLASSES and targets.shape == (6, 4)
     assert targets[:, 0].tolist() == [1, 1, 0, 1, 1, 1]  # cat, then cat#2 while cat is away, cat again
     assert targets[:, 1].tolist() == [0, 0, 0, 0, 0, 1]  # dog#1 from 2.5 s
     assert targets[:, 2].tolist() == [0, 0, 1, 1, 1, 1]  # the helmet (not a trained noun): generic
+    assert targets[:, 3].tolist() == [1, 1, 1, 1, 1, 1]  # some object in view in every frame
+    # the helmet alone (1.0 s) sets the generic and the "something" columns; the cat alone
+    # (0 s) its noun and "something", not the generic one
+    assert targets[2].tolist() == [0, 0, 1, 1] and targets[0].tolist() == [1, 0, 0, 1]
     # with the helmet in the vocabulary it is its own class and nothing is generic
     classes = classes_of(("cat", "dog", "helmet"))
-    assert frame_targets(annotation, times, classes)[:, 2:].tolist() == [[0, 0], [0, 0], [1, 0], [1, 0], [1, 0], [1, 0]]
+    assert classes[-2:] == (GENERIC_NOUN, ANY_OBJECT)
+    assert frame_targets(annotation, times, classes)[:, 2:].tolist() == [[0, 0, 1], [0, 0, 1]] + [[1, 0, 1]] * 4
     # an annotation without tracks (Ego4D, COIN) says nothing is in view
     assert not frame_targets(VideoAnnotation("n", 3.0), times, CLASSES).any()
 
@@ -140,16 +147,19 @@ def test_input_dim_is_the_features_without_the_frame_difference():
 @pytest.mark.parametrize("pooling, token", [("max", 0), ("token", 1)])
 def test_fit_learns_a_separable_frame_set(pooling, token):
     """Class c is in view when value c of token 1 is +1 (-1 otherwise); token 0 (another grid
-    cell) sees none of the objects (-1 there)."""
+    cell) sees none of the objects (-1 there). The last class (ANY_OBJECT) is in view whenever
+    one of the others is."""
     g = torch.Generator().manual_seed(0)
-    targets = (torch.rand(64, 3, generator=g) < 0.4).float()
+    named = (torch.rand(64, 3, generator=g) < 0.4).float()
+    targets = torch.cat([named, named.amax(1, keepdim=True)], 1)
+    assert 0 < targets[:, 3].sum() < 64  # frames with and without an object
     features = 0.1 * torch.randn(64, 2, 6, generator=g)
-    features[:, 0, :3] -= 1
-    features[:, 1, :3] += 2 * targets - 1
+    features[:, 0, :4] -= 1
+    features[:, 1, :4] += 2 * targets - 1
     frames = FrameSet(features, targets, streams=4)
     settings = EvidenceSettings(classes=CLASSES, input_dim=6, token=token, pooling=pooling)
     head = fit(frames, settings)
-    assert isinstance(head, nn.Linear) and head.weight.shape == (3, 6)
+    assert isinstance(head, nn.Linear) and head.weight.shape == (4, 6)
     with torch.no_grad():
         predicted = (torch.sigmoid(evidence_logits(head, features, settings)) >= 0.5).float()
     assert torch.equal(predicted, targets)
@@ -167,8 +177,9 @@ def test_load_frames_reads_a_split(data, tmp_path):
     frames, encoder_id, input_dim = load_frames(train, CLASSES)
     assert (encoder_id, input_dim, frames.streams) == (ENC, DIM, 3)
     assert frames.features.shape == (27, NTOK, DIM) and frames.features.dtype == torch.float32
-    # v0's first frames: the cat alone; v1's first: the helmet (generic)
-    assert frames.targets[0].tolist() == [1, 0, 0] and frames.targets[9].tolist() == [0, 0, 1]
+    assert frames.targets.shape == (27, 4)
+    # v0's first frames: the cat alone; v1's first: the helmet (generic); each is "something"
+    assert frames.targets[0].tolist() == [1, 0, 0, 1] and frames.targets[9].tolist() == [0, 0, 1, 1]
     # features with frame differences: the first half of each token
     delta = write_split(tmp_path / "delta", TRAIN[:1], encoder_id=ENC + "+delta")
     frames, encoder_id, input_dim = load_frames(delta, CLASSES)
@@ -182,13 +193,14 @@ def test_fit_evidence_writes_a_head_that_load_head_reads(data, tmp_path):
     assert out == tmp_path / "head.safetensors" and out.is_file()
     settings, state = load_head(out)
     assert settings == EvidenceSettings(classes=CLASSES, input_dim=DIM, token=0, pooling="max")
-    assert state["weight"].shape == (3, DIM) and state["bias"].shape == (3,)
+    assert state["weight"].shape == (4, DIM) and state["bias"].shape == (4,)
     text = "\n".join(lines)
-    assert "3 classes on 27 frames" in text and f"held out ({val})" in text and f"evidence head: {out}" in text
+    assert "4 classes on 27 frames" in text and f"held out ({val})" in text and f"evidence head: {out}" in text
     held_out = _rows(text.split("held out")[1])
-    # the held-out stream: the cat, the rocket (generic) and the dog, each recognised
+    # the held-out stream: the cat, the rocket (generic) and the dog, each recognised, and
+    # "something" in view throughout
     assert {noun: row[1:] for noun, row in held_out.items()} == {noun: ("100%", "100%") for noun in CLASSES}
-    head = nn.Linear(DIM, 3)
+    head = nn.Linear(DIM, len(CLASSES))
     head.load_state_dict(state)
     frames, _, _ = load_frames(val, CLASSES)
     with torch.no_grad():
@@ -280,7 +292,9 @@ def test_cli_fit_evidence(data, tmp_path, capsys):
     assert load_head(out)[0] == EvidenceSettings(classes=CLASSES, input_dim=DIM, token=0, pooling="max")
     argv = ["fit-evidence", str(train), "--out", str(out), "--vocabulary", "cat", "--pooling", "token"]
     assert cli.main([*argv, "--steps", "5", "--threads", threads]) == 0
-    assert load_head(out)[0] == EvidenceSettings(classes=("cat", GENERIC_NOUN), input_dim=DIM, pooling="token")
+    assert load_head(out)[0] == EvidenceSettings(
+        classes=("cat", GENERIC_NOUN, ANY_OBJECT), input_dim=DIM, pooling="token"
+    )
     capsys.readouterr()
 
     missing = tmp_path / "nowhere"
@@ -295,4 +309,4 @@ def test_a_split_without_annotations_is_refused_with_the_fix(tmp_path):
     none is a ValueError naming the stream and the generator that writes them."""
     save_samples([StreamSample(video_id="v0", duration=1.0)], tmp_path / "streams.jsonl")
     with pytest.raises(ValueError, match=r"v0 names no annotation.*live-ros generate world"):
-        load_frames(tmp_path, ("cat", "object I can't name"))
+        load_frames(tmp_path, classes_of(("cat",)))

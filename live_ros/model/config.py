@@ -198,7 +198,7 @@ class LoraSettings:
 class EvidenceSettings:
     """The object evidence head (live_ros/model/evidence.py): a linear classifier over the
     first ``input_dim`` values of a frame token (its features, without the frame difference)
-    that scores ``classes`` (the trained nouns, then the generic noun), applied to every token
+    that scores ``classes`` (e.g. the trained nouns, the generic noun, "something"), applied to every token
     of the frame and maxed over them (``pooling="max"``: an object seen in one grid cell
     counts) or to token ``token`` only (``"token"``); the sum of the class names' word
     embeddings, each weighted by its probability, is added to the projection of token ``token``."""

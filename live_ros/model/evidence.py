@@ -6,8 +6,9 @@ features through the connector alone, names the right object for about a third o
 events (live_ros/checkpoints/embedded/README.md). The head closes that gap without changing
 the sequence: a linear classifier over each frame token's features, maxed over the frame's
 tokens (a small object fills one grid cell more than the pooled token), scores each
-object class (the trained nouns, then the generic noun for objects it was never taught,
-live_ros/data/generic.py) with an independent sigmoid, several objects can be in view, and
+object class (the trained nouns, the generic noun for objects it was never taught,
+live_ros/data/generic.py, and "something": any object in view) with an independent
+sigmoid, several objects can be in view, and
 the sum of the class names' word embeddings, each weighted by its probability, is added to
 that token's projection. The classifier is fitted on the training streams' frames
 (live_ros/training/evidence.py, ``live-ros fit-evidence``) and frozen while the LLM learns to
