@@ -35,9 +35,16 @@ def smollm2_tokenizer():
     return tok
 
 
-def tiny_model(tokenizer, vision_dim: int = 16, frame_num_tokens: int = 2, seed: int = 0, **overrides):
+def tiny_model(tokenizer, vision_dim: int = 16, frame_num_tokens: int = 2, seed: int = 0, evidence=None, **overrides):
+    """A random 2-layer Llama with a connector (and the object evidence head ``evidence``:
+    an EvidenceSettings, its names set from the word embeddings)."""
     spec = FormatSpec(frame_num_tokens=frame_num_tokens)
-    live = LiveConfig(encoder=EncoderSettings(num_tokens=frame_num_tokens), vision_hidden_size=vision_dim, format=spec)
+    live = LiveConfig(
+        encoder=EncoderSettings(num_tokens=frame_num_tokens),
+        vision_hidden_size=vision_dim,
+        format=spec,
+        evidence=evidence,
+    )
     config = LiveLlamaConfig(
         vocab_size=len(tokenizer) - 1,
         hidden_size=64,
@@ -54,4 +61,6 @@ def tiny_model(tokenizer, vision_dim: int = 16, frame_num_tokens: int = 2, seed:
     torch.manual_seed(seed)
     model = LiveLlamaForCausalLM(config)
     model.reset_connector(seed)
+    if model.evidence is not None:
+        model.evidence.init_names(tokenizer, model.get_input_embeddings())
     return model, StreamTokenizer(tokenizer, spec)

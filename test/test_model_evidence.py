@@ -19,37 +19,17 @@ from live_ros.data.generic import GENERIC_NOUN
 from live_ros.model.checkpoint import add_lora, load_adapter, save_checkpoint
 from live_ros.model.config import ConfigError, EncoderSettings, EvidenceSettings, LiveConfig, LoraSettings
 from live_ros.model.evidence import HEAD_FORMAT, ObjectEvidence, evidence_logits, load_head, save_head
-from live_ros.model.format import FormatSpec, StreamTokenizer, Turn
-from live_ros.model.live_model import LiveLlamaConfig, LiveLlamaForCausalLM
+from live_ros.model.format import FormatSpec, Turn
+from live_ros.model.live_model import LiveLlamaConfig
 
 VISION_DIM, NUM_TOKENS, INPUT_DIM = 16, 3, 8  # 3 tokens per frame; the head reads the first half of each token
 CLASSES = ("cat", "dog", GENERIC_NOUN)
 
 
 def evidence_model(tokenizer, evidence: EvidenceSettings | None, seed: int = 0):
-    """As model_helpers.tiny_model, with 3 tokens per frame and the evidence head ``evidence``."""
-    spec = FormatSpec(frame_num_tokens=NUM_TOKENS)
-    live = LiveConfig(
-        encoder=EncoderSettings(num_tokens=NUM_TOKENS), vision_hidden_size=VISION_DIM, format=spec, evidence=evidence
-    )
-    config = LiveLlamaConfig(
-        vocab_size=len(tokenizer) - 1,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        live=live,
-        v_placeholder_id=tokenizer.convert_tokens_to_ids("<v>"),
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(seed)
-    model = LiveLlamaForCausalLM(config)
-    model.reset_connector(seed)
-    if model.evidence is not None:  # names that are not all zero, so that the evidence shows
-        model.evidence.init_names(tokenizer, model.get_input_embeddings())
-    return model.eval(), StreamTokenizer(tokenizer, spec)
+    """model_helpers.tiny_model with 3 tokens per frame and the evidence head ``evidence``."""
+    model, tokens = tiny_model(tokenizer, VISION_DIM, NUM_TOKENS, seed, evidence=evidence)
+    return model.eval(), tokens
 
 
 def settings(**kw) -> EvidenceSettings:
