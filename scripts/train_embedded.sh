@@ -5,8 +5,8 @@
 # the grounding clips, stage 1 trains on the streams and windows from it, stage 2 continues
 # with a fresh order and half the learning rate, stage 3 teaches narration under a standing
 # instruction), evaluation; the committed default is stage 3's RUN/final. Stages 4-5 then teach
-# the 34-object vocabulary of the world catalog: a candidate not yet adopted (model card, "The
-# 34-object vocabulary"); STOP_AFTER_STAGE3=1 leaves them out.
+# the 34-object vocabulary of the world catalog with the object evidence head: a candidate not
+# adopted (model card, "Object evidence"); STOP_AFTER_STAGE3=1 leaves them out.
 # Every stage resumes where it stopped (--resume) and is skipped once done. Times per stage
 # on a 2-core CPU: live_ros/checkpoints/embedded/README.md.
 #
