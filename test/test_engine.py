@@ -373,3 +373,21 @@ def test_bad_inputs_rejected_and_stream_goes_on():
     assert isinstance(ev[0], SilentEvent) and ev[0].frame_index == 1
     assert eng.runner.length == length + N_TOK + 1
     assert finals(eng.ask("ok?"))[0].response_kind == "answer"
+
+
+def test_a_budget_of_zero_means_unbounded_as_none_does():
+    """One rule for an unbounded cache (ROS parameters and the command line cannot say None):
+    cache_budget 0 is None in the config, in a live change and in the engine's policy."""
+    from dataclasses import replace
+
+    assert EngineConfig(cache_budget=0).check().cache_budget is None
+    assert replace(EngineConfig(), cache_budget=0).cache_budget is None
+    with pytest.raises(EngineInputError, match=r"too small: give at least 256 tokens \(None or 0: unbounded\)"):
+        EngineConfig(cache_budget=100).check()
+    model, tokens = tiny()
+    eng = engine(model, tokens, cache_budget=0)
+    assert eng.cfg.cache_budget is None and eng.policy.budget is None
+    for f in rand_frames(4):
+        eng.take_frame(f)
+    assert eng.configure(cache_budget=512).cache_budget == 512
+    assert eng.configure(cache_budget=0).cache_budget is None and eng.policy.budget is None

@@ -247,7 +247,7 @@ def run_evaluate_online(args) -> int:
     known = _nouns(args.known_objects) or system.config.vocabulary or None
     overrides = {k: v for k, v in (("theta", args.theta), ("max_new_tokens", args.max_new_tokens)) if v is not None}
     if args.cache_budget is not None:
-        overrides["cache_budget"] = args.cache_budget or None  # 0: unbounded
+        overrides["cache_budget"] = args.cache_budget  # 0: unbounded (EngineConfig's rule)
     config = EngineConfig(partials=False, **overrides)
     engine = StreamEngine(system.model, system.tokens, config)
     result = evaluate_online(

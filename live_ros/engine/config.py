@@ -38,7 +38,7 @@ class EngineConfig:
     # continues the latest query (a "tell me when ..." answered later carries its id).
     # live_llm's default is live_ros/model/format.py: DEFAULT_INSTRUCTION.
     instruction: str = ""
-    cache_budget: int | None = 1280  # (live) tokens kept at every frame boundary; None: unbounded
+    cache_budget: int | None = 1280  # (live) tokens kept at every frame boundary; None or 0: unbounded
     sink_tokens: int = 4  # first positions always kept (besides the system prompt)
     text_share: float = 0.25  # dialogue text kept up to this share of the budget
     frame_window: int | None = None  # at most this many recent frames (None: budget decides)
@@ -73,6 +73,12 @@ class EngineConfig:
         "no_video_timeout",
     )
 
+    def __post_init__(self):
+        # the one rule for an unbounded cache: None or 0 (ROS parameters and the command line
+        # cannot say None), so the node, the CLI and the core agree
+        if self.cache_budget == 0 and not isinstance(self.cache_budget, bool):
+            self.cache_budget = None
+
     def check(self) -> "EngineConfig":
         def bad(msg: str):
             raise EngineInputError(msg)
@@ -96,7 +102,7 @@ class EngineConfig:
                 f"(max_query_chars): shorten it"
             )
         if self.cache_budget is not None and (not isinstance(self.cache_budget, int) or self.cache_budget < 256):
-            bad(f"cache_budget {self.cache_budget!r} is too small: give at least 256 tokens (None: unbounded)")
+            bad(f"cache_budget {self.cache_budget!r} is too small: give at least 256 tokens (None or 0: unbounded)")
         if self.eviction not in ("recompact", "reprefill"):
             bad(f"eviction '{self.eviction}' is unknown: use 'recompact' or 'reprefill'")
         if not isinstance(self.min_response_interval, (int, float)) or self.min_response_interval < 0:

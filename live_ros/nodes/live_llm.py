@@ -159,7 +159,7 @@ class LiveLLM(LiveNode):
             min_new_tokens=self.p("min_new_tokens"),
             system_prompt=self.p("system_prompt") or None,
             instruction=self.p("instruction"),
-            cache_budget=self.p("cache_budget") or None,
+            cache_budget=self.p("cache_budget"),
             mute=self.p("mute"),
             min_response_interval=self.p("min_response_interval"),
             max_query_chars=self.p("max_query_chars"),
@@ -316,9 +316,7 @@ class LiveLLM(LiveNode):
     def on_parameter(self, name: str, value) -> None:
         if name not in LIVE_SETTINGS or self.engine is None:
             return
-        if name == "cache_budget":
-            value = value or None
-        elif name == "system_prompt":
+        if name == "system_prompt":
             value = value or None
         try:
             self.engine.configure(**{LIVE_SETTINGS[name]: value})
