@@ -43,9 +43,10 @@ def add(sub) -> None:
         "fit-evidence",
         help="fit the object evidence head on a split's frames (model.evidence of a training run)",
         description="Fit the object evidence head (live_ros/model/evidence.py): a multi-label linear "
-        "classifier over each frame's pooled features that scores the trained nouns and the generic "
-        "noun, on every frame of TRAIN_DIR (streams.jsonl, features/, annotations), and print its "
-        "per-class recall and precision there and on --val.",
+        "classifier over each frame token's features, maxed over the frame's tokens, that scores the "
+        "trained nouns, the generic noun and 'something' (any object in view), on every frame of "
+        "TRAIN_DIR (streams.jsonl, features/, annotations), and print its per-class recall and "
+        "precision there and on --val.",
     )
     e.add_argument("train_dir", metavar="TRAIN_DIR", help="a split folder, e.g. data/world/train")
     e.add_argument("--out", required=True, metavar="FILE", help="the head file to write (safetensors)")

@@ -91,11 +91,9 @@ def load_head(path: str | Path) -> tuple[EvidenceSettings, dict[str, torch.Tenso
     from safetensors.torch import load_file
 
     path = Path(path)
+    fix = f"fit one with `live-ros fit-evidence DATA/train --out {path}`"
     if not path.is_file():
-        raise ConfigError(
-            f"evidence head {path} does not exist: fit one with `live-ros fit-evidence DATA/train --out {path}`"
-        )
-    fix = "fit one with `live-ros fit-evidence DATA/train --out FILE`"
+        raise ConfigError(f"evidence head {path} does not exist: {fix}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

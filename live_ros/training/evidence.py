@@ -29,7 +29,7 @@ from live_ros.data.features import features_path, load_features
 from live_ros.data.generic import GENERIC_NOUN
 from live_ros.data.streams import load_samples
 from live_ros.model.config import EvidenceSettings, parse_encoder_id
-from live_ros.model.evidence import evidence_logits
+from live_ros.model.evidence import evidence_logits, save_head
 
 ANY_OBJECT = "something"  # the last class: some object in view (it tells an unknown object from none)
 
@@ -142,8 +142,6 @@ def fit_evidence(
     log=print,
 ) -> Path:
     """Fit the head on ``train_dir``'s frames, report it (on ``val_dir`` too), save it to ``out``."""
-    from live_ros.model.evidence import save_head
-
     classes = classes_of(vocabulary)
     train, encoder_id, input_dim = load_frames(train_dir, classes)
     log(f"fitting the evidence head: {len(classes)} classes on {len(train.targets)} frames ({encoder_id})")
