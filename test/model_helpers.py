@@ -45,7 +45,7 @@ def tiny_model(tokenizer, vision_dim: int = 16, frame_num_tokens: int = 2, seed:
         format=spec,
         evidence=evidence,
     )
-    config = LiveLlamaConfig(
+    shape = dict(
         vocab_size=len(tokenizer) - 1,
         hidden_size=64,
         intermediate_size=128,
@@ -53,10 +53,10 @@ def tiny_model(tokenizer, vision_dim: int = 16, frame_num_tokens: int = 2, seed:
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=4096,
-        live=live,
-        v_placeholder_id=tokenizer.convert_tokens_to_ids("<v>"),
         tie_word_embeddings=False,
-        **overrides,
+    )
+    config = LiveLlamaConfig(
+        live=live, v_placeholder_id=tokenizer.convert_tokens_to_ids("<v>"), **{**shape, **overrides}
     )
     torch.manual_seed(seed)
     model = LiveLlamaForCausalLM(config)

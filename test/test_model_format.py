@@ -172,3 +172,18 @@ def test_speaks_is_silent_at_or_above_theta():
     assert speaks(torch.tensor([0.9, 0.725, 0.72]), 0.725).tolist() == [False, False, True]
     assert speaks(np.array([0.3, 0.2]), 0.25).tolist() == [False, True]
     assert speaks(float("nan"), 0.5) is True  # callers guard NaN themselves (see the docstring)
+
+
+def test_bos_rule_of_each_preset(tokens):
+    """The embedded checkpoint was trained without bos (SmolLM2's tokenizer adds none: rule
+    "auto"); the release's template writes bos itself (rule "always", RELEASE_SPEC)."""
+    from live_ros.model.presets import EMBEDDED_CONFIG, RELEASE_SPEC
+
+    tok = tokens.tokenizer
+    assert EMBEDDED_CONFIG.format.bos == "auto" and tokens.bos_ids == []
+    assert RELEASE_SPEC.bos == "always"
+    always = StreamTokenizer(tok, FormatSpec(frame_num_tokens=2, bos="always"))
+    assert always.system_ids() == [tok.bos_token_id] + tokens.system_ids()
+    assert StreamTokenizer(tok, FormatSpec(frame_num_tokens=2, bos="never")).bos_ids == []
+    with pytest.raises(ValueError, match="'sometimes' is unknown"):
+        StreamTokenizer(tok, FormatSpec(bos="sometimes"))

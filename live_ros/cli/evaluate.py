@@ -230,6 +230,7 @@ def run_evaluate_online(args) -> int:
 
     from live_ros.data.streams import load_samples
     from live_ros.engine import EngineConfig, StreamEngine
+    from live_ros.engine.weights import stream_only
     from live_ros.evaluation.online import REMINDER_WINDOW, WINDOW, evaluate_online, format_online, without_questions
 
     if args.threads:
@@ -249,6 +250,7 @@ def run_evaluate_online(args) -> int:
     if args.cache_budget is not None:
         overrides["cache_budget"] = args.cache_budget  # 0: unbounded (EngineConfig's rule)
     config = EngineConfig(partials=False, **overrides)
+    stream_only(system.model)  # the model only streams here: one copy of its weights
     engine = StreamEngine(system.model, system.tokens, config)
     result = evaluate_online(
         engine, samples, args.features, progress=lambda m: print(m, file=sys.stderr, flush=True), known_objects=known

@@ -4,7 +4,8 @@ any time, streamed answers, bounded memory on endless streams, and the baselines
 Plain Python/torch (no ROS): a node wraps :class:`ThreadedEngine`. Modules: config.py
 (settings and their defaults), events.py (inputs, events, counters), stream.py (the token
 stream on the KV runner), engine.py (:class:`StreamEngine`), threaded.py
-(:class:`ThreadedEngine`), baselines.py, cache.py (eviction), runner.py (the forward).
+(:class:`ThreadedEngine`), baselines.py, cache.py (eviction), runner.py (the forward),
+weights.py (the LLM's weights in the runner's form, one copy per model).
 """
 
 from live_ros.engine.baselines import InterleavedDialogue, PerFrameDialogue
@@ -15,6 +16,7 @@ from live_ros.engine.events import EngineStats, Event, FrameInput, QueryInput, R
 from live_ros.engine.runner import KVRunner
 from live_ros.engine.stream import interval_probability
 from live_ros.engine.threaded import ThreadedEngine
+from live_ros.engine.weights import RunnerWeights, stream_only
 
 __all__ = [
     "RELEASE_THETA",
@@ -34,6 +36,8 @@ __all__ = [
     "EvictionPlan",
     "Span",
     "KVRunner",
+    "RunnerWeights",
+    "stream_only",
     "PerFrameDialogue",
     "InterleavedDialogue",
 ]

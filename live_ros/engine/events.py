@@ -101,6 +101,8 @@ class EngineStats:
     lag_s: float = 0.0  # newest input stamp - newest frame taken in
     backlog: int = 0
     last_error: str = ""
+    budget_switches: int = 0  # an unbounded cache switched to a budget before the model's positions ran out
+    last_warning: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -5,11 +5,12 @@ every mode gets the same optimisations:
 
 - one preallocated key/value store per stream ``[layers, kv_heads, capacity, head_dim]``:
   nothing is re-allocated or concatenated per frame (transformers' DynamicCache copies
-  the whole cache at every step);
+  the whole cache at every step); a store that fills up grows by a fixed ``step`` of
+  tokens, never by doubling (a bounded stream is given its whole capacity at once);
 - the LM head only where a logit is read (a frame decision reads one position);
 - fused q/k/v and gate/up projections; on a CPU the weights are pre-packed for oneDNN
-  (``torch.ops.mkldnn._linear_pointwise``: about 3-4x faster than plain ``F.linear`` for
-  the narrow products of 1-20 tokens, same fp32 results to about 1e-6);
+  (same fp32 results to about 1e-6); one copy per model, shared by every runner on it
+  (every stream), in :class:`~live_ros.engine.weights.RunnerWeights` (weights.py);
 - cut back (``truncate``), eviction with re-compaction (keys rotated to their new RoPE
   positions) or re-prefill (kept tokens recomputed), both leaving positions contiguous.
 
@@ -22,8 +23,7 @@ model's attention module as ``LlamaAttention.forward`` calls it. So the library'
 FlashAttention kernels apply on a GPU, and ``model.set_attn_implementation(...)`` changes
 what the runner uses. It computes what ``LlamaForCausalLM.forward`` computes, checked
 against it (sdpa and eager, grouped-query and multi-head) in test/test_engine_runner.py.
-It reads the weights of the model in place (call :meth:`refresh_weights` after changing
-them).
+It reads the model's weights once (call :meth:`refresh_weights` after changing them).
 """
 
 from __future__ import annotations
@@ -31,81 +31,8 @@ from __future__ import annotations
 import inspect
 
 import torch
-import torch.nn.functional as F
 
-
-def _mkldnn_ok(device: torch.device, dtype: torch.dtype) -> bool:
-    if device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16):
-        return False
-    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
-        return False
-    try:
-        w = torch.randn(8, 4, dtype=dtype)
-        packed = torch.ops.mkldnn._reorder_linear_weight(w, 1)
-        x = torch.randn(3, 4, dtype=dtype)
-        out = torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
-        return bool(torch.allclose(out.float(), (x @ w.t()).float(), atol=1e-2))
-    except (RuntimeError, AttributeError):
-        return False
-
-
-class _Linear:
-    """``y = x W^T + b`` with the weight pre-packed for oneDNN where that is available."""
-
-    __slots__ = ("weight", "bias", "packed")
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, pack: bool):
-        weight = weight.detach().contiguous()
-        self.bias = None if bias is None else bias.detach().contiguous()
-        # Packed: only the packed copy is kept (the fused plain copy is dropped).
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, 16) if pack else None
-        self.weight = None if pack else weight
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is not None:
-            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
-        return F.linear(x, self.weight, self.bias)
-
-
-def _cat_bias(*mods) -> torch.Tensor | None:
-    biases = [m.bias for m in mods]
-    if all(b is None for b in biases):
-        return None
-    return torch.cat(
-        [
-            b if b is not None else torch.zeros(m.out_features, dtype=m.weight.dtype, device=m.weight.device)
-            for b, m in zip(biases, mods)
-        ]
-    )
-
-
-def _rms_norm(module, dtype: torch.dtype):
-    """The model's RMSNorm module; in float32 the same function as torch's fused
-    ``F.rms_norm`` with the module's weight and epsilon (``w * x / sqrt(mean(x^2) + eps)``),
-    which is used there: the module's five element-wise operations cost about 4 % of a
-    silent frame on a CPU. Other dtypes keep the module (it rounds to the dtype before
-    the weight, as the model does)."""
-    weight, eps = getattr(module, "weight", None), getattr(module, "variance_epsilon", None)
-    if dtype != torch.float32 or weight is None or eps is None:
-        return module
-    weight = weight.detach()
-    return lambda x: F.rms_norm(x, (x.shape[-1],), weight, eps)
-
-
-class _GroupedQueries:
-    """An attention module as the attention function sees it when the runner folds the
-    query heads of each key/value head into one head of ``groups * n`` queries: grouped-
-    query attention as plain multi-head attention, so the keys and values are read in
-    place (transformers' ``repeat_kv`` would copy the whole cache for a chunk of more than
-    one token with a mask). Every other attribute is the module's own."""
-
-    num_key_value_groups = 1
-
-    def __init__(self, module):
-        self.module = module
-
-    def __getattr__(self, name):
-        return getattr(self.module, name)
+from live_ros.engine.weights import RunnerWeights
 
 
 class KVRunner:
@@ -118,7 +45,16 @@ class KVRunner:
     tokens can be recomputed (re-prefill) and the sequence inspected (``ids``).
     """
 
-    def __init__(self, model, capacity: int = 4096, *, pack: bool | None = None, grow: bool = True):
+    def __init__(
+        self,
+        model,
+        capacity: int = 4096,
+        *,
+        pack: bool | None = None,
+        grow: bool = True,
+        step: int = 512,
+        weights: RunnerWeights | None = None,
+    ):
         self.model = model
         cfg = model.config
         self.config = cfg
@@ -130,8 +66,10 @@ class KVRunner:
         self.n_heads = cfg.num_attention_heads
         self.n_kv = cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or self.hidden // self.n_heads
-        self.pack = _mkldnn_ok(self.device, self.dtype) if pack is None else bool(pack)
         self.grow = grow
+        if step < 1:
+            raise ValueError(f"the growth step {step} must be >= 1 token")
+        self.step = int(step)
         self.rotary = llm.rotary_emb
         # The model's own functions, from the module that defines its attention class.
         modeling = inspect.getmodule(type(llm.layers[0].self_attn))
@@ -144,7 +82,8 @@ class KVRunner:
             )
         self._rope = modeling.apply_rotary_pos_emb
         self._eager = modeling.eager_attention_forward
-        self.refresh_weights()
+        self.weights = weights if weights is not None else RunnerWeights.of(model, pack)
+        self.pack = self.weights.pack
         self.capacity = 0
         self.k: torch.Tensor  # [layers, kv heads, capacity, head_dim], allocated by _alloc
         self.v: torch.Tensor
@@ -155,37 +94,9 @@ class KVRunner:
 
     # -- weights -------------------------------------------------------------------------
     def refresh_weights(self) -> None:
-        """(Re)read the model's weights: fused projections, packed for the CPU."""
-        llm = self.model.model
-        pack = self.pack
-        self.layers = []
-        for layer in llm.layers:
-            att, mlp = layer.self_attn, layer.mlp
-            qkv = _Linear(
-                torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight]),
-                _cat_bias(att.q_proj, att.k_proj, att.v_proj),
-                pack,
-            )
-            gate_up = _Linear(
-                torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), _cat_bias(mlp.gate_proj, mlp.up_proj), pack
-            )
-            self.layers.append(
-                (
-                    _rms_norm(layer.input_layernorm, self.dtype),
-                    qkv,
-                    att,
-                    _GroupedQueries(att),
-                    _Linear(att.o_proj.weight, att.o_proj.bias, pack),
-                    _rms_norm(layer.post_attention_layernorm, self.dtype),
-                    gate_up,
-                    _Linear(mlp.down_proj.weight, mlp.down_proj.bias, pack),
-                )
-            )
-        self.intermediate = llm.layers[0].mlp.gate_proj.out_features
-        self.norm = _rms_norm(llm.norm, self.dtype)
-        head = self.model.lm_head
-        self.lm_head = _Linear(head.weight, getattr(head, "bias", None), pack)
-        self.act = llm.layers[0].mlp.act_fn
+        """Read the model's weights again after changing them (the new ones are shared by
+        every runner built on the model from then on)."""
+        self.weights = RunnerWeights.build(self.model, self.pack)
 
     # -- attention -----------------------------------------------------------------------
     @property
@@ -270,7 +181,7 @@ class KVRunner:
         if end > self.capacity:
             if not self.grow:
                 raise RuntimeError(f"KV store full ({self.capacity} tokens): raise the capacity or evict first")
-            self._alloc(max(end, 2 * self.capacity))
+            self._alloc(-(-end // self.step) * self.step)  # fixed steps: no doubling
         if ids is not None:
             self.ids[start:end] = torch.as_tensor(ids, dtype=torch.long)
         self.emb[start:end] = embeds
@@ -281,7 +192,7 @@ class KVRunner:
         return self._head(hidden[torch.as_tensor(logits_at, device=hidden.device)])
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(self.norm(hidden)).float()
+        return self.weights.lm_head(self.weights.norm(hidden)).float()
 
     def _layers(self, h: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """The decoder layers over a chunk ``h`` [n, hidden] at ``start .. end-1``, as
@@ -299,9 +210,10 @@ class KVRunner:
         cos = self.cos[None, start:end]
         sin = self.sin[None, start:end]
         q_end, k_end = nh * hd, (nh + nkv) * hd
-        inter = self.intermediate
-        act = self.act
-        for i, (ln1, qkv_l, att, folded, o_l, ln2, gu_l, down_l) in enumerate(self.layers):
+        w = self.weights
+        inter = w.intermediate
+        act = w.act
+        for i, (ln1, qkv_l, att, folded, o_l, ln2, gu_l, down_l) in enumerate(w.layers):
             qkv = qkv_l(ln1(h))
             q = qkv[:, :q_end].view(n, nh, hd).transpose(0, 1)[None]
             k = qkv[:, q_end:k_end].view(n, nkv, hd).transpose(0, 1)[None]

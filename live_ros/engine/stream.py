@@ -6,6 +6,7 @@ next forward, greedy decoding, eviction and frame checks."""
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import time
 from dataclasses import replace
@@ -17,6 +18,10 @@ from live_ros.engine.cache import SINK, TEXT, CacheLayout
 from live_ros.engine.config import EngineConfig, EngineInputError
 from live_ros.engine.events import EngineStats, Event
 from live_ros.engine.runner import KVRunner
+
+log = logging.getLogger(__name__)
+
+UNBOUNDED_START = 1024  # tokens an unbounded stream's store starts with; it grows by KVRunner.step
 
 
 def interval_probability(logits: torch.Tensor, interval_id: int) -> torch.Tensor:
@@ -65,7 +70,7 @@ class TokenStream:
         self.frame_num_tokens = tokens.spec.frame_num_tokens
         self.vision_dim = getattr(cfg, "vision_hidden_size", None)
         self.encoder_id = getattr(cfg, "encoder_id", "") or "?"
-        self.runner = runner or KVRunner(model, self._capacity())
+        self.runner = runner or KVRunner(model, self._capacity(), grow=True)
         self.script: Callable[[int, float], bool] | None = None  # benchmarks: (frame, p) -> speak
         self._response_ids = itertools.count(1)
         self._unit_ids = itertools.count(1)
@@ -73,9 +78,46 @@ class TokenStream:
         self._layout = CacheLayout()
 
     # -- sizes ---------------------------------------------------------------------------
+    def _headroom(self) -> int:
+        """Tokens a stream may add past its budget before the next eviction: a batch of
+        frames, a response, and a margin for the dialogue pieces around them."""
+        return self.cfg.max_new_tokens + self.cfg.max_batch * (self.frame_num_tokens + 2) + 256
+
     def _capacity(self) -> int:
-        budget = self.cfg.cache_budget or 4096
-        return budget + self.cfg.max_new_tokens + self.cfg.max_batch * (self.frame_num_tokens + 2) + 256
+        """The KV store: a bounded stream gets all it can use at once (no growth while it
+        runs); an unbounded one starts small and grows by the runner's fixed step."""
+        if self.cfg.cache_budget is None:
+            return UNBOUNDED_START
+        return self.cfg.cache_budget + self._headroom()
+
+    def _position_limit(self) -> int | None:
+        """The LLM's positions (``max_position_embeddings``; SmolLM2 and Llama-3: 8,192)."""
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        return int(limit) if limit else None
+
+    def _bound_before_positions(self, incoming: int) -> None:
+        """An unbounded cache about to run past the LLM's positions switches to the budget
+        policy with the largest budget that fits, and says so once (``stats.last_warning``
+        and the log): past its positions a model's outputs degrade (paper section 3.4's
+        release never trims its cache; this is where it would break)."""
+        limit = self._position_limit()
+        if limit is None or self.runner.length + incoming + self._headroom() <= limit:
+            return
+        budget = limit - self._headroom()
+        if budget < 256:  # a model with too few positions for any budget: nothing to switch to
+            return
+        message = (
+            f"the unbounded KV cache holds {self.runner.length} tokens and would run past the model's "
+            f"{limit} positions (max_position_embeddings), where its outputs degrade: this stream now keeps "
+            f"a budget of {budget} tokens (the system prompt, the newest frames and dialogue). Set "
+            f"cache_budget to choose the budget yourself"
+        )
+        log.warning(message)
+        self.stats.last_warning = message
+        self.stats.budget_switches += 1
+        self.cfg = replace(self.cfg, cache_budget=budget)
+        self.policy = self.cfg.policy()
+        self.runner.reserve(self._capacity())
 
     @property
     def layout(self) -> CacheLayout:
@@ -134,6 +176,8 @@ class TokenStream:
     def _make_room(self, incoming: int, protect: tuple[int, ...] = ()) -> None:
         """Evict (section "bounded cache" of the README) so ``incoming`` tokens fit."""
         pending = sum(len(p) for _, p, _ in self._pending)
+        if self.policy.budget is None:
+            self._bound_before_positions(incoming + pending)
         plan = self.policy.plan(self._layout, incoming + pending, protect)
         if plan is None:
             return

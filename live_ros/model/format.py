@@ -98,6 +98,11 @@ class FormatSpec:
     assistant_prefix: str = "Assistant:"
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     text_space: str = " "  # between a prefix and its text
+    # The bos token before the system prompt: "auto" where the tokenizer adds one
+    # (``add_bos_token``; SmolLM2's does not, and the embedded checkpoint was trained so),
+    # "always" (the release's chat template writes ``bos_token`` itself, and its checkpoint
+    # was trained with it; Llama-3's fast tokenizer does not say it adds one), "never".
+    bos: str = "auto"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -154,8 +159,7 @@ class StreamTokenizer:
         self.eos_id = tokenizer.eos_token_id
         if self.eos_id is None:
             raise ValueError("the tokenizer has no eos token; set tokenizer.eos_token")
-        add_bos = getattr(tokenizer, "add_bos_token", False) and tokenizer.bos_token_id is not None
-        self.bos_ids = [tokenizer.bos_token_id] if add_bos else []
+        self.bos_ids = self._bos_ids(tokenizer)
         self.prefix_ids = self.system_ids()
         # Each turn's opening piece, tokenized as one piece (so "\n[" merges where the
         # tokenizer merges it), in two variants: after a closed frame list or not.
@@ -166,6 +170,16 @@ class StreamTokenizer:
             after: self.text_ids(("" if after else sep) + self.spec.assistant_prefix) for after in (False, True)
         }
         self.frame_ids = [self.frame_token_id] * self.spec.frame_num_tokens
+
+    def _bos_ids(self, tokenizer) -> list[int]:
+        rule = self.spec.bos
+        if rule not in ("auto", "always", "never"):
+            raise ValueError(f"format bos {rule!r} is unknown: use 'auto', 'always' or 'never'")
+        bos = tokenizer.bos_token_id
+        if rule == "always" and bos is None:
+            raise ValueError("the format asks for a bos token (bos 'always') but the tokenizer has none")
+        wanted = rule == "always" or (rule == "auto" and bool(getattr(tokenizer, "add_bos_token", False)))
+        return [bos] if wanted and bos is not None else []
 
     # -- text ------------------------------------------------------------------------------
     def text_ids(self, text: str) -> list[int]:

@@ -79,6 +79,7 @@ RELEASE_SPEC = FormatSpec(
     turn_separator="\n",
     user_prefix="User:",
     assistant_prefix="Assistant:",
+    bos="always",  # its chat template writes bos_token first, and its checkpoint was trained with it
 )
 RELEASE_CONFIG = LiveConfig(
     base_llm=LLAMA3_NAME,

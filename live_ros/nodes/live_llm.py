@@ -139,6 +139,7 @@ class LiveLLM(LiveNode):
         self.taken: list[float] = []
         self.frames_refused = 0
         self._engine_error = ""
+        self._engine_warning = ""
         self.pub = self.pub_json = self.pub_decision = None
         self.sub = None
         self.core = None
@@ -189,7 +190,9 @@ class LiveLLM(LiveNode):
         for note in loaded.notes:
             self.get_logger().warning(f"{folder or self.p('preset')}: {note}")
         from live_ros.engine import StreamEngine
+        from live_ros.engine.weights import stream_only
 
+        stream_only(loaded.model)  # one copy of the weights: the engine's (live_ros/engine/weights.py)
         self.core = StreamEngine(loaded.model, loaded.tokens, self._engine_config())
         c = loaded.config
         self.get_logger().info(
@@ -430,6 +433,9 @@ class LiveLLM(LiveNode):
             if st.last_error and st.last_error != self._engine_error:
                 self._engine_error = st.last_error
                 self.report_error(f"live_llm: {st.last_error}")
+            if st.last_warning and st.last_warning != self._engine_warning:
+                self._engine_warning = st.last_warning
+                self.get_logger().warning(st.last_warning)
             fields.update(
                 {
                     "fps": st.frames_taken and len([t for t in self.taken if time.monotonic() - t < 5.0]) / 5.0,
