@@ -89,9 +89,7 @@ def test_a_bounded_stream_gets_its_whole_store_at_once_and_never_grows(tiny):
 
 
 def test_an_unbounded_cache_switches_to_a_budget_before_the_positions_run_out(caplog):
-    model, tokens = tiny_model(
-        tiny_tokenizer(), vision_dim=VDIM, frame_num_tokens=N_TOK, max_position_embeddings=1024
-    )
+    model, tokens = tiny_model(tiny_tokenizer(), vision_dim=VDIM, frame_num_tokens=N_TOK, max_position_embeddings=1024)
     eng = StreamEngine(model, tokens, EngineConfig(cache_budget=0, theta=0.0, partials=False))
     assert eng.cfg.cache_budget is None and eng.runner.capacity == 1024  # UNBOUNDED_START, then steps
     peak = 0

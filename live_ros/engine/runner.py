@@ -83,6 +83,7 @@ class KVRunner:
         self._rope = modeling.apply_rotary_pos_emb
         self._eager = modeling.eager_attention_forward
         self.weights = weights if weights is not None else RunnerWeights.of(model, pack)
+        self.batcher = None  # a ForwardBatcher (batching.py) when streams share forwards
         self.pack = self.weights.pack
         self.capacity = 0
         self.k: torch.Tensor  # [layers, kv heads, capacity, head_dim], allocated by _alloc
@@ -172,12 +173,18 @@ class KVRunner:
         self, embeds: torch.Tensor, ids: list[int] | torch.Tensor | None = None, logits_at: list[int] | None = None
     ) -> torch.Tensor | None:
         """Append ``embeds`` [n, hidden] to the cache; fp32 logits [len(logits_at), vocab]
-        at those offsets of the chunk (negative offsets count from its end), or None."""
-        n = embeds.shape[0]
-        if n == 0:
-            return None
+        at those offsets of the chunk (negative offsets count from its end), or None. With
+        a :class:`~live_ros.engine.batching.ForwardBatcher` attached (``batcher``), the
+        chunk joins the chunks other streams submit at the same time in one forward."""
+        if self.batcher is not None:
+            return self.batcher.forward(self, embeds, ids, logits_at)
+        return forward_many([(self, embeds, ids, logits_at)])[0]
+
+    def _append(self, embeds: torch.Tensor, ids) -> tuple[int, int]:
+        """Room for a chunk (the store grows by fixed steps), its ids and embeddings
+        written; the chunk's positions ``(start, end)``."""
         start = self.length
-        end = start + n
+        end = start + embeds.shape[0]
         if end > self.capacity:
             if not self.grow:
                 raise RuntimeError(f"KV store full ({self.capacity} tokens): raise the capacity or evict first")
@@ -186,60 +193,52 @@ class KVRunner:
             self.ids[start:end] = torch.as_tensor(ids, dtype=torch.long)
         self.emb[start:end] = embeds
         self.length = end
-        hidden = self._layers(embeds.to(self.dtype), start, end)
-        if not logits_at:
-            return None
-        return self._head(hidden[torch.as_tensor(logits_at, device=hidden.device)])
+        return start, end
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.weights.lm_head(self.weights.norm(hidden)).float()
 
-    def _layers(self, h: torch.Tensor, start: int, end: int) -> torch.Tensor:
-        """The decoder layers over a chunk ``h`` [n, hidden] at ``start .. end-1``, as
-        ``LlamaDecoderLayer.forward`` computes them, its keys and values written into the
-        store and attention over the store's first ``end`` tokens."""
+    def _attention(self, i: int, qkv: torch.Tensor, start: int, end: int, plan: tuple) -> torch.Tensor:
+        """Layer ``i``'s attention for this runner's chunk at ``start .. end-1`` from its
+        fused q/k/v rows: keys and values written into the store, attention over the
+        store's first ``end`` tokens; the output rows [n, heads * head_dim]."""
         n = end - start
         nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
+        attend, groups, mask, cos, sin = plan
+        att, folded = self.weights.layers[i][2], self.weights.layers[i][3]
+        q_end, k_end = nh * hd, (nh + nkv) * hd
+        q = qkv[:, :q_end].view(n, nh, hd).transpose(0, 1)[None]
+        k = qkv[:, q_end:k_end].view(n, nkv, hd).transpose(0, 1)[None]
+        v = qkv[:, k_end:].view(n, nkv, hd).transpose(0, 1)
+        q, k = self._rope(q, k, cos, sin)
+        self.k[i, :, start:end] = k[0]
+        self.v[i, :, start:end] = v
+        keys, values = self.k[i : i + 1, :, :end], self.v[i : i + 1, :, :end]
+        if groups > 1:  # [1, nh, n, hd] -> [1, nkv, groups * n, hd]: rows (group, token)
+            out, _ = attend(
+                folded,
+                q.reshape(1, nkv, groups * n, hd),
+                keys,
+                values,
+                mask,
+                dropout=0.0,
+                scaling=att.scaling,
+                is_causal=False,  # the folded rows carry the causality in the mask
+            )
+            out = out.reshape(groups, n, nkv, hd).permute(1, 2, 0, 3)
+        else:
+            out, _ = attend(att, q, keys, values, mask, dropout=0.0, scaling=att.scaling)
+        return out.reshape(n, nh * hd)
+
+    def _plan(self, start: int, end: int) -> tuple:
+        """What attention needs for a chunk at ``start .. end-1``, the same in every layer:
+        the function, the query folding, the mask and the rotary angles."""
         name = self.attn_implementation
-        attend = self.attention_function(name)
         # Fold grouped queries onto their key/value heads unless the function is a flash
         # kernel (which takes grouped-query attention and causality as they are).
-        groups = nh // nkv if nkv != nh and "flash" not in name else 1
+        groups = self.n_heads // self.n_kv if self.n_kv != self.n_heads and "flash" not in name else 1
         mask = self._mask(name, start, end, groups)
-        fold = {"is_causal": False} if groups > 1 else {}  # the folded rows carry the causality in the mask
-        cos = self.cos[None, start:end]
-        sin = self.sin[None, start:end]
-        q_end, k_end = nh * hd, (nh + nkv) * hd
-        w = self.weights
-        inter = w.intermediate
-        act = w.act
-        for i, (ln1, qkv_l, att, folded, o_l, ln2, gu_l, down_l) in enumerate(w.layers):
-            qkv = qkv_l(ln1(h))
-            q = qkv[:, :q_end].view(n, nh, hd).transpose(0, 1)[None]
-            k = qkv[:, q_end:k_end].view(n, nkv, hd).transpose(0, 1)[None]
-            v = qkv[:, k_end:].view(n, nkv, hd).transpose(0, 1)
-            q, k = self._rope(q, k, cos, sin)
-            self.k[i, :, start:end] = k[0]
-            self.v[i, :, start:end] = v
-            keys, values = self.k[i : i + 1, :, :end], self.v[i : i + 1, :, :end]
-            if groups > 1:  # [1, nh, n, hd] -> [1, nkv, groups * n, hd]: rows (group, token)
-                out, _ = attend(
-                    folded,
-                    q.reshape(1, nkv, groups * n, hd),
-                    keys,
-                    values,
-                    mask,
-                    dropout=0.0,
-                    scaling=att.scaling,
-                    **fold,
-                )
-                out = out.reshape(groups, n, nkv, hd).permute(1, 2, 0, 3)
-            else:
-                out, _ = attend(att, q, keys, values, mask, dropout=0.0, scaling=att.scaling)
-            h = h + o_l(out.reshape(n, nh * hd))
-            gu = gu_l(ln2(h))
-            h = h + down_l(act(gu[:, :inter]) * gu[:, inter:])
-        return h
+        return self.attention_function(name), groups, mask, self.cos[None, start:end], self.sin[None, start:end]
 
     # -- cache surgery -------------------------------------------------------------------
     def truncate(self, length: int) -> None:
@@ -309,3 +308,52 @@ class KVRunner:
             self.emb[first:m] = self.emb[src]
             self.ids[first:m] = self.ids[keep[first:]]
         self.length = m
+
+
+@torch.inference_mode()
+def forward_many(requests: list[tuple]) -> list[torch.Tensor | None]:
+    """One forward for the chunks of several runners on the same weights (several streams
+    of one model), each ``(runner, embeds, ids, logits_at)`` as :meth:`KVRunner.forward`
+    takes it. The products (q/k/v, output, MLP, LM head) run once over all the chunks'
+    rows, so the weights are read once per layer; rotary positions, keys, values and
+    attention stay each runner's own, over its own cache. Returns each chunk's logits
+    (or None), in order. One runner alone is :meth:`KVRunner.forward`."""
+    live = [k for k, (_, e, _, _) in enumerate(requests) if e.shape[0]]
+    out: list[torch.Tensor | None] = [None] * len(requests)
+    if not live:
+        return out
+    first = requests[live[0]][0]
+    weights = first.weights
+    if any(requests[k][0].weights is not weights for k in live):
+        raise ValueError("runners batched in one forward must share their weights (RunnerWeights.of(model))")
+    segments = []
+    for k in live:
+        r, embeds, ids, _ = requests[k]
+        start, end = r._append(embeds, ids)
+        segments.append((r, start, end, r._plan(start, end)))
+    chunks = [requests[k][1].to(first.dtype) for k in live]
+    h = torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+    inter, act = weights.intermediate, weights.act
+    for i, (ln1, qkv_l, _, _, o_l, ln2, gu_l, down_l) in enumerate(weights.layers):
+        qkv = qkv_l(ln1(h))
+        outs, row = [], 0
+        for r, start, end, plan in segments:
+            outs.append(r._attention(i, qkv[row : row + end - start], start, end, plan))
+            row += end - start
+        h = h + o_l(torch.cat(outs) if len(outs) > 1 else outs[0])
+        gu = gu_l(ln2(h))
+        h = h + down_l(act(gu[:, :inter]) * gu[:, inter:])
+    picks, row = [], 0  # the rows whose logits are read, per chunk (negative offsets from its end)
+    for k, (_, start, end, _) in zip(live, segments):
+        at = requests[k][3]
+        picks.append(row + torch.as_tensor(at or [], dtype=torch.long, device=h.device) % (end - start))
+        row += end - start
+    wanted = torch.cat(picks)
+    if wanted.numel():
+        logits = first._head(h[wanted])
+        taken = 0
+        for k, pick in zip(live, picks):
+            if requests[k][3]:
+                out[k] = logits[taken : taken + pick.numel()]
+            taken += pick.numel()
+    return out

@@ -3,6 +3,7 @@ callbacks), one worker thread that owns the model, events on a queue and a callb
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -247,35 +248,42 @@ class ThreadedEngine:
             kind, item = job
             if kind in ("query", "frames"):
                 self._last_job = kind
-            try:
-                if kind == "command":
-                    name, args = item
-                    if name == "reset":
-                        eng.reset(args.get("system_prompt"), intake=False)
-                    else:
-                        eng.configure(**args)
-                elif kind == "query":
-                    eng.answer(item)
-                elif kind == "no_video":
-                    eng.refuse(
-                        item,
-                        f"no video since the stream (re)started: no frame came within "
-                        f"no_video_timeout={eng.cfg.no_video_timeout:g} s of this query, so it cannot be "
-                        f"answered about the scene; check the camera and frame_encoder (live-ros "
-                        f"status), then ask again",
-                    )
+            batcher = getattr(eng.runner, "batcher", None)  # streams sharing forwards (batching.py)
+            with batcher.job() if batcher is not None else contextlib.nullcontext():
+                self._do(kind, item, epoch)
+
+    def _do(self, kind: str, item, epoch: int) -> None:
+        """One job of the worker; a failure is exposed in the stats and the stream goes on."""
+        eng = self.engine
+        try:
+            if kind == "command":
+                name, args = item
+                if name == "reset":
+                    eng.reset(args.get("system_prompt"), intake=False)
                 else:
-                    n, _ = eng.take_batch(item)
-                    if n < len(item):
-                        with self._cv:
-                            if self._epoch == epoch:
-                                self._frames.extendleft(reversed(item[n:]))
-                            else:
-                                eng.stats.frames_dropped += len(item) - n
-                                eng.stats.last_error = (
-                                    f"{len(item) - n} frame(s) dropped: the stream was reset while the model took them"
-                                )
-            except Exception as err:  # keep the stream alive; the error is exposed
-                eng.stats.last_error = f"{kind} failed: {err!r}"
-                if kind == "query":
-                    eng.refuse(item, f"the engine failed while answering ({err})")
+                    eng.configure(**args)
+            elif kind == "query":
+                eng.answer(item)
+            elif kind == "no_video":
+                eng.refuse(
+                    item,
+                    f"no video since the stream (re)started: no frame came within "
+                    f"no_video_timeout={eng.cfg.no_video_timeout:g} s of this query, so it cannot be "
+                    f"answered about the scene; check the camera and frame_encoder (live-ros "
+                    f"status), then ask again",
+                )
+            else:
+                n, _ = eng.take_batch(item)
+                if n < len(item):
+                    with self._cv:
+                        if self._epoch == epoch:
+                            self._frames.extendleft(reversed(item[n:]))
+                        else:
+                            eng.stats.frames_dropped += len(item) - n
+                            eng.stats.last_error = (
+                                f"{len(item) - n} frame(s) dropped: the stream was reset while the model took them"
+                            )
+        except Exception as err:  # keep the stream alive; the error is exposed
+            eng.stats.last_error = f"{kind} failed: {err!r}"
+            if kind == "query":
+                eng.refuse(item, f"the engine failed while answering ({err})")
