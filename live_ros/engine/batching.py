@@ -27,12 +27,12 @@ import torch
 
 from live_ros.engine.config import EngineConfig
 from live_ros.engine.engine import StreamEngine
-from live_ros.engine.runner import forward_many
+from live_ros.engine.runner import KVRunner, forward_many
 
 
 @dataclass(eq=False)
 class _Chunk:
-    runner: object
+    runner: KVRunner
     embeds: torch.Tensor
     ids: object
     logits_at: list[int] | None
