@@ -9,7 +9,8 @@ process, the way ``ros2 launch`` would:
 - ``<node pkg exec name namespace respawn respawn_delay if unless>`` with ``<param
   name value/>``, ``<param from="file.yaml"/>`` and ``<remap from to/>`` children;
 - substitutions ``$(var x)``, ``$(env X [default])``, ``$(find-pkg-share pkg)``,
-  ``$(find-pkg-prefix pkg)``.
+  ``$(find-pkg-prefix pkg)``, ``$(eval expr)`` (numbers, strings, comparisons, and/or/not,
+  + - *: what ``if="$(eval '$(var cameras) >= 2')"`` needs).
 
 Anything else is refused with the element's name. Each node's output is prefixed with its
 name. Every node is supervised: its exit is reported with its code (or the signal that
@@ -22,6 +23,7 @@ every node (SIGINT, then SIGTERM, then SIGKILL).
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import signal
@@ -103,7 +105,51 @@ def executable_path(package: str, executable: str) -> Path:
     return path
 
 
-_SUBST = re.compile(r"\$\((\S+)((?:\s+[^)]*)?)\)")
+# innermost first: the arguments of a match hold no "$(" (so $(eval '$(var n) >= 2') resolves
+# $(var n) before the eval)
+_SUBST = re.compile(r"\$\((\S+)((?:\s+(?:(?!\$\()[^)])*)?)\)")
+
+_EVAL_NODES = (
+    ast.Expression,
+    ast.Constant,
+    ast.Compare,
+    ast.BoolOp,
+    ast.UnaryOp,
+    ast.BinOp,
+    ast.And,
+    ast.Or,
+    ast.Not,
+    ast.USub,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Eq,
+    ast.NotEq,
+    ast.Lt,
+    ast.LtE,
+    ast.Gt,
+    ast.GtE,
+)
+
+
+def evaluate(expression: str, where: str) -> str:
+    """``$(eval expr)`` for the expressions a launch file needs: numbers, strings,
+    comparisons, ``and``/``or``/``not`` and + - *; the result as ``ros2 launch`` writes it
+    (``True``/``False``, numbers)."""
+    text = expression.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as err:
+        raise LaunchError(f"{where}: $(eval {expression}) is not an expression ({err.msg})") from None
+    bad = [type(n).__name__ for n in ast.walk(tree) if not isinstance(n, _EVAL_NODES + (ast.expr_context,))]
+    if bad:
+        raise LaunchError(
+            f"{where}: $(eval {expression}) uses {', '.join(sorted(set(bad)))}: live-ros launch evaluates numbers, "
+            f"strings, comparisons, and/or/not and + - * only"
+        )
+    return str(eval(compile(tree, "<launch eval>", "eval"), {"__builtins__": {}}, {}))  # noqa: S307 - checked above
 
 
 def substitute(text: str, args: dict[str, str], where: str) -> str:
@@ -121,6 +167,8 @@ def substitute(text: str, args: dict[str, str], where: str) -> str:
             return str(share_dir()) if rest[0] == "live_ros" else str(package_prefix(rest[0]) / "share" / rest[0])
         if kind == "find-pkg-prefix":
             return str(package_prefix(rest[0]))
+        if kind == "eval":
+            return evaluate(match.group(2), where)
         raise LaunchError(f"{where}: substitution $({kind} ...) is not supported by live-ros launch")
 
     previous = None

@@ -115,6 +115,7 @@ class LiveNode(LifecycleNode):
         self._status_timer = self.create_timer(self.p("status_period"), self._publish_status)
         self.peers: dict[str, tuple[float, str]] = {}  # other nodes: (monotonic time of report, state)
         self._peers_sub: Subscription | None = None
+        self._other_peer_subs: dict[str, Subscription] = {}
         self._loaded = False  # load() done (and not undone by cleanup)
         self._load_error = ""
         self._load_started = 0.0
@@ -173,13 +174,24 @@ class LiveNode(LifecycleNode):
         """fps, lag, cache_tokens, frames_in, frames_dropped, queries_accepted, queries_answered."""
         return {}
 
-    def watch_peers(self) -> None:
-        """Follow the other nodes' ``live/status`` into ``self.peers`` (once; idempotent)."""
+    def watch_peers(self, namespaces: tuple[str, ...] = ()) -> None:
+        """Follow the other nodes' ``live/status`` into ``self.peers`` (once; idempotent):
+        this node's namespace under the peers' names, and each absolute namespace of
+        ``namespaces`` (e.g. ``/live`` for a camera's nodes in ``/live/cam2``) under
+        ``<namespace>/<name>``."""
         if self._peers_sub is None:
             self._peers_sub = self.create_subscription(Status, "status", self._on_peer_status, qos.status_watch())
+        for ns in namespaces:
+            ns = "/" + ns.strip("/")
+            if ns not in self._other_peer_subs:
+                self._other_peer_subs[ns] = self.create_subscription(
+                    Status, f"{ns}/status", lambda msg, ns=ns: self._on_peer_status(msg, ns), qos.status_watch()
+                )
 
-    def _on_peer_status(self, msg: Status) -> None:
-        if msg.node != self.get_name():
+    def _on_peer_status(self, msg: Status, namespace: str = "") -> None:
+        if namespace:
+            self.peers[f"{namespace}/{msg.node}"] = (time.monotonic(), msg.state)
+        elif msg.node != self.get_name():
             self.peers[msg.node] = (time.monotonic(), msg.state)
 
     def _publish_status(self) -> None:

@@ -8,8 +8,8 @@ decision, published once the frame is fully handled). ``live/query`` (``Query``)
 with its id (the answer follows on the response topic); ``live/reset`` (``Trigger``)
 starts a new stream. Callbacks only validate and enqueue; the engine's worker decodes.
 
-With ``cameras`` > 1 the one model serves several camera streams: stream ``cam<k>`` has
-the same topics and services under ``live/cam<k>/`` (names from ``stream_names``), its
+With ``cameras`` > 1 the one model serves several camera streams: camera k > 1 is stream
+``cam<k>``, with the same topics and services under ``live/cam<k>/`` (names from ``stream_names``), its
 own KV cache and journal; frames of different streams due at the same time are decided
 in one batched forward (live_ros/engine/batching.py, live_ros/nodes/llm_stream.py).
 """
@@ -135,7 +135,7 @@ class LiveLLM(LiveNode):
         Param(
             "stream_names",
             "",
-            "Comma-separated names of streams 2.. (empty: cam1, cam2, ...), e.g. 'left,right' for cameras:=3.",
+            "Comma-separated names of streams 2.. (empty: cam2, cam3, ...), e.g. 'left,right' for cameras:=3.",
         ),
         Param(
             "batch_window",
@@ -161,7 +161,7 @@ class LiveLLM(LiveNode):
                 f"stream_names names {len(given)} stream(s) ({', '.join(given)}) but cameras={self.p('cameras')} "
                 f"needs {extra}: give one name per camera after the first, or leave stream_names empty"
             )
-        names = given or [f"cam{k}" for k in range(1, extra + 1)]
+        names = given or [f"cam{k}" for k in range(2, extra + 2)]
         for n in names:
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", n):
                 raise ValueError(f"stream name {n!r} is not a ROS name token: use letters, digits and '_'")

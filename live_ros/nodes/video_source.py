@@ -72,9 +72,9 @@ class VideoSource(LiveNode):
         Param(
             "wait_for_nodes",
             "",
-            "Comma-separated names of nodes (in this namespace) whose live/status must "
-            "say active before playing (the launch file: camera_subscriber,frame_encoder,live_llm; empty: do "
-            "not wait).",
+            "Comma-separated names of nodes (in this namespace, or /namespace/name for another one) whose "
+            "status must say active before playing (the launch file: camera_subscriber,frame_encoder,live_llm; "
+            "empty: do not wait).",
         ),
         Param(
             "wait_for_subscribers",
@@ -104,8 +104,8 @@ class VideoSource(LiveNode):
         self.pub = self.create_lifecycle_publisher(Image, "/camera/image_raw", qos.camera("reliable", 5))
 
     def activate(self) -> None:
-        if self.awaited:
-            self.watch_peers()
+        if self.awaited:  # "/ns/name": a node of another namespace (a camera's source waits for /live/live_llm)
+            self.watch_peers(tuple({n.rsplit("/", 1)[0] for n in self.awaited if n.startswith("/")}))
         self.running = True
         self.thread = threading.Thread(target=self._play, name="video_source", daemon=True)
         self.thread.start()
