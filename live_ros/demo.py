@@ -64,17 +64,24 @@ def run(args) -> int:
     ask_at = args.ask_at if args.ask_at is not None else play / 3
     nodes, _ = parse(
         resolve_launch_file("live_ros.launch.xml"),
-        {"use_video": "true", "video": str(video), "preset": args.preset, "namespace": args.namespace},
+        {
+            "use_video": "true",
+            "video": str(video),
+            "preset": args.preset,
+            "namespace": args.namespace,
+            "cameras": str(args.cameras),
+        },
     )
-    source = next(n for n in nodes if n.name == "video_source")
     if args.seconds:
-        source.params.append(("max_seconds", str(args.seconds)))
+        for source in (n for n in nodes if n.name == "video_source"):  # every camera's
+            source.params.append(("max_seconds", str(args.seconds)))
     if args.instruction is not None:
         next(n for n in nodes if n.name == "live_llm").params.append(("instruction", args.instruction))
     log = open(args.log or "/dev/null", "w")  # noqa: SIM115 - closed below
     supervisor = Supervisor(nodes, out=log)  # video_source waits for the model nodes (wait_for_nodes)
     status: dict[str, Status] = {}
-    finals: list[Response] = []
+    finals: list[Response] = []  # camera 1's (the default stream's)
+    others: dict[str, list[Response]] = {f"cam{k}": [] for k in range(2, args.cameras + 1)}  # the other cameras
     first_partial: dict[int, float] = {}
     asked_log: list[dict] = []  # the questions: video time, text, query id or refusal
     seen = {"video_time": None}  # video time of the newest frame the LLM has taken (live/decision)
@@ -105,6 +112,14 @@ def run(args) -> int:
 
             node.create_subscription(Status, f"{ns}/status", lambda m: status.__setitem__(m.node, m), qos.status())
             node.create_subscription(Response, f"{ns}/response", on_response, qos.responses())
+            for name, said in others.items():
+
+                def on_other(msg: Response, name=name, said=said) -> None:
+                    if msg.final:
+                        said.append(msg)
+                        print(f"{name:>5} {format_response(msg)}", flush=True)
+
+                node.create_subscription(Response, f"{ns}/{name}/response", on_other, qos.responses())
 
             def on_decision(msg: Decision) -> None:
                 seen["video_time"] = max(seen["video_time"] or 0.0, msg.video_time)
@@ -221,6 +236,10 @@ def run(args) -> int:
         f"{summary['first_partial_latency_p95']} s; final p50 {summary['final_latency_p50']} s, p95 "
         f"{summary['final_latency_p95']} s"
     )
+    for name, said in others.items():
+        kinds = {k: sum(m.kind == k for m in said) for k in ("narration", "answer")}
+        summary[name] = {"responses": len(said), **kinds}
+        print(f"  {name:<13} {len(said)} responses: {kinds['narration']} narrations (live/{name}/response)")
     words = score_beside(video, records, play, _vocabulary(args.preset))
     if words is not None:
         summary["words"] = words.summary

@@ -49,6 +49,43 @@ def test_package_launch_file_parses_with_defaults_and_overrides():
     assert Path(cmd[0]).name == "camera_subscriber" and os.access(cmd[0], os.X_OK)
 
 
+def test_cameras_argument_starts_each_camera_s_nodes_in_its_namespace():
+    path = resolve_launch_file("live_ros.launch.xml")
+    nodes, _ = parse(path, {"cameras": "2", "use_video": "true", "video": "a.mp4", "video2": "b.mp4"})
+    assert [n.full_name for n in nodes] == [
+        "/live/video_source",
+        "/live/camera_subscriber",
+        "/live/frame_encoder",
+        "/live/live_llm",
+        "/live/cam2/video_source",
+        "/live/cam2/camera_subscriber",
+        "/live/cam2/frame_encoder",
+    ]
+    llm, source2, camera2 = nodes[3], nodes[4], nodes[5]
+    assert ("cameras", "2") in llm.params
+    assert ("source", "b.mp4") in source2.params
+    assert ("wait_for_nodes", "camera_subscriber,frame_encoder,/live/live_llm") in source2.params
+    assert ("/camera/image_raw", "/camera2/image_raw") in camera2.remaps
+    nodes, _ = parse(path, {"cameras": "3"})  # no video: the cameras' subscribers and encoders only
+    assert [n.full_name for n in nodes][3:] == [
+        "/live/cam2/camera_subscriber",
+        "/live/cam2/frame_encoder",
+        "/live/cam3/camera_subscriber",
+        "/live/cam3/frame_encoder",
+    ]
+
+
+def test_eval_takes_comparisons_only():
+    from live_ros.launcher import evaluate, substitute
+
+    assert substitute("$(eval '$(var n) >= 2 and \"$(var v)\" == \"true\"')", {"n": "3", "v": "true"}, "x") == "True"
+    assert substitute("$(eval '$(var n) * 2')", {"n": "3"}, "x") == "6"
+    with pytest.raises(LaunchError, match="uses Attribute, Call, Name"):
+        evaluate("__import__('os').getcwd()", "here")
+    with pytest.raises(LaunchError, match="not an expression"):
+        evaluate("1 >=", "here")
+
+
 def test_unsupported_launch_content_is_named(tmp_path):
     bad = tmp_path / "bad.launch.xml"
     bad.write_text('<launch><include file="x.xml"/></launch>')

@@ -35,6 +35,13 @@ def _add_demo(sub) -> None:
         default=None,
         help="video second of the question, as the LLM takes the video (default: 1/3)",
     )
+    p.add_argument(
+        "--cameras",
+        type=int,
+        default=1,
+        choices=(1, 2, 3, 4),
+        help="cameras served by the one model, each playing the video (camera k > 1: live/cam<k>/...; default 1)",
+    )
     p.add_argument("--preset", default="embedded")
     p.add_argument("--namespace", default="live")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the models to load")
