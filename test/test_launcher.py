@@ -78,7 +78,7 @@ def test_cameras_argument_starts_each_camera_s_nodes_in_its_namespace():
 def test_eval_takes_comparisons_only():
     from live_ros.launcher import evaluate, substitute
 
-    assert substitute("$(eval '$(var n) >= 2 and \"$(var v)\" == \"true\"')", {"n": "3", "v": "true"}, "x") == "True"
+    assert substitute('$(eval \'$(var n) >= 2 and "$(var v)" == "true"\')', {"n": "3", "v": "true"}, "x") == "True"
     assert substitute("$(eval '$(var n) * 2')", {"n": "3"}, "x") == "6"
     with pytest.raises(LaunchError, match="uses Attribute, Call, Name"):
         evaluate("__import__('os').getcwd()", "here")
