@@ -195,6 +195,13 @@ def add_evaluate_online(sub) -> None:
     p.add_argument(
         "--cache-budget", type=int, default=None, help="KV cache budget in tokens, 0: unbounded (default: the engine's)"
     )
+    p.add_argument(
+        "--frame-gate",
+        type=float,
+        default=None,
+        help="skip frames whose tokens changed by less than this (relative; default 0: no gate); "
+        "prints the frames fed and skipped",
+    )
     p.add_argument("--max-new-tokens", type=int, default=None, help="response length limit (default: the engine's)")
     p.add_argument(
         "--instruction",
@@ -249,6 +256,8 @@ def run_evaluate_online(args) -> int:
     overrides = {k: v for k, v in (("theta", args.theta), ("max_new_tokens", args.max_new_tokens)) if v is not None}
     if args.cache_budget is not None:
         overrides["cache_budget"] = args.cache_budget  # 0: unbounded (EngineConfig's rule)
+    if args.frame_gate is not None:
+        overrides["frame_gate"] = args.frame_gate
     config = EngineConfig(partials=False, **overrides)
     stream_only(system.model)  # the model only streams here: one copy of its weights
     engine = StreamEngine(system.model, system.tokens, config)
@@ -258,13 +267,17 @@ def run_evaluate_online(args) -> int:
     result["settings"] = {
         "theta": config.theta,
         "cache_budget": config.cache_budget,
+        "frame_gate": config.frame_gate,
         "checkpoint": args.checkpoint,
         "questions": not args.no_questions,
         "instruction": args.instruction,
         "window": list(WINDOW),
         "reminder_window": list(REMINDER_WINDOW),
     }
+    st = engine.stats
+    result["forwards"] = {"frames_fed": st.frames_taken, "frames_gated": st.frames_gated}
     print(format_online(result))
+    print(f"frames fed to the model {st.frames_taken}, skipped by the frame gate {st.frames_gated}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0

@@ -52,6 +52,11 @@ class EngineConfig:
     max_pending_queries: int = 8  # (live) ThreadedEngine: queries waiting; more are refused at intake
     no_video_timeout: float = 10.0  # (live) ThreadedEngine: a query asked before the stream's first
     # frame waits this long (seconds) for it, then is refused
+    # (live) the frame gate, off at 0: a frame whose tokens changed by less than this (relative
+    # L2 distance to the last frame fed) is not fed; it gets a silent event marked "gate".
+    # At most frame_gate_max_skip frames are skipped in a row (the model keeps its sense of time).
+    frame_gate: float = 0.0
+    frame_gate_max_skip: int = 4
     fps: float = 2.0  # stamps of frames given without one: previous + 1/fps
     partials: bool = True  # emit partial response events while decoding
     record_ids: bool = False  # keep a log of every fed token id (tests)
@@ -71,6 +76,7 @@ class EngineConfig:
         "partials",
         "max_pending_queries",
         "no_video_timeout",
+        "frame_gate",
     )
 
     def __post_init__(self):
@@ -115,6 +121,10 @@ class EngineConfig:
             bad(f"max_pending_queries {self.max_pending_queries!r} must be an integer >= 1")
         if not isinstance(self.no_video_timeout, (int, float)) or not self.no_video_timeout >= 0:
             bad(f"no_video_timeout {self.no_video_timeout!r} must be >= 0 seconds")
+        if not isinstance(self.frame_gate, (int, float)) or not 0.0 <= self.frame_gate < 10.0:
+            bad(f"frame_gate {self.frame_gate!r} must be within [0, 10) (a relative change; 0: no gate)")
+        if not isinstance(self.frame_gate_max_skip, int) or self.frame_gate_max_skip < 1:
+            bad(f"frame_gate_max_skip {self.frame_gate_max_skip!r} must be an integer >= 1")
         if not self.fps > 0:
             bad("fps must be > 0")
         self.policy()

@@ -71,6 +71,7 @@ class StreamEngine(TokenStream):
         self._last_proactive: float | None = None
         self._active_query = 0  # latest query still in context
         self._protect: dict[str, int] = {}  # units never evicted: latest query and response
+        self._gated_run = 0  # the frame gate: frames skipped in a row
         self._start()
 
     def continue_ids(self, next_query_id: int = 1, next_response_id: int = 1) -> None:
@@ -218,6 +219,10 @@ class StreamEngine(TokenStream):
         many frames were consumed (up to and including the speaking one) and the events."""
         if not frames:
             return 0, []
+        if self.cfg.frame_gate > 0:
+            gated, frames = self._gate(frames)
+            if gated:
+                return gated, self._gated_events(frames[:gated])
         t_start = time.perf_counter()
         pieces, ends = self.frame_pieces(frames)
         self._make_room(sum(len(p) for _, p, _ in pieces), self._protected())
@@ -259,6 +264,41 @@ class StreamEngine(TokenStream):
             events.append(ev)
             self._emit(ev)
         return len(frames), events
+
+    # -- the frame gate (EngineConfig.frame_gate) --------------------------------------------
+    def _changed(self, tokens: torch.Tensor, ref: torch.Tensor | None) -> bool:
+        if ref is None or self._gated_run >= self.cfg.frame_gate_max_skip:
+            return True
+        change = float(torch.linalg.vector_norm(tokens - ref)) / (float(torch.linalg.vector_norm(ref)) + 1e-6)
+        return change >= self.cfg.frame_gate
+
+    def _gate(self, frames: list[FrameInput]) -> tuple[int, list[FrameInput]]:
+        """How many leading frames the gate skips (their tokens changed by less than
+        ``frame_gate`` since the last frame taken in), or 0 and the frames to feed now: up
+        to the first later one the gate would skip (it is looked at again in the next call)."""
+        ref = self._last_taken.tokens if self._last_taken is not None else None
+        n = 0
+        while n < len(frames) and not self._changed(frames[n].tokens, ref):
+            self._gated_run += 1
+            n += 1
+        if n:
+            return n, frames
+        self._gated_run = 0
+        keep = 1
+        while keep < len(frames) and self._changed(frames[keep].tokens, frames[keep - 1].tokens):
+            keep += 1
+        return 0, frames[:keep]
+
+    def _gated_events(self, frames: list[FrameInput]) -> list[Event]:
+        """Skipped frames: a silent event each, marked ``suppressed="gate"`` (no forward, no
+        probability), so every frame still gets its decision."""
+        events: list[Event] = []
+        for f in frames:
+            self.stats.frames_gated += 1
+            ev = SilentEvent(f.index, f.stamp, f.video_time, float("nan"), 0, "gate", {"queue_s": 0.0})
+            events.append(ev)
+            self._emit(ev)
+        return events
 
     def _protected(self) -> tuple[int, ...]:
         return tuple(self._protect.values())

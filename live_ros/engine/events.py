@@ -85,6 +85,7 @@ class EngineStats:
 
     frames_in: int = 0  # frames accepted
     frames_taken: int = 0  # frames fed to the model
+    frames_gated: int = 0  # frames the frame gate skipped (EngineConfig.frame_gate)
     frames_dropped: int = 0  # backlog full (ThreadedEngine) or discarded by reset
     frames_rejected: int = 0  # bad inputs
     queries_accepted: int = 0

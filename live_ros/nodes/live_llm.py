@@ -37,6 +37,7 @@ LIVE_SETTINGS = {
     "cache_budget": "cache_budget",
     "mute": "mute",
     "min_response_interval": "min_response_interval",
+    "frame_gate": "frame_gate",
 }
 
 
@@ -100,6 +101,15 @@ class LiveLLM(LiveNode):
             0.0,
             "Seconds of video between two proactive responses.",
             (0.0, 3600.0),
+            dynamic=True,
+        ),
+        Param(
+            "frame_gate",
+            EngineConfig.frame_gate,
+            "Skip frames whose tokens changed by less than this since the last frame taken in (relative L2; "
+            "0: off, every frame is fed). Skipped frames get a decision marked suppressed 'gate'; at most "
+            f"{EngineConfig.frame_gate_max_skip} in a row.",
+            (0.0, 9.99),
             dynamic=True,
         ),
         Param("max_query_chars", 2000, "Longer questions are refused.", (1, 100_000)),
@@ -201,6 +211,7 @@ class LiveLLM(LiveNode):
             cache_budget=self.p("cache_budget"),
             mute=self.p("mute"),
             min_response_interval=self.p("min_response_interval"),
+            frame_gate=self.p("frame_gate"),
             max_query_chars=self.p("max_query_chars"),
             max_backlog=self.p("max_backlog"),
             partials=self.p("partial_responses"),

@@ -24,6 +24,7 @@ from live_ros.model.frames import stamp_ahead_error
 from live_ros.msg import Decision, FrameTokens, Response
 from live_ros.ros import qos
 from live_ros.ros.convert import ConversionError, msg_to_tokens, seconds_to_stamp, stamp_to_seconds
+from live_ros.ros.tools import response_dict
 from live_ros.srv import Query
 
 
@@ -208,17 +209,10 @@ class LLMStream:
             )
 
     def _as_json(self, msg: Response) -> dict:
-        out = {
-            "response_id": msg.response_id,
-            "query_id": msg.query_id,
-            "kind": msg.kind,
-            "text": msg.text,
-            "final": msg.final,
-            "video_time": msg.video_time,
-            "latency": round(msg.latency, 4),
-            "stamp": stamp_to_seconds(msg.header.stamp),
-            "frame_id": msg.header.frame_id,
-        }
+        """live/response_json: the message as JSON (live_ros/ros/tools.py's fields), with the
+        camera frame id, and the stream's name where it is not the default stream."""
+        out = response_dict(msg)
+        out.update(latency=round(msg.latency, 4), frame_id=msg.header.frame_id)
         if self.name:
             out["stream"] = self.name
         return out
