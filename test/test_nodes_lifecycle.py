@@ -352,3 +352,18 @@ def test_live_llm_refuses_while_loading_then_answers_and_stops_cleanly(ros, tmp_
     assert ros.change_state(node, Transition.TRANSITION_CLEANUP)
     assert node.core is None and ros.lifecycle_state(node) == "unconfigured"
     ros.spin_until(lambda: ros.publishers("/live/response") == 0, "no response publisher after cleanup")
+
+
+def test_live_llm_offers_each_camera_stream_s_services_from_the_start(ros, tmp_path):
+    node = ros.add(LiveLLM, autostart=False, cameras=3, stream_names="left,right", state_dir=str(tmp_path))
+    assert [s.name for s in node.streams] == ["", "left", "right"]
+    request = Query.Request()
+    request.text = "what is there?"
+    for prefix in ("", "left/", "right/"):  # offered at once, refusing, saying why, until active
+        answer = ros.call(Query, f"/live/{prefix}query", request)
+        assert not answer.accepted and "unconfigured" in answer.message
+    with pytest.raises(ValueError, match="needs 1"):
+        LiveLLM(
+            context=ros.context,
+            parameter_overrides=[Parameter("cameras", value=2), Parameter("stream_names", value="a,b")],
+        )
