@@ -43,7 +43,6 @@ MAX_LINES = 500
 # Longer modules, each one concern read top to bottom (why, in a few words).
 LONG_MODULES: dict[str, str] = {
     "live_ros/model/encoders.py": "one interface and its three backends (timm, open_clip, SigLIP), side by side",
-    "live_ros/nodes/live_llm.py": "one node class read top to bottom: parameters, lifecycle, callbacks, status, journal",
 }
 
 
