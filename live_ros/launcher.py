@@ -247,8 +247,12 @@ class Supervisor:
         self.nodes = nodes
         self.out = out
         self.env = env
+        # a node's label: its name, or its full name where several share the name (one node set
+        # per camera in its own namespace)
+        names = [n.name for n in nodes]
+        self.labels = {id(n): n.name if names.count(n.name) == 1 else n.full_name.strip("/") for n in nodes}
         self.procs: dict[str, subprocess.Popen] = {}
-        self.respawns: dict[str, int] = {n.name: 0 for n in nodes}
+        self.respawns: dict[str, int] = {self.labels[id(n)]: 0 for n in nodes}
         self.supervising = 0  # nodes running or waiting to be respawned (one per _pump thread)
         self.stopping = threading.Event()
         self.lock = threading.Lock()
@@ -270,7 +274,7 @@ class Supervisor:
             env=self.env,
             start_new_session=True,
         )
-        self.procs[spec.name] = proc
+        self.procs[self.labels[id(spec)]] = proc
         with self.lock:
             self.supervising += 1
         policy = (
@@ -278,7 +282,7 @@ class Supervisor:
             if spec.respawn
             else "not respawned (respawn is false)"
         )
-        self._say(f"[live-ros launch] started {spec.name} (pid {proc.pid}), {policy}")
+        self._say(f"[live-ros launch] started {self.labels[id(spec)]} (pid {proc.pid}), {policy}")
         threading.Thread(target=self._pump, args=(spec, proc), daemon=True).start()
 
     def _pump(self, spec: NodeSpec, proc: subprocess.Popen) -> None:
@@ -291,7 +295,7 @@ class Supervisor:
     def _supervise(self, spec: NodeSpec, proc: subprocess.Popen) -> None:
         """Relay the node's output; when it exits, say how, and respawn it if it should be."""
         for line in proc.stdout:
-            self._say(f"[{spec.name}] {line.rstrip()}")
+            self._say(f"[{self.labels[id(spec)]}] {line.rstrip()}")
         code = proc.wait()
         if self.stopping.is_set():
             return
@@ -303,16 +307,20 @@ class Supervisor:
         else:
             how = f"exited with code {code}"
         if code == 0:
-            self._say(f"[live-ros launch] {spec.name} {how} (ended normally): not respawned")
+            self._say(f"[live-ros launch] {self.labels[id(spec)]} {how} (ended normally): not respawned")
             return
         if not spec.respawn:
-            self._say(f"[live-ros launch] {spec.name} {how}: not respawned (respawn is false in the launch file)")
+            self._say(
+                f"[live-ros launch] {self.labels[id(spec)]} {how}: not respawned (respawn is false in the launch file)"
+            )
             return
-        self._say(f"[live-ros launch] {spec.name} {how}: respawning in {spec.respawn_delay:g} s")
+        self._say(f"[live-ros launch] {self.labels[id(spec)]} {how}: respawning in {spec.respawn_delay:g} s")
         if self.stopping.wait(spec.respawn_delay) or self.stopping.is_set():
             return
-        self.respawns[spec.name] += 1
-        self._say(f"[live-ros launch] respawning {spec.name} (respawn {self.respawns[spec.name]})")
+        self.respawns[self.labels[id(spec)]] += 1
+        self._say(
+            f"[live-ros launch] respawning {self.labels[id(spec)]} (respawn {self.respawns[self.labels[id(spec)]]})"
+        )
         self._start(spec)
 
     def start(self) -> None:

@@ -51,11 +51,13 @@ class Processes:
     def python(self, script: Path, *args, **kwargs) -> subprocess.Popen:
         return self.start(sys.executable, script, *args, **kwargs)
 
-    def stop_all(self) -> None:
+    def stop_all(self, timeout: float = 10.0) -> None:
+        """Terminate, then kill what is still running after ``timeout`` seconds (a launcher
+        needs longer than its own stop sequence, 5 s per signal, or its nodes outlive it)."""
         for proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + timeout
         for proc in self.procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))

@@ -45,7 +45,7 @@ def graph(tmp_path_factory):
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(launch.stdout.readline, "")), daemon=True).start()
     yield launch, lines
-    procs.stop_all()
+    procs.stop_all(timeout=30)  # longer than the launcher's own stop sequence
 
 
 class Client:

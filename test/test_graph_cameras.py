@@ -51,7 +51,7 @@ def graph(tmp_path_factory):
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(launch.stdout.readline, "")), daemon=True).start()
     yield launch, lines
-    procs.stop_all()
+    procs.stop_all(timeout=30)  # the launcher stops five nodes: SIGINT, then SIGTERM, 5 s each
 
 
 class Cameras:

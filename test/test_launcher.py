@@ -66,6 +66,16 @@ def test_cameras_argument_starts_each_camera_s_nodes_in_its_namespace():
     assert ("source", "b.mp4") in source2.params
     assert ("wait_for_nodes", "camera_subscriber,frame_encoder,/live/live_llm") in source2.params
     assert ("/camera/image_raw", "/camera2/image_raw") in camera2.remaps
+    labels = Supervisor(nodes).labels  # names shared across namespaces: the full name tells them apart
+    assert sorted(labels.values()) == [
+        "live/cam2/camera_subscriber",
+        "live/cam2/frame_encoder",
+        "live/cam2/video_source",
+        "live/camera_subscriber",
+        "live/frame_encoder",
+        "live/video_source",
+        "live_llm",
+    ]
     nodes, _ = parse(path, {"cameras": "3"})  # no video: the cameras' subscribers and encoders only
     assert [n.full_name for n in nodes][3:] == [
         "/live/cam2/camera_subscriber",
